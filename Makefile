@@ -1,0 +1,54 @@
+# proact: `make run` for a local demo, `make test` for the whole suite. Everything is installed by the
+# project's own scripts: Python packages into .venv, Kafka and FerretDB into $(PROACT_CACHE).
+SHELL := /bin/bash
+PYTHON_BIN ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+export PROACT_CACHE ?= $(HOME)/.cache/proact
+export PYTHON := $(CURDIR)/$(PY)
+
+.PHONY: install infra-up infra-down infra-status run stop test test-unit lint clean-cache
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+	@bash deploy/local/system-deps.sh
+	@bash deploy/local/kafka.sh install
+	@bash deploy/local/ferretdb.sh install
+
+infra-up: install
+	@bash deploy/local/ferretdb.sh start
+	@bash deploy/local/kafka.sh start
+
+infra-down:
+	@bash deploy/local/services.sh stop || true
+	@bash deploy/local/kafka.sh stop
+	@bash deploy/local/ferretdb.sh stop
+
+infra-status:
+	@bash deploy/local/kafka.sh status || true
+	@bash deploy/local/ferretdb.sh status || true
+	@bash deploy/local/services.sh status || true
+
+run: install
+	@bash deploy/local/run.sh
+
+stop: infra-down
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test-unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit -q
+
+test: infra-up lint
+	$(PY) -m pytest tests -q
+
+clean-cache: infra-down
+	rm -rf $(PROACT_CACHE)

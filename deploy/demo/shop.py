@@ -1,0 +1,194 @@
+"""A demo shop: customers, orders (some late), browsing sessions and tickets, sent as CloudEvents.
+
+Orders, customers and tickets go straight to Kafka, as a shop's back end would send them; browsing
+goes through the storefront API, as the widget would. Deadlines are seconds apart so that a
+newcomer sees a delay notice within a minute. ``python deploy/demo/shop.py --help`` for options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from shared.contract import EVENT_TYPES, Topics, encode, new_event
+from shared.settings import StorefrontSettings
+
+SOURCE = "demo-shop/backend"
+CUSTOMERS = [
+    ("c-anna", "pl-PL", "Europe/Warsaw", {"email": True, "sms": True}),
+    ("c-bruno", "de-DE", "Europe/Berlin", {"email": True}),
+    ("c-chloe", "fr-FR", "Europe/Paris", {"sms": True}),
+    ("c-dev", "en-GB", "Europe/London", {"email": True, "push": True}),
+    ("c-eva", "pl-PL", "Europe/Warsaw", {}),  # no consent: proact must not write to her
+    ("c-farid", "en-US", "America/New_York", {"email": True}),
+    ("c-greta", "sv-SE", "Europe/Stockholm", {"email": True}),
+    ("c-hugo", "es-ES", "Europe/Madrid", {"push": True}),
+]
+PAGES = [
+    ("home", "/"),
+    ("category", "/c/headphones"),
+    ("product", "/p/aurora-x2"),
+    ("search", "/search?q=usb"),
+    ("product", "/p/nimbus-7"),
+    ("help", "/help/shipping"),
+    ("cart", "/cart"),
+    ("info", "/about"),
+]
+
+
+class Shop:
+    def __init__(self, producer: AIOKafkaProducer, http: httpx.AsyncClient, topics: Topics, rng: random.Random):
+        self.producer, self.http, self.topics, self.rng = producer, http, topics, rng
+        self.sent = 0
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def emit(self, type_: str, subject: str, data: dict[str, Any]) -> None:
+        event = new_event(type_, subject, data, source=SOURCE)
+        key, value, headers = encode(event)
+        await self.producer.send_and_wait(getattr(self.topics, EVENT_TYPES[type_][0]), value, key=key, headers=headers)
+        self.sent += 1
+
+    def later(self, seconds: float, type_: str, subject: str, data: dict[str, Any]) -> None:
+        async def run() -> None:
+            await asyncio.sleep(seconds)
+            await self.emit(type_, subject, data)
+
+        task = asyncio.create_task(run())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def customers(self) -> None:
+        for cid, locale, tz, consents in CUSTOMERS:
+            await self.emit(
+                "customer.upserted",
+                cid,
+                {
+                    "customer_id": cid,
+                    "email": f"{cid[2:]}@demo-shop.example",
+                    "locale": locale,
+                    "timezone": tz,
+                    "consents": consents,
+                },
+            )
+
+    async def order(self) -> None:
+        cid = self.rng.choice(CUSTOMERS)[0]
+        oid = f"o-{uuid.uuid4().hex[:8]}"
+        now = datetime.now(UTC)
+        ship_in = self.rng.uniform(15, 35)
+        await self.emit(
+            "order.placed",
+            cid,
+            {
+                "order_id": oid,
+                "customer_id": cid,
+                "total": {"amount": f"{self.rng.uniform(15, 300):.2f}", "currency": "EUR"},
+                "items": [{"sku": "AUR-X2", "name": "Aurora X2 headphones", "qty": 1}],
+                "promised_ship_by": (now + timedelta(seconds=ship_in)).isoformat(),
+                "promised_delivery_by": (now + timedelta(seconds=ship_in + 60)).isoformat(),
+            },
+        )
+        fate = self.rng.random()
+        ref = {"order_id": oid, "customer_id": cid}
+        if fate < 0.55:  # ships in time, then arrives
+            self.later(ship_in * 0.5, "order.shipped", cid, {**ref, "carrier": "DHL"})
+            self.later(ship_in * 0.5 + 20, "order.delivered", cid, ref)
+        elif fate < 0.7:  # ships in time, but the carrier's ETA slips past the promise, twice
+            self.later(ship_in * 0.5, "order.shipped", cid, {**ref, "carrier": "DPD"})
+            late = (now + timedelta(seconds=ship_in + 600)).isoformat()
+            self.later(
+                ship_in * 0.5 + 5,
+                "order.eta_changed",
+                cid,
+                {**ref, "estimated_delivery": late, "reason": "hub delay"},
+            )
+            later = (now + timedelta(seconds=ship_in + 900)).isoformat()
+            self.later(
+                ship_in * 0.5 + 10,
+                "order.eta_changed",
+                cid,
+                {**ref, "estimated_delivery": later, "reason": "weather"},
+            )
+        elif fate < 0.8:  # cancelled before the deadline
+            self.later(ship_in * 0.3, "order.cancelled", cid, {**ref, "reason": "changed mind"})
+        # else: the warehouse forgets it, and the promise passes
+
+    async def session(self) -> None:
+        visitor = f"v-{uuid.uuid4().hex[:8]}"
+        session = f"s-{uuid.uuid4().hex[:8]}"
+        base = {"visitor_id": visitor, "session_id": session}
+        events: list[dict[str, Any]] = [
+            {"type": "session.started", "data": {**base, "landing_url": "/", "traffic_source": "search"}}
+        ]
+        for page_type, url in self.rng.sample(PAGES, self.rng.randint(2, 6)):
+            events.append(
+                {
+                    "type": "page.viewed",
+                    "data": {
+                        **base,
+                        "url": url,
+                        "page_type": page_type,
+                        "duration_s": round(self.rng.uniform(3, 90), 1),
+                    },
+                }
+            )
+        events.append({"type": "session.heartbeat", "data": base})
+        response = await self.http.post("/v1/events", json={"events": events})
+        response.raise_for_status()
+        self.sent += len(events)
+
+    async def ticket(self) -> None:
+        cid = self.rng.choice(CUSTOMERS)[0]
+        await self.emit(
+            "ticket.opened",
+            cid,
+            {
+                "ticket_id": f"t-{uuid.uuid4().hex[:6]}",
+                "customer_id": cid,
+                "channel": "email",
+                "topic": "where is my order",
+            },
+        )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=float, default=0, help="seconds to run; 0 runs until stopped")
+    parser.add_argument("--orders-per-minute", type=float, default=12)
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args()
+    settings = StorefrontSettings()
+    rng = random.Random(args.seed)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_idempotence=True)
+    await producer.start()
+    base_url = f"http://{settings.http_host}:{settings.http_port}"
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+        shop = Shop(producer, http, Topics.from_settings(settings), rng)
+        try:
+            await shop.customers()
+            started = asyncio.get_running_loop().time()
+            tick = 60 / args.orders_per_minute
+            while not args.duration or asyncio.get_running_loop().time() - started < args.duration:
+                await shop.order()
+                await shop.session()
+                if rng.random() < 0.2:
+                    await shop.ticket()
+                await asyncio.sleep(tick)
+            if shop.tasks:
+                await asyncio.gather(*shop.tasks)
+        finally:
+            for task in shop.tasks:
+                task.cancel()
+            await producer.stop()
+    print(f"demo shop: {shop.sent} events sent")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

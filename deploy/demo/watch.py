@@ -1,0 +1,65 @@
+"""A live, readable account of what proact does: actions requested, messages delivered, events refused."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import datetime
+
+from aiokafka import AIOKafkaConsumer
+
+from shared.contract import InvalidEvent, Topics, decode
+from shared.settings import Settings
+
+
+def line(kind: str, text: str) -> None:
+    print(f"{datetime.now():%H:%M:%S}  {kind:<10} {text}", flush=True)
+
+
+async def main() -> None:
+    settings = Settings()
+    topics = Topics.from_settings(settings)
+    watched = [topics.actions, topics.outcomes, *[topics.dlq(t) for t in topics.event_topics]]
+    consumer = AIOKafkaConsumer(
+        *watched,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        isolation_level="read_committed",
+        auto_offset_reset="latest",
+        group_id=None,
+    )
+    await consumer.start()
+    line("watching", ", ".join(watched))
+    try:
+        async for record in consumer:
+            headers = dict(record.headers or ())
+            if record.topic.endswith(".dlq"):
+                reason = headers.get("proact_dlq_reason", b"?").decode()
+                offset = headers.get("proact_dlq_offset", b"?").decode()
+                line("REFUSED", f"{record.topic.removesuffix('.dlq')} offset {offset}: {reason}")
+                continue
+            try:
+                event = decode(record.value, record.headers)
+            except InvalidEvent:
+                continue
+            data = event.data.model_dump()
+            if event.type == "action.requested":
+                ctx = data["context"]
+                line(
+                    "ACTION",
+                    f"{data['rule_id']} for order {ctx.get('order_id')} of {data['customer_id']} "
+                    f"via {data['channel']} ({ctx.get('reason')})",
+                )
+            else:
+                line(
+                    "OUTCOME",
+                    f"{event.type} {data.get('channel')} to {data.get('customer_id') or data.get('visitor_id')}",
+                )
+    finally:
+        await consumer.stop()
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        sys.exit(0)

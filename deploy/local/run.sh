@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# `make run`: the local stack, every service and a demo shop, with a live account of what proact does.
+# Ctrl-C stops everything this script started (a broker or database that was already running stays).
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+source "$HERE/lib.sh"
+ROOT="$(cd "$HERE/../.." && pwd)"
+export PYTHON="$ROOT/.venv/bin/python"
+export PROACT_DISPATCHER_OUTBOX_DIR="${PROACT_DISPATCHER_OUTBOX_DIR:-$PROACT_CACHE/outbox}"
+# the console span exporter would flood the service logs; `make run` keeps traces off unless asked
+export OTEL_TRACES_EXPORTER="${OTEL_TRACES_EXPORTER:-none}"
+
+started_infra=()
+pid_alive kafka || started_infra+=(kafka)
+pid_alive ferretdb || started_infra+=(ferretdb)
+demo_pid=""
+cleanup() {
+  trap - INT TERM EXIT
+  echo; log "stopping"
+  [[ -n "$demo_pid" ]] && kill "$demo_pid" 2>/dev/null || true
+  "$HERE/services.sh" stop || true
+  for s in "${started_infra[@]}"; do "$HERE/$s.sh" stop || true; done
+}
+trap cleanup INT TERM EXIT
+
+"$HERE/ferretdb.sh" start
+"$HERE/kafka.sh" start
+"$HERE/services.sh" start
+cat <<MSG
+
+  proact is running.  storefront http://127.0.0.1:8080/docs   admin http://127.0.0.1:8090/docs
+  dispatcher AsyncAPI http://127.0.0.1:8082/docs/asyncapi     logs $LOG_DIR
+  delivered messages: $PROACT_DISPATCHER_OUTBOX_DIR/*.ndjson     Ctrl-C stops everything.
+
+MSG
+(cd "$ROOT" && PYTHONPATH="$ROOT" "$PYTHON" deploy/demo/shop.py ${DEMO_ARGS:-} >>"$LOG_DIR/demo.log" 2>&1) &
+demo_pid=$!
+cd "$ROOT" && PYTHONPATH="$ROOT" "$PYTHON" deploy/demo/watch.py

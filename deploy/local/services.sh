@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Starts, stops and reports proact's own services as local processes (logs and PID files in the cache).
+# usage: services.sh start|stop|status [service...]   (default: all)
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+source "$HERE/lib.sh"
+ROOT="$(cd "$HERE/../.." && pwd)"
+PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
+ALL=(engine dispatcher storefront admin)
+
+health_url() {
+  case "$1" in
+    engine) echo "http://127.0.0.1:${PROACT_ENGINE_HTTP_PORT:-8081}/health/live" ;;
+    dispatcher) echo "http://127.0.0.1:${PROACT_DISPATCHER_HTTP_PORT:-8082}/health/live" ;;
+    storefront) echo "http://127.0.0.1:${PROACT_STOREFRONT_HTTP_PORT:-8080}/health/live" ;;
+    admin) echo "http://127.0.0.1:${PROACT_ADMIN_HTTP_PORT:-8090}/health/live" ;;
+  esac
+}
+
+wait_healthy() {
+  local name=$1 url i
+  url=$(health_url "$name")
+  for ((i = 0; i < 300; i++)); do
+    if curl -fsS -o /dev/null "$url" 2>/dev/null; then log "$name healthy ($url)"; return 0; fi
+    if ! pid_alive "$name"; then log "$name exited; last log lines:"; tail -n 20 "$LOG_DIR/$name.log" >&2; return 1; fi
+    sleep 0.1
+  done
+  log "$name not healthy after 30 s"; tail -n 20 "$LOG_DIR/$name.log" >&2; return 1
+}
+
+start_one() {
+  local name=$1
+  if pid_alive "$name"; then log "$name already running"; return 0; fi
+  (cd "$ROOT" && OTEL_SERVICE_NAME="proact-$name" nohup "$PYTHON" -m "services.$name" \
+    >>"$LOG_DIR/$name.log" 2>&1 </dev/null & echo $! >"$RUN_DIR/$name.pid")
+}
+
+cmd=${1:-}; shift || true
+names=("$@"); [[ ${#names[@]} -gt 0 ]] || names=("${ALL[@]}")
+case "$cmd" in
+  start)
+    for n in "${names[@]}"; do start_one "$n"; done
+    for n in "${names[@]}"; do wait_healthy "$n"; done ;;
+  stop) for n in "${names[@]}"; do stop_pid "$n"; done ;;
+  status) rc=0; for n in "${names[@]}"; do status_pid "$n" || rc=3; done; exit $rc ;;
+  *) echo "usage: $0 start|stop|status [engine|dispatcher|storefront|admin ...]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,1 @@
+"""proact services: one package per process."""

@@ -1,0 +1,1 @@
+"""The dispatcher: turns requested actions into delivered messages, each exactly once."""

@@ -1,0 +1,89 @@
+"""The dispatcher's FastStream app: a thin subscriber on the actions topic (parse → deliver → publish)."""
+
+from __future__ import annotations
+
+import logging
+
+from faststream import AckPolicy
+from faststream.asgi import AsgiFastStream, make_ping_asgi
+from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from faststream.specification import AsyncAPI
+from opentelemetry import trace
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.dispatcher.channels import Channel
+from services.dispatcher.flows import deliver
+from shared.clock import Clock
+from shared.contract import InvalidEvent, Topics, decode, encode, new_event
+from shared.contract.events import ActionRequested
+from shared.settings import DispatcherSettings
+from shared.store import Document
+
+log = logging.getLogger(__name__)
+SOURCE = "proact/dispatcher"
+
+
+def build_broker(
+    settings: DispatcherSettings, db: AsyncDatabase[Document], channel: Channel, clock: Clock
+) -> KafkaBroker:
+    topics = Topics.from_settings(settings)
+    broker = KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        middlewares=[KafkaTelemetryMiddleware(tracer_provider=trace.get_tracer_provider())],
+        enable_idempotence=True,
+        logger=log,
+    )
+
+    @broker.subscriber(
+        topics.actions,
+        group_id=settings.group_id,
+        isolation_level="read_committed",  # only actions of committed engine transactions
+        auto_offset_reset="earliest",
+        # an infrastructure error (MongoDB down) re-reads the action; invalid ones are dead-lettered below
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title="dispatch-actions",
+        description="Delivers each action.requested once, on its channel, and reports the outcome.",
+    )
+    async def on_action(body: bytes, msg: KafkaMessage) -> None:
+        raw = msg.raw_message
+        try:
+            event = decode(body, raw.headers)  # type: ignore[union-attr]
+            if not isinstance(event.data, ActionRequested):
+                raise InvalidEvent(f"{event.type} does not belong on {topics.actions}", "type")
+        except InvalidEvent as exc:
+            await broker.publish(
+                body,
+                topics.dlq(topics.actions),
+                key=raw.key,  # type: ignore[union-attr]
+                headers={
+                    "proact_dlq_error_type": "InvalidEvent",
+                    "proact_dlq_reason": exc.reason[:1000],
+                    "proact_dlq_field": exc.field or "",
+                    "proact_dlq_topic": topics.actions,
+                    "proact_dlq_partition": str(raw.partition),  # type: ignore[union-attr]
+                    "proact_dlq_offset": str(raw.offset),  # type: ignore[union-attr]
+                },
+            )
+            log.warning("action dead-lettered", extra={"reason": exc.reason[:200]})
+            return
+        result = await deliver(event.data, db, channel, clock)
+        if result.outcome_type and result.outcome:
+            outcome = new_event(result.outcome_type, event.subject, result.outcome, source=SOURCE, time=clock.now())
+            key, value, headers = encode(outcome)
+            await broker.publish(value, topics.outcomes, key=key, headers={k: v.decode() for k, v in headers})
+
+    return broker
+
+
+def build_app(broker: KafkaBroker) -> AsgiFastStream:
+    return AsgiFastStream(
+        broker,
+        asgi_routes=[
+            ("/health/live", make_ping_asgi(broker, timeout=5.0)),
+            ("/health/ready", make_ping_asgi(broker, timeout=5.0)),
+        ],
+        specification=AsyncAPI(broker, title="proact dispatcher", version="0.1.0"),
+        asyncapi_path="/docs/asyncapi",
+        logger=log,
+    )

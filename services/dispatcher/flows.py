@@ -1,0 +1,60 @@
+"""Delivering one action: claim it, send it on its channel once, record the outcome."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.dispatcher import state
+from services.dispatcher.channels import Channel
+from shared.clock import Clock
+from shared.contract.events import ActionRequested, Outcome
+from shared.store import Document
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome_type: str | None  # the outcome event to publish, None when nothing new happened
+    outcome: Outcome | None
+
+
+async def deliver(action: ActionRequested, db: AsyncDatabase[Document], channel: Channel, clock: Clock) -> Result:
+    now = clock.now()
+    message = {
+        "action_id": action.action_id,
+        "idempotency_key": action.idempotency_key,
+        "rule_id": action.rule_id,
+        "rule_version": action.rule_version,
+        "customer_id": action.customer_id,
+        "channel": action.channel,
+        "template_id": action.template_id,
+        "locale": action.locale,
+        "context": action.context,
+        "holdout": action.holdout,
+        "created_at": now,
+    }
+    existing = await state.claim(db, message)
+    if existing is not None and existing.get("status") in state.FINAL_STATUSES:
+        log.info("duplicate action ignored", extra={"action_id": action.action_id, "status": existing["status"]})
+        return Result(None, None)
+    if action.holdout:
+        await state.mark(db, action.action_id, "holdout", now)
+        return Result(None, None)
+    first_time = await channel.send({**message, "created_at": now.isoformat()})
+    await state.mark(db, action.action_id, "delivered", clock.now(), via=channel.name)
+    log.info(
+        "message delivered",
+        extra={"action_id": action.action_id, "channel": action.channel, "first": first_time},
+    )
+    outcome = Outcome(
+        action_id=action.action_id,
+        rule_id=action.rule_id,
+        customer_id=action.customer_id,
+        channel=action.channel,
+        detail={"via": channel.name},
+    )
+    return Result("message.delivered", outcome)

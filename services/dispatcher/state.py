@@ -1,0 +1,29 @@
+"""The ``messages`` collection: one document per action, claimed by its unique idempotency key."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from shared.store import Collections, Document
+
+FINAL_STATUSES = frozenset({"delivered", "failed", "holdout"})
+
+
+async def claim(db: AsyncDatabase[Document], message: dict[str, Any]) -> Document | None:
+    """Insert the message as pending; return the existing document when the key was claimed before."""
+    try:
+        await db[Collections.MESSAGES].insert_one({**message, "_id": message["action_id"], "status": "pending"})
+    except DuplicateKeyError:
+        return await db[Collections.MESSAGES].find_one({"idempotency_key": message["idempotency_key"]})
+    return None
+
+
+async def mark(db: AsyncDatabase[Document], action_id: str, status: str, at: datetime, **fields: Any) -> None:
+    # one writer per document (the dispatcher that owns the action's partition), so a plain update is safe
+    await db[Collections.MESSAGES].update_one(
+        {"_id": action_id}, {"$set": {"status": status, f"{status}_at": at, **fields}}
+    )

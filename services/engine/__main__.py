@@ -1,0 +1,40 @@
+"""``python -m services.engine``: settings, telemetry and health, then the consume loop until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+from services.engine.app import Engine
+from shared.health import start_health_server
+from shared.logs import setup_logging
+from shared.settings import EngineSettings
+from shared.telemetry import setup_tracing
+
+SERVICE = "engine"
+
+
+async def main() -> None:
+    settings = EngineSettings()
+    setup_logging(SERVICE, settings.log_level)
+    provider = setup_tracing(SERVICE, settings)
+    engine = Engine(settings)
+
+    async def ready() -> dict[str, bool]:
+        polled_recently = time.monotonic() - engine.stats.last_poll_ok < 15
+        return {"kafka": polled_recently, "state_restored": not engine.restoring}
+
+    health = start_health_server(SERVICE, settings.http_port, ready)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, engine.stop)
+    try:
+        await engine.run()
+    finally:
+        health.cancel()
+        provider.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

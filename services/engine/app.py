@@ -1,0 +1,283 @@
+"""The engine's read-process-write loop: batches from Kafka, state in memory, one transaction per batch.
+
+Per batch, in one Kafka transaction: the requested actions, fired timers, dead letters, the changed
+state (changelog) and the consumer offsets. A crash at any point aborts the open transaction; the
+partitions are then re-read from the last committed offsets against state restored from the
+changelog, so no event is lost and none has a second effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaError
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from services.engine.handlers import handle, timer_event
+from services.engine.state import PartitionState
+from shared.clock import Clock, SystemClock
+from shared.contract import EVENT_TYPES, Event, InvalidEvent, Topics, decode, encode
+from shared.settings import EngineSettings
+from shared.telemetry import extract_context, inject_headers
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("proact.engine")
+
+
+@dataclass
+class Stats:
+    consumed: int = 0
+    dead_lettered: int = 0
+    actions: int = 0
+    timers_fired: int = 0
+    batches: int = 0
+    last_poll_ok: float = 0.0
+    by_type: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+class Engine:
+    def __init__(self, settings: EngineSettings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.topics = Topics.from_settings(settings)
+        self.states: dict[int, PartitionState] = {}
+        self.stats = Stats()
+        self.restoring = True
+        self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Run until stop(); a Kafka failure closes the clients and starts over from committed state."""
+        while not self._stopping.is_set():
+            try:
+                await self._run_once()
+            except KafkaError as exc:
+                log.warning("kafka error, restarting the consume loop: %s", exc.__class__.__name__)
+                await asyncio.sleep(1.0)
+            finally:
+                await self._close()
+
+    async def _run_once(self) -> None:
+        s = self.settings
+        self.states.clear()
+        self.restoring = True
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            # a restarted instance with the same id fences its predecessor's open transaction
+            transactional_id=f"{s.group_id}-{s.instance_id}",
+            enable_idempotence=True,
+            transaction_timeout_ms=s.transaction_timeout_ms,
+            max_batch_size=262144,
+            linger_ms=2,
+        )
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            group_id=s.group_id,
+            client_id=f"{s.group_id}-{s.instance_id}",
+            # static membership: a restarted instance takes its partitions back at once, without
+            # waiting for the dead member's session to expire and without moving state around
+            group_instance_id=s.instance_id if s.static_membership else None,
+            session_timeout_ms=s.session_timeout_ms,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            # range assignment gives partition N of every input topic to one instance (co-partitioning)
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            max_poll_interval_ms=300000,
+        )
+        await self._producer.start()
+        await self._consumer.start()
+        self._consumer.subscribe(list(self.topics.engine_inputs), listener=_Rebalance(self))
+        log.info("engine started", extra={"group_id": s.group_id, "instance_id": s.instance_id})
+        while not self._stopping.is_set():
+            batch = await self._consumer.getmany(timeout_ms=s.poll_timeout_ms, max_records=s.batch_max_records)
+            self.stats.last_poll_ok = time.monotonic()
+            async with self._lock:
+                await self._process(batch)
+        log.info("engine draining: last batch committed, leaving the group")
+
+    async def _close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    # --- one batch --------------------------------------------------------------------------
+    async def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        assert self._producer is not None
+        now = self.clock.now()
+        due = {p: st.due(now) for p, st in self.states.items()}
+        if not batch and not any(due.values()):
+            return
+        producer = self._producer
+        async with producer.transaction():
+            for tp, records in batch.items():
+                state = self.states.get(tp.partition)
+                if state is None:  # not ours any more (revoked while polling); will be re-read by the owner
+                    continue
+                for record in records:
+                    await self._process_record(producer, state, tp, record, now)
+            for partition, timers in due.items():
+                for timer in timers:
+                    await self._publish(producer, timer_event(timer, now), partition=partition)
+                    self.stats.timers_fired += 1
+            for partition, state in self.states.items():
+                for key, value in state.changelog_records():
+                    await producer.send(self.topics.engine_state, value=value, key=key, partition=partition)
+            if batch:
+                offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if tp.partition in self.states}
+                await producer.send_offsets_to_transaction(offsets, self.settings.group_id)
+        self.stats.batches += 1
+
+    async def _process_record(
+        self, producer: AIOKafkaProducer, state: PartitionState, tp: TopicPartition, record: Any, now: Any
+    ) -> None:
+        self.stats.consumed += 1
+        with tracer.start_as_current_span(
+            f"process {tp.topic}",
+            context=extract_context(record.headers),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": tp.topic,
+                "messaging.destination.partition.id": str(tp.partition),
+                "messaging.kafka.offset": record.offset,
+                "messaging.consumer.group.name": self.settings.group_id,
+            },
+        ) as span:
+            try:
+                event = decode(record.value, record.headers)
+            except InvalidEvent as exc:
+                span.set_attribute("error.type", "InvalidEvent")
+                await self._dead_letter(producer, tp, record, exc)
+                return
+            span.set_attribute("messaging.message.id", event.id)
+            span.set_attribute("cloudevents.event_type", event.type)
+            self.stats.by_type[event.type] += 1
+            try:
+                outputs = handle(state, event, now)
+            except (ValueError, KeyError, TypeError) as exc:
+                # an event that passes the contract but cannot be applied must not block its partition
+                span.record_exception(exc)
+                await self._dead_letter(producer, tp, record, exc)
+                return
+            for out in outputs:
+                await self._publish(producer, out)
+                if out.type == "action.requested":
+                    self.stats.actions += 1
+                    log.info(
+                        "action requested",
+                        extra={"rule_id": getattr(out.data, "rule_id", None), "action_id": out.id},
+                    )
+
+    async def _publish(self, producer: AIOKafkaProducer, event: Event, partition: int | None = None) -> None:
+        key, value, headers = encode(event)
+        topic = getattr(self.topics, EVENT_TYPES[event.type][0])
+        await producer.send(topic, value=value, key=key, headers=inject_headers(headers), partition=partition)
+
+    async def _dead_letter(self, producer: AIOKafkaProducer, tp: TopicPartition, record: Any, exc: Exception) -> None:
+        self.stats.dead_lettered += 1
+        reason = exc.reason if isinstance(exc, InvalidEvent) else f"{exc.__class__.__name__}: {exc}"
+        field_name = exc.field if isinstance(exc, InvalidEvent) else None
+        headers = [
+            *[(k, v) for k, v in (record.headers or ()) if not k.startswith("proact_dlq_")],
+            ("proact_dlq_error_type", exc.__class__.__name__.encode()),
+            ("proact_dlq_reason", reason[:1000].encode()),
+            ("proact_dlq_field", (field_name or "").encode()),
+            ("proact_dlq_topic", tp.topic.encode()),
+            ("proact_dlq_partition", str(tp.partition).encode()),
+            ("proact_dlq_offset", str(record.offset).encode()),
+        ]
+        log.warning(
+            "event dead-lettered",
+            extra={
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "offset": record.offset,
+                "reason": reason[:200],
+            },
+        )
+        await producer.send(self.topics.dlq(tp.topic), value=record.value, key=record.key, headers=headers)
+
+    # --- rebalancing ------------------------------------------------------------------------
+    async def assign(self, partitions: set[int]) -> None:
+        async with self._lock:
+            for p in list(self.states):
+                if p not in partitions:
+                    del self.states[p]
+            missing = sorted(partitions - self.states.keys())
+            if missing:
+                started = time.monotonic()
+                restored = await self._restore(missing)
+                self.states.update(restored)
+                log.info(
+                    "state restored",
+                    extra={"partitions": missing, "seconds": round(time.monotonic() - started, 3)},
+                )
+            self.restoring = False
+
+    async def revoke(self) -> None:
+        # wait for the batch in flight to commit; the state stays until the new assignment is known
+        async with self._lock:
+            self.restoring = True
+
+    async def _restore(self, partitions: list[int]) -> dict[int, PartitionState]:
+        states = {p: PartitionState(p, self.settings.seen_ids_per_key) for p in partitions}
+        tps = [TopicPartition(self.topics.engine_state, p) for p in partitions]
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            group_id=None,
+        )
+        await reader.start()
+        try:
+            reader.assign(tps)
+            await reader.seek_to_beginning(*tps)
+            end = await reader.end_offsets(tps)
+            remaining = {tp for tp in tps if end[tp] > 0}
+            idle = 0
+            while remaining:
+                records = await reader.getmany(*remaining, timeout_ms=200, max_records=5000)
+                for tp, recs in records.items():
+                    for r in recs:
+                        states[tp.partition].restore(r.key, r.value)
+                for tp in list(remaining):
+                    if await reader.position(tp) >= end[tp]:
+                        remaining.discard(tp)
+                idle = 0 if records else idle + 1
+                if idle > 25:  # the end is only transaction markers; nothing more to read
+                    break
+        finally:
+            await reader.stop()
+        for st in states.values():
+            st.finish_restore()
+        return states
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.engine.revoke()
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.engine.assign({tp.partition for tp in assigned})

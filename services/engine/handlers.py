@@ -1,0 +1,261 @@
+"""What each event does to partition state, and which actions it requests: plain data in, events out.
+
+The delay notice is the one rule of the walking skeleton; the rule model of the rules issue replaces
+the hard-wired rule here with configured ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+from services.engine.state import CUSTOMER, ORDER, SESSION, Doc, PartitionState, Timer
+from shared.contract import Event, new_event
+from shared.contract import events as ev
+
+log = logging.getLogger(__name__)
+
+SOURCE = "proact/engine"
+DELAY_NOTICE_RULE = "delay-notice"
+SHIP_BY_TIMER = "order.ship_by"
+CHANNEL_PREFERENCE = ("email", "sms", "push")
+_ACTION_NAMESPACE = uuid.UUID("6f1c1a52-3d0e-4c4e-9a43-0d3c5a1f8e21")
+
+Handler = Callable[[PartitionState, Event, datetime], list[Event]]
+
+
+def handle(state: PartitionState, event: Event, now: datetime) -> list[Event]:
+    """Apply one event; return the events to publish. Duplicate event ids have no effect."""
+    if state.seen(event.subject, event.id):
+        return []
+    state.remember(event.subject, event.id)
+    handler = HANDLERS.get(event.type)
+    return handler(state, event, now) if handler else []
+
+
+# --- customers ------------------------------------------------------------------------------------
+def customer_upserted(state: PartitionState, event: Event, now: datetime) -> list[Event]:
+    data = event.data
+    assert isinstance(data, ev.CustomerUpserted)
+    customer = _customer(state, data.customer_id)
+    customer.update(
+        locale=data.locale or customer.get("locale"),
+        timezone=data.timezone or customer.get("timezone"),
+        consents=data.consents.model_dump(),
+        has_email=bool(data.email) or customer.get("has_email", False),
+        has_phone=bool(data.phone) or customer.get("has_phone", False),
+        updated_at=event.time.isoformat(),
+    )
+    state.put(CUSTOMER, data.customer_id, customer)
+    return []
+
+
+def _customer(state: PartitionState, customer_id: str) -> Doc:
+    return dict(state.get(CUSTOMER, customer_id) or {"customer_id": customer_id, "orders": 0, "tickets": 0})
+
+
+# --- orders ---------------------------------------------------------------------------------------
+def order_placed(state: PartitionState, event: Event, now: datetime) -> list[Event]:
+    data = event.data
+    assert isinstance(data, ev.OrderPlaced)
+    order: Doc = {
+        "order_id": data.order_id,
+        "customer_id": data.customer_id,
+        "status": "placed",
+        "placed_at": event.time.isoformat(),
+        "total": data.total.model_dump(mode="json"),
+        "promised_ship_by": data.promised_ship_by.isoformat() if data.promised_ship_by else None,
+        "promised_delivery_by": data.promised_delivery_by.isoformat() if data.promised_delivery_by else None,
+        "delay_notified": False,
+    }
+    state.put(ORDER, data.order_id, order)
+    customer = _customer(state, data.customer_id)
+    customer["orders"] = customer.get("orders", 0) + 1
+    customer["last_order_at"] = event.time.isoformat()
+    state.put(CUSTOMER, data.customer_id, customer)
+    if data.promised_ship_by:
+        state.schedule(
+            Timer(
+                timer_id=f"{SHIP_BY_TIMER}:{data.order_id}",
+                kind=SHIP_BY_TIMER,
+                key=event.subject,
+                due_at=data.promised_ship_by,
+                payload={"order_id": data.order_id},
+            )
+        )
+    return []
+
+
+def order_shipped(state: PartitionState, event: Event, now: datetime) -> list[Event]:
+    data = event.data
+    assert isinstance(data, ev.OrderShipped)
+    state.cancel(f"{SHIP_BY_TIMER}:{data.order_id}")
+    order = _order(state, data.order_id, data.customer_id)
+    order["status"] = "shipped"
+    if data.estimated_delivery:
+        order["estimated_delivery"] = data.estimated_delivery.isoformat()
+    state.put(ORDER, data.order_id, order)
+    return _delay_notice_if_eta_late(state, order, event, now)
+
+
+def order_eta_changed(state: PartitionState, event: Event, now: datetime) -> list[Event]:
+    data = event.data
+    assert isinstance(data, ev.OrderEtaChanged)
+    order = _order(state, data.order_id, data.customer_id)
+    order["estimated_delivery"] = data.estimated_delivery.isoformat()
+    state.put(ORDER, data.order_id, order)
+    return _delay_notice_if_eta_late(state, order, event, now)
+
+
+def order_closed(status: str) -> Handler:
+    def close(state: PartitionState, event: Event, now: datetime) -> list[Event]:
+        data = event.data
+        assert isinstance(data, ev.OrderDelivered | ev.OrderCancelled)
+        state.cancel(f"{SHIP_BY_TIMER}:{data.order_id}")
+        order = _order(state, data.order_id, data.customer_id)
+        order["status"] = status
+        state.put(ORDER, data.order_id, order)
+        return []
+
+    return close
+
+
+def _order(state: PartitionState, order_id: str, customer_id: str) -> Doc:
+    # events of an order placed before proact was installed still build a usable order record
+    return dict(
+        state.get(ORDER, order_id)
+        or {"order_id": order_id, "customer_id": customer_id, "status": "unknown", "delay_notified": False}
+    )
+
+
+# --- timers ---------------------------------------------------------------------------------------
+def timer_fired(state: PartitionState, event: Event, now: datetime) -> list[Event]:
+    data = event.data
+    assert isinstance(data, ev.TimerFired)
+    if data.kind != SHIP_BY_TIMER:
+        return []
+    order_id = str((data.model_extra or {}).get("order_id") or data.timer_id.split(":", 1)[1])
+    order = state.get(ORDER, order_id)
+    if order is None or order["status"] != "placed":
+        return []  # shipped, cancelled or delivered in the meantime: nothing is late
+    return _delay_notice(state, dict(order), event, now, reason="not_shipped_by_promise")
+
+
+def _delay_notice_if_eta_late(state: PartitionState, order: Doc, event: Event, now: datetime) -> list[Event]:
+    eta, promised = order.get("estimated_delivery"), order.get("promised_delivery_by")
+    if not eta or not promised or order["status"] in ("delivered", "cancelled"):
+        return []
+    if datetime.fromisoformat(eta) <= datetime.fromisoformat(promised):
+        return []
+    return _delay_notice(state, order, event, now, reason="eta_past_promise")
+
+
+def _delay_notice(state: PartitionState, order: Doc, cause: Event, now: datetime, reason: str) -> list[Event]:
+    """One notice per order, however many times it is found late."""
+    if order.get("delay_notified"):
+        return []
+    customer_id = order["customer_id"]
+    customer = state.get(CUSTOMER, customer_id) or {}
+    consents = customer.get("consents") or {}
+    channel = next((c for c in CHANNEL_PREFERENCE if consents.get(c)), None)
+    order["delay_notified"] = True
+    state.put(ORDER, order["order_id"], order)
+    if channel is None:
+        log.info(
+            "delay notice suppressed: no consented channel",
+            extra={"rule_id": DELAY_NOTICE_RULE, "order_id": order["order_id"]},
+        )
+        return []
+    key = f"{DELAY_NOTICE_RULE}:{order['order_id']}"
+    action = ev.ActionRequested(
+        action_id=str(uuid.uuid5(_ACTION_NAMESPACE, key)),
+        rule_id=DELAY_NOTICE_RULE,
+        rule_version=1,
+        customer_id=customer_id,
+        channel=channel,
+        template_id="delay_notice",
+        locale=customer.get("locale"),
+        context={
+            "order_id": order["order_id"],
+            "reason": reason,
+            "promised_ship_by": order.get("promised_ship_by"),
+            "promised_delivery_by": order.get("promised_delivery_by"),
+            "estimated_delivery": order.get("estimated_delivery"),
+            "cause_event_id": cause.id,
+        },
+        idempotency_key=key,
+    )
+    return [new_event("action.requested", customer_id, action, source=SOURCE, time=now, id=action.action_id)]
+
+
+# --- support and browsing -------------------------------------------------------------------------
+def ticket_opened(state: PartitionState, event: Event, now: datetime) -> list[Event]:
+    data = event.data
+    assert isinstance(data, ev.Ticket)
+    customer = _customer(state, data.customer_id)
+    customer["tickets"] = customer.get("tickets", 0) + 1
+    state.put(CUSTOMER, data.customer_id, customer)
+    return []
+
+
+def browsing(state: PartitionState, event: Event, now: datetime) -> list[Event]:
+    data = event.data
+    assert isinstance(data, ev.BrowsingData)
+    session = dict(
+        state.get(SESSION, data.session_id)
+        or {
+            "session_id": data.session_id,
+            "visitor_id": data.visitor_id,
+            "started_at": event.time.isoformat(),
+            "pages": 0,
+        }
+    )
+    session["last_seen_at"] = event.time.isoformat()
+    if isinstance(data, ev.PageViewed):
+        session["pages"] += 1
+        session["last_page_type"] = data.page_type
+    elif isinstance(data, ev.CheckoutStarted):
+        session["checkout"] = True
+    elif isinstance(data, ev.SessionStarted) and data.customer_id:
+        session["customer_id"] = data.customer_id
+    state.put(SESSION, data.session_id, session)
+    return []
+
+
+HANDLERS: dict[str, Handler] = {
+    "customer.upserted": customer_upserted,
+    "order.placed": order_placed,
+    "order.shipped": order_shipped,
+    "order.eta_changed": order_eta_changed,
+    "order.delivered": order_closed("delivered"),
+    "order.cancelled": order_closed("cancelled"),
+    "order.return_requested": order_closed("return_requested"),
+    "timer.fired": timer_fired,
+    "ticket.opened": ticket_opened,
+    **dict.fromkeys(
+        (
+            "session.started",
+            "page.viewed",
+            "search.performed",
+            "cart.updated",
+            "checkout.started",
+            "session.heartbeat",
+        ),
+        browsing,
+    ),
+}
+
+
+def timer_event(timer: Timer, now: datetime) -> Event:
+    """The ``timer.fired`` event a due timer becomes; its id is stable so a re-fire is de-duplicated."""
+    data = ev.TimerFired(timer_id=timer.timer_id, kind=timer.kind, key=timer.key, due_at=timer.due_at, **timer.payload)
+    return new_event(
+        "timer.fired",
+        timer.key,
+        data,
+        source=SOURCE,
+        time=now,
+        id=f"{timer.timer_id}@{timer.due_at.isoformat()}",
+    )

@@ -1,0 +1,1 @@
+"""The storefront API: what a shop's pages talk to (browsing events so far)."""

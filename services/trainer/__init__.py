@@ -1,0 +1,1 @@
+"""The trainer: a command-line job that trains, evaluates and registers the models."""

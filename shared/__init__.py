@@ -1,0 +1,1 @@
+"""proact's internal package: the event contract, settings, telemetry and storage shared by every service."""

@@ -1,0 +1,191 @@
+"""CloudEvents 1.0 on Kafka: read structured or binary mode, write structured mode.
+
+Binary mode (``ce_*`` headers) is decoded by the CloudEvents SDK's Kafka binding. Structured mode, which
+proact itself writes, is read and written with orjson: it is the hot path, and the SDK's generic JSON
+format costs several times more per message. Both paths end in the same pydantic validation, so an
+event is accepted or refused the same way whatever its mode.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+from cloudevents.core.bindings.kafka import KafkaMessage, from_binary
+from cloudevents.core.exceptions import BaseCloudEventException
+from cloudevents.core.formats.json import JSONFormat
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from shared.contract.events import EVENT_TYPES, EventData
+
+CONTENT_TYPE = "application/cloudevents+json"
+DEFAULT_MAX_EVENT_BYTES = 256 * 1024
+Headers = Sequence[tuple[str, bytes]]
+_JSON_FORMAT = JSONFormat()
+
+
+class InvalidEvent(ValueError):
+    """An event that breaks the contract; ``field`` names the first offending attribute or data field."""
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.field = field
+
+
+class Envelope(BaseModel):
+    """The CloudEvents context attributes proact requires (extensions are kept)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    specversion: Literal["1.0"]
+    id: str = Field(min_length=1, max_length=200)
+    source: str = Field(min_length=1)
+    type: str = Field(min_length=1)
+    time: AwareDatetime
+    subject: str = Field(min_length=1, max_length=200)
+    datacontenttype: str | None = None
+    dataschema: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    envelope: Envelope
+    data: EventData
+
+    @property
+    def id(self) -> str:
+        return self.envelope.id
+
+    @property
+    def type(self) -> str:
+        return self.envelope.type
+
+    @property
+    def subject(self) -> str:
+        return self.envelope.subject
+
+    @property
+    def time(self) -> datetime:
+        return self.envelope.time
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = self.envelope.model_dump(mode="json", exclude_none=True)
+        doc["datacontenttype"] = "application/json"
+        doc["data"] = self.data.model_dump(mode="json", exclude_none=True)
+        return doc
+
+
+def new_event(
+    type: str,
+    subject: str,
+    data: EventData | dict[str, Any],
+    *,
+    source: str,
+    time: datetime | None = None,
+    id: str | None = None,
+) -> Event:
+    """Build a valid event; raises InvalidEvent if the data does not fit the type."""
+    if type not in EVENT_TYPES:
+        raise InvalidEvent(f"unknown event type {type!r}", "type")
+    model = EVENT_TYPES[type][1]
+    if isinstance(data, EventData):
+        if not isinstance(data, model):
+            raise InvalidEvent(f"{type} carries {model.__name__}, not {data.__class__.__name__}", "data")
+        typed = data
+    else:
+        typed = _validate_data(model, data)
+    envelope = Envelope(
+        specversion="1.0",
+        id=id or str(uuid.uuid4()),
+        source=source,
+        type=type,
+        time=time or datetime.now(UTC),
+        subject=subject,
+    )
+    return Event(envelope, typed)
+
+
+def encode(event: Event) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """Kafka key, value and headers of an event in structured mode; the key is the subject."""
+    return (
+        event.subject.encode(),
+        orjson.dumps(event.to_dict()),
+        [("content-type", CONTENT_TYPE.encode())],
+    )
+
+
+def decode(value: bytes | None, headers: Headers = (), max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Event:
+    """Parse a Kafka record into an Event, in structured or binary mode. Raises InvalidEvent."""
+    if value is None:
+        raise InvalidEvent("empty record (tombstone) is not an event", "value")
+    if len(value) > max_bytes:
+        raise InvalidEvent(f"event of {len(value)} bytes exceeds the limit of {max_bytes}", "value")
+    if any(k.lower() == "ce_specversion" for k, _ in headers):
+        attributes = _binary_attributes(value, headers)
+    else:
+        try:
+            attributes = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidEvent(f"value is not valid JSON: {exc}", "value") from None
+        if not isinstance(attributes, dict):
+            raise InvalidEvent("a structured CloudEvent must be a JSON object", "value")
+    return from_dict(attributes)
+
+
+def from_dict(attributes: dict[str, Any]) -> Event:
+    """Validate a structured CloudEvent already parsed from JSON."""
+    attributes = dict(attributes)
+    data = attributes.pop("data", None)
+    if "data_base64" in attributes:
+        raise InvalidEvent("data_base64 is not accepted: proact events carry JSON data", "data_base64")
+    try:
+        envelope = Envelope.model_validate(attributes)
+    except ValidationError as exc:
+        raise _invalid(exc, prefix="") from None
+    spec = EVENT_TYPES.get(envelope.type)
+    if spec is None:
+        raise InvalidEvent(f"unknown event type {envelope.type!r}", "type")
+    if not isinstance(data, dict):
+        raise InvalidEvent("data must be a JSON object", "data")
+    return Event(envelope, _validate_data(spec[1], data))
+
+
+def _validate_data(model: type[EventData], data: dict[str, Any]) -> EventData:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _invalid(exc, prefix="data.") from None
+
+
+def _binary_attributes(value: bytes, headers: Headers) -> dict[str, Any]:
+    try:
+        event = from_binary(KafkaMessage(headers=dict(headers), key=None, value=value), _JSON_FORMAT)
+    except BaseCloudEventException as exc:
+        raise InvalidEvent(f"invalid binary-mode CloudEvent: {exc}", "headers") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidEvent(f"invalid binary-mode CloudEvent: {exc}", "value") from None
+    attributes = dict(event.get_attributes())
+    data = event.get_data()
+    if isinstance(data, bytes | str):
+        try:
+            data = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidEvent(f"data is not valid JSON: {exc}", "data") from None
+    attributes["data"] = data
+    return attributes
+
+
+def _invalid(exc: ValidationError, prefix: str) -> InvalidEvent:
+    errors = exc.errors(include_url=False)
+    parts = []
+    for err in errors[:5]:
+        loc = prefix + ".".join(str(p) for p in err["loc"]) if err["loc"] else prefix.rstrip(".") or "event"
+        parts.append(f"{loc}: {err['msg']}")
+    first = errors[0]
+    field = prefix + ".".join(str(p) for p in first["loc"]) if first["loc"] else prefix.rstrip(".") or None
+    return InvalidEvent("; ".join(parts), field)

@@ -1,0 +1,277 @@
+"""Typed ``data`` of every event type in the contract (DESIGN.md, "Event contract").
+
+Unknown extra fields are kept (``extra="allow"``); a missing required field or a wrong type is a
+validation error that names the field. Models are plain data: no I/O here.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+def _e164(value: str) -> str:
+    if not _E164.match(value):
+        raise ValueError("phone must be in E.164 form, e.g. +48123456789")
+    return value
+
+
+Phone = Annotated[str, AfterValidator(_e164)]
+Id = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class EventData(BaseModel):
+    """Base of every event's data: unknown extra fields are kept, not rejected."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class Money(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    amount: Decimal = Field(description="decimal string, e.g. '12.50'")
+    currency: str = Field(pattern=_CURRENCY.pattern, description="ISO 4217")
+
+
+class Consents(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    email: bool = False
+    sms: bool = False
+    push: bool = False
+    phone: bool = False
+
+
+# --- proact.customers -------------------------------------------------------------------------
+class CustomerUpserted(EventData):
+    customer_id: Id
+    email: str | None = Field(None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    phone: Phone | None = None
+    locale: str | None = Field(None, max_length=35, description="BCP 47, e.g. pl-PL")
+    timezone: str | None = Field(None, max_length=64, description="IANA, e.g. Europe/Warsaw")
+    consents: Consents = Consents()
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+# --- proact.orders ----------------------------------------------------------------------------
+class OrderItem(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    sku: str | None = None
+    name: str | None = None
+    qty: int = Field(1, ge=0)
+    price: Money | None = None
+
+
+class OrderPlaced(EventData):
+    order_id: Id
+    customer_id: Id
+    total: Money
+    items: list[OrderItem] = Field(default_factory=list)
+    promised_ship_by: AwareDatetime | None = None
+    promised_delivery_by: AwareDatetime | None = None
+
+
+class OrderShipped(EventData):
+    order_id: Id
+    customer_id: Id
+    carrier: str | None = None
+    tracking_id: str | None = None
+    estimated_delivery: AwareDatetime | None = None
+
+
+class OrderEtaChanged(EventData):
+    order_id: Id
+    customer_id: Id
+    estimated_delivery: AwareDatetime
+    reason: str | None = None
+
+
+class OrderDelivered(EventData):
+    order_id: Id
+    customer_id: Id
+
+
+class OrderCancelled(EventData):
+    order_id: Id
+    customer_id: Id
+    reason: str | None = None
+
+
+class OrderReturnRequested(OrderCancelled):
+    pass
+
+
+# --- proact.browsing --------------------------------------------------------------------------
+PageType = Literal["home", "category", "product", "search", "cart", "checkout", "help", "account", "info", "other"]
+
+
+class BrowsingData(EventData):
+    visitor_id: Id
+    session_id: Id
+
+
+class SessionStarted(BrowsingData):
+    customer_id: str | None = None
+    landing_url: str | None = None
+    referrer: str | None = None
+    traffic_source: str | None = None
+    device: str | None = None
+
+
+class PageViewed(BrowsingData):
+    url: str = Field(min_length=1, max_length=2048)
+    page_type: PageType
+    product_id: str | None = None
+    duration_s: float | None = Field(None, ge=0, description="time on the previous page")
+
+
+class SearchPerformed(BrowsingData):
+    query: str = Field(max_length=500)
+    results: int | None = Field(None, ge=0)
+
+
+class CartUpdated(BrowsingData):
+    cart_value: Money
+    items: list[OrderItem] = Field(default_factory=list)
+
+
+class CheckoutStarted(BrowsingData):
+    cart_value: Money
+
+
+class SessionHeartbeat(BrowsingData):
+    pass
+
+
+# --- proact.support ---------------------------------------------------------------------------
+class Ticket(EventData):
+    ticket_id: Id
+    customer_id: Id
+    channel: str | None = None
+    topic: str | None = None
+    order_id: str | None = None
+    status: str | None = None
+
+
+class CsatSubmitted(EventData):
+    customer_id: Id
+    score: int = Field(ge=1, le=5)
+    ticket_id: str | None = None
+    order_id: str | None = None
+    comment: str | None = None
+
+
+class NpsSubmitted(EventData):
+    customer_id: Id
+    score: int = Field(ge=0, le=10)
+    comment: str | None = None
+
+
+class ServiceCase(EventData):
+    case_id: Id
+    customer_id: Id
+    order_id: str | None = None
+    status: str | None = None
+    promised_by: AwareDatetime | None = None
+
+
+class CallbackRequested(EventData):
+    request_id: Id
+    visitor_id: Id
+    phone: Phone | None = None
+    email: str | None = Field(None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    consent: Literal[True] = Field(description="must be true: no callback without explicit consent")
+    customer_id: str | None = None
+    preferred_time: str | None = None
+    topic: str | None = None
+
+    @model_validator(mode="after")
+    def _phone_or_email(self) -> CallbackRequested:
+        if not self.phone and not self.email:
+            raise ValueError("phone or email is required")
+        return self
+
+
+# --- proact.actions, proact.outcomes, proact.timers -------------------------------------------
+Channel = Literal["email", "sms", "push", "phone", "popup", "webhook"]
+
+
+class ActionRequested(EventData):
+    action_id: Id
+    rule_id: Id
+    rule_version: int = Field(ge=1)
+    customer_id: Id
+    channel: Channel
+    template_id: Id
+    locale: str | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+    not_before: AwareDatetime | None = None
+    idempotency_key: Id
+    holdout: bool = False
+
+
+class Outcome(EventData):
+    action_id: str | None = None
+    rule_id: str | None = None
+    customer_id: str | None = None
+    visitor_id: str | None = None
+    channel: str | None = None
+    detail: dict[str, Any] | str | None = None
+
+    @model_validator(mode="after")
+    def _someone(self) -> Outcome:
+        if not self.customer_id and not self.visitor_id:
+            raise ValueError("customer_id or visitor_id is required")
+        return self
+
+
+class TimerFired(EventData):
+    timer_id: Id
+    kind: str = Field(min_length=1)
+    key: Id
+    due_at: AwareDatetime
+
+
+# type -> (attribute of Topics naming its topic, data model)
+EVENT_TYPES: dict[str, tuple[str, type[EventData]]] = {
+    "customer.upserted": ("customers", CustomerUpserted),
+    "order.placed": ("orders", OrderPlaced),
+    "order.shipped": ("orders", OrderShipped),
+    "order.eta_changed": ("orders", OrderEtaChanged),
+    "order.delivered": ("orders", OrderDelivered),
+    "order.cancelled": ("orders", OrderCancelled),
+    "order.return_requested": ("orders", OrderReturnRequested),
+    "session.started": ("browsing", SessionStarted),
+    "page.viewed": ("browsing", PageViewed),
+    "search.performed": ("browsing", SearchPerformed),
+    "cart.updated": ("browsing", CartUpdated),
+    "checkout.started": ("browsing", CheckoutStarted),
+    "session.heartbeat": ("browsing", SessionHeartbeat),
+    "ticket.opened": ("support", Ticket),
+    "ticket.updated": ("support", Ticket),
+    "ticket.resolved": ("support", Ticket),
+    "csat.submitted": ("support", CsatSubmitted),
+    "nps.submitted": ("support", NpsSubmitted),
+    "service_case.opened": ("support", ServiceCase),
+    "service_case.updated": ("support", ServiceCase),
+    "service_case.completed": ("support", ServiceCase),
+    "callback.requested": ("support", CallbackRequested),
+    "action.requested": ("actions", ActionRequested),
+    "message.sent": ("outcomes", Outcome),
+    "message.delivered": ("outcomes", Outcome),
+    "message.failed": ("outcomes", Outcome),
+    "message.opened": ("outcomes", Outcome),
+    "message.clicked": ("outcomes", Outcome),
+    "message.converted": ("outcomes", Outcome),
+    "popup.shown": ("outcomes", Outcome),
+    "popup.accepted": ("outcomes", Outcome),
+    "popup.dismissed": ("outcomes", Outcome),
+    "timer.fired": ("timers", TimerFired),
+}

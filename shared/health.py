@@ -1,0 +1,48 @@
+"""Liveness and readiness over HTTP for a service without a web API of its own (the engine)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Generator
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
+
+
+def health_app(service: str, ready: ReadyCheck) -> Starlette:
+    async def live(_: Request) -> JSONResponse:
+        return JSONResponse({"service": service, "status": "live"})
+
+    async def readiness(_: Request) -> JSONResponse:
+        checks = await ready()
+        ok = all(checks.values())
+        return JSONResponse(
+            {"service": service, "status": "ready" if ok else "not ready", "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    return Starlette(routes=[Route("/health/live", live), Route("/health/ready", readiness)])
+
+
+def start_health_server(
+    service: str,
+    port: int,
+    ready: ReadyCheck,
+    host: str = "0.0.0.0",  # noqa: S104 - kubelet probes
+) -> asyncio.Task[None]:
+    config = uvicorn.Config(health_app(service, ready), host=host, port=port, log_level="warning", lifespan="off")
+    return asyncio.create_task(_QuietServer(config).serve(), name=f"{service}-health")
+
+
+class _QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves SIGTERM and SIGINT to the service that embeds it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield

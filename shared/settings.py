@@ -1,0 +1,79 @@
+"""Settings for every service, read only from the environment (twelve-factor, prefix ``PROACT_``)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """What every service needs: where Kafka and MongoDB are, how to log and trace."""
+
+    model_config = SettingsConfigDict(env_prefix="PROACT_", extra="ignore", populate_by_name=True)
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # A prefix other than "proact" gives a test or a second shop its own set of topics on one broker.
+    topic_prefix: str = "proact"
+    topic_partitions: int = Field(6, ge=1)
+    # May carry credentials, hence secret: it is never logged.
+    mongo_url: SecretStr = SecretStr("mongodb://127.0.0.1:27017")
+    mongo_database: str = "proact"
+    mongo_timeout_ms: int = 5000
+    log_level: str = "INFO"
+    # Standard OpenTelemetry variables, not home-made ones. With no OTLP endpoint the console exporter
+    # is used, as DESIGN.md asks; "none" switches tracing export off.
+    otel_service_name: str | None = Field(None, validation_alias="OTEL_SERVICE_NAME")
+    otel_traces_exporter: Literal["otlp", "console", "none"] | None = Field(
+        None, validation_alias="OTEL_TRACES_EXPORTER"
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    instance_id: str = Field(default_factory=socket.gethostname)
+
+    @property
+    def traces_exporter(self) -> str:
+        if self.otel_traces_exporter:
+            return self.otel_traces_exporter
+        return "otlp" if self.otel_exporter_otlp_endpoint else "console"
+
+
+class EngineSettings(Settings):
+    group_id: str = Field("proact-engine", validation_alias=AliasChoices("PROACT_ENGINE_GROUP_ID"))
+    http_port: int = Field(8081, validation_alias=AliasChoices("PROACT_ENGINE_HTTP_PORT"))
+    batch_max_records: int = Field(1000, validation_alias=AliasChoices("PROACT_ENGINE_BATCH_MAX_RECORDS"))
+    poll_timeout_ms: int = Field(100, validation_alias=AliasChoices("PROACT_ENGINE_POLL_TIMEOUT_MS"))
+    # how many CloudEvents ids are remembered per key for de-duplication
+    seen_ids_per_key: int = Field(64, validation_alias=AliasChoices("PROACT_ENGINE_SEEN_IDS_PER_KEY"))
+    transaction_timeout_ms: int = Field(60000, validation_alias=AliasChoices("PROACT_ENGINE_TRANSACTION_TIMEOUT_MS"))
+    # needs a stable, unique PROACT_INSTANCE_ID per process (a StatefulSet pod name, or set by hand)
+    static_membership: bool = Field(True, validation_alias=AliasChoices("PROACT_ENGINE_STATIC_MEMBERSHIP"))
+    session_timeout_ms: int = Field(10000, validation_alias=AliasChoices("PROACT_ENGINE_SESSION_TIMEOUT_MS"))
+
+
+class DispatcherSettings(Settings):
+    group_id: str = Field("proact-dispatcher", validation_alias=AliasChoices("PROACT_DISPATCHER_GROUP_ID"))
+    http_port: int = Field(8082, validation_alias=AliasChoices("PROACT_DISPATCHER_HTTP_PORT"))
+    outbox_dir: Path = Field(
+        Path.home() / ".cache" / "proact" / "outbox",
+        validation_alias=AliasChoices("PROACT_DISPATCHER_OUTBOX_DIR"),
+    )
+
+
+class StorefrontSettings(Settings):
+    http_host: str = Field("127.0.0.1", validation_alias=AliasChoices("PROACT_STOREFRONT_HTTP_HOST"))
+    http_port: int = Field(8080, validation_alias=AliasChoices("PROACT_STOREFRONT_HTTP_PORT"))
+    max_batch_events: int = Field(100, validation_alias=AliasChoices("PROACT_STOREFRONT_MAX_BATCH_EVENTS"))
+
+
+class AdminSettings(Settings):
+    http_host: str = Field("127.0.0.1", validation_alias=AliasChoices("PROACT_ADMIN_HTTP_HOST"))
+    http_port: int = Field(8090, validation_alias=AliasChoices("PROACT_ADMIN_HTTP_PORT"))
+
+
+class TrainerSettings(Settings):
+    model_dir: Path = Field(
+        Path.home() / ".cache" / "proact" / "models", validation_alias=AliasChoices("PROACT_MODEL_DIR")
+    )

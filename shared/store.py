@@ -1,0 +1,87 @@
+"""MongoDB access on PyMongo's async API: the client, collection names, and indexes created at start-up.
+
+Written for real MongoDB and kept to what FerretDB v1 also does (no transactions, TTL or partial
+indexes, change streams or multi-accumulator ``$group``): see the README's "FerretDB gaps".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+from shared.settings import Settings
+
+Document = dict[str, Any]
+
+
+class Collections:
+    RULES = "rules"
+    TEMPLATES = "templates"
+    MODELS = "models"
+    API_KEYS = "api_keys"
+    AUDIT = "audit"
+    MESSAGES = "messages"
+    DECISIONS = "decisions"
+    CUSTOMERS = "customers"
+    ORDERS = "orders"
+    SESSIONS = "sessions"
+
+
+INDEXES: dict[str, list[IndexModel]] = {
+    # the dispatcher's guard against sending one action twice
+    Collections.MESSAGES: [
+        IndexModel([("idempotency_key", ASCENDING)], unique=True, name="idempotency_key_unique"),
+        IndexModel([("customer_id", ASCENDING), ("created_at", DESCENDING)], name="customer_recent"),
+        IndexModel([("rule_id", ASCENDING), ("created_at", DESCENDING)], name="rule_recent"),
+    ],
+    Collections.DECISIONS: [
+        IndexModel([("customer_id", ASCENDING), ("at", DESCENDING)], name="customer_recent"),
+        IndexModel([("rule_id", ASCENDING), ("at", DESCENDING)], name="rule_recent"),
+    ],
+    Collections.RULES: [
+        IndexModel([("rule_id", ASCENDING), ("version", DESCENDING)], unique=True, name="rule_version")
+    ],
+    Collections.TEMPLATES: [
+        IndexModel([("template_id", ASCENDING), ("version", DESCENDING)], unique=True, name="template_version")
+    ],
+    Collections.MODELS: [IndexModel([("name", ASCENDING), ("version", DESCENDING)], unique=True, name="model_version")],
+    Collections.API_KEYS: [IndexModel([("key_hash", ASCENDING)], unique=True, name="key_hash_unique")],
+    Collections.AUDIT: [IndexModel([("at", DESCENDING)], name="recent")],
+    Collections.ORDERS: [IndexModel([("customer_id", ASCENDING)], name="customer")],
+    Collections.SESSIONS: [IndexModel([("visitor_id", ASCENDING)], name="visitor")],
+}
+
+
+def mongo_client(settings: Settings) -> AsyncMongoClient[Document]:
+    return AsyncMongoClient(
+        settings.mongo_url.get_secret_value(),
+        serverSelectionTimeoutMS=settings.mongo_timeout_ms,
+        connectTimeoutMS=settings.mongo_timeout_ms,
+        tz_aware=True,
+        appname="proact",
+    )
+
+
+def database(client: AsyncMongoClient[Document], settings: Settings) -> AsyncDatabase[Document]:
+    return client[settings.mongo_database]
+
+
+async def ensure_indexes(db: AsyncDatabase[Document], collections: Iterable[str]) -> None:
+    """Create the indexes of the collections a service owns; a no-op when they exist.
+
+    Each collection has one owning service that creates its indexes: FerretDB v1 leaves a collection
+    broken (every later createIndexes drops the connection) when two clients create it at once."""
+    for name in collections:
+        await db[name].create_indexes(INDEXES[name])
+
+
+async def ping(client: AsyncMongoClient[Document]) -> bool:
+    try:
+        await client.admin.command("ping")
+    except PyMongoError:  # readiness only reports; the caller decides what "not ready" means
+        return False
+    return True

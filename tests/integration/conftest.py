@@ -1,0 +1,65 @@
+"""Integration fixtures: the real local Kafka broker and FerretDB (``make infra-up`` starts them).
+
+Each test session gets its own topic prefix and database, so runs never see each other's events,
+and removes them at the end.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.contract import Topics
+from shared.contract.topics import ensure_topics
+from shared.settings import Settings
+from shared.store import INDEXES, Document, database, ensure_indexes, mongo_client
+
+RUN = uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    return Settings(topic_prefix=f"it{RUN}", mongo_database=f"it{RUN}")
+
+
+@asynccontextmanager
+async def isolated_topics(bootstrap_servers: str, prefix: str) -> AsyncIterator[Topics]:
+    """A complete set of proact topics under its own prefix, deleted afterwards."""
+    topics = Topics(prefix=prefix)
+    await ensure_topics(bootstrap_servers, topics)
+    try:
+        yield topics
+    finally:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+        await admin.start()
+        try:
+            await admin.delete_topics([s.name for s in topics.specs()])
+        finally:
+            await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def topics(base_settings: Settings) -> AsyncIterator[Topics]:
+    async with isolated_topics(base_settings.kafka_bootstrap_servers, base_settings.topic_prefix) as topics:
+        yield topics
+
+
+@pytest.fixture(scope="session")
+async def mongo(base_settings: Settings) -> AsyncIterator[AsyncMongoClient[Document]]:
+    client = mongo_client(base_settings)
+    yield client
+    await client.drop_database(base_settings.mongo_database)
+    await client.close()
+
+
+@pytest.fixture(scope="session")
+async def db(mongo: AsyncMongoClient[Document], base_settings: Settings) -> AsyncDatabase[Document]:
+    db = database(mongo, base_settings)
+    await ensure_indexes(db, INDEXES)
+    return db

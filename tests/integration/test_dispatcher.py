@@ -1,0 +1,55 @@
+"""The dispatcher on the real broker and FerretDB: one delivery per action, however often it is read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.dispatcher.app import build_broker
+from services.dispatcher.channels import OutboxChannel
+from shared.clock import SystemClock
+from shared.contract import Topics, decode
+from shared.settings import DispatcherSettings
+from shared.store import Collections, Document
+from tests.factories import event, uid
+from tests.kafka_io import produce, produce_raw, read
+
+pytestmark = pytest.mark.integration
+
+
+async def test_an_action_read_twice_is_delivered_once(
+    topics: Topics, db: AsyncDatabase[Document], tmp_path: Path
+) -> None:
+    cid = uid("c")
+    key = f"delay-notice:{uid('o')}"
+    action = event("action.requested", subject=cid, action_id=uid("a"), idempotency_key=key)
+    replayed = event(
+        "action.requested", subject=cid, action_id=action.data.model_dump()["action_id"], idempotency_key=key
+    )
+    await produce_raw(topics.actions, b"not an event", cid.encode())
+    await produce([action, replayed], topics)
+    settings = DispatcherSettings(topic_prefix=topics.prefix, group_id=uid("dispatcher"))
+    broker = build_broker(settings, db, OutboxChannel(tmp_path), SystemClock())
+    async with broker:
+        await broker.start()
+        outcomes = await read(topics.outcomes, lambda rs: any(r.key == cid.encode() for r in rs), settle_s=2)
+        dead = await read(topics.dlq(topics.actions), lambda rs: any(r.key == cid.encode() for r in rs))
+    delivered = [decode(r.value, r.headers) for r in outcomes if r.key == cid.encode()]
+    assert [e.type for e in delivered] == ["message.delivered"]
+    lines = [orjson.loads(line) for line in (tmp_path / "email.ndjson").read_bytes().splitlines()]
+    assert [line["idempotency_key"] for line in lines] == [key]
+    doc = await db[Collections.MESSAGES].find_one({"idempotency_key": key})
+    assert doc is not None
+    assert doc["status"] == "delivered"
+    (bad,) = [r for r in dead if r.key == cid.encode()]
+    assert b"not valid JSON" in dict(bad.headers)["proact_dlq_reason"]
+
+
+async def test_the_outbox_remembers_deliveries_across_restarts(tmp_path: Path) -> None:
+    message = {"idempotency_key": "k-1", "channel": "sms", "customer_id": "c-1"}
+    assert await OutboxChannel(tmp_path).send(message) is True
+    assert await OutboxChannel(tmp_path).send(message) is False
+    assert len((tmp_path / "sms.ndjson").read_bytes().splitlines()) == 1

@@ -1,0 +1,132 @@
+"""The engine on the real broker: delay notices, dead letters, de-duplication, restart from the changelog."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from aiokafka.structs import ConsumerRecord
+
+from services.engine.app import Engine
+from shared.contract import Event, InvalidEvent, Topics, decode
+from shared.settings import EngineSettings, Settings
+from tests.factories import event, uid
+from tests.integration.conftest import isolated_topics
+from tests.kafka_io import produce, produce_raw, read
+
+pytestmark = pytest.mark.integration
+
+
+def engine_settings(prefix: str, group: str) -> EngineSettings:
+    return EngineSettings(topic_prefix=prefix, group_id=group, instance_id=uid("i"), poll_timeout_ms=50)
+
+
+@pytest.fixture(scope="module")
+async def engine(base_settings: Settings, topics: Topics) -> AsyncIterator[Engine]:
+    engine = Engine(engine_settings(topics.prefix, uid("engine")))
+    task = asyncio.create_task(engine.run())
+    yield engine
+    engine.stop()
+    await asyncio.wait_for(task, 30)
+
+
+def actions_for(records: list[ConsumerRecord], order_id: str) -> list[Event]:
+    """The delay notices for one order among the records of the actions topic (which other tests share)."""
+    found = []
+    for r in records:
+        try:
+            e = decode(r.value, r.headers)
+        except InvalidEvent:
+            continue
+        if e.data.model_dump()["context"].get("order_id") == order_id:
+            found.append(e)
+    return found
+
+
+async def test_order_not_shipped_by_its_promise_gets_exactly_one_notice(engine: Engine, topics: Topics) -> None:
+    cid, late, on_time = uid("c"), uid("o"), uid("o")
+    soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    await produce(
+        [
+            event("customer.upserted", subject=cid, consents={"email": True}),
+            event("order.placed", subject=cid, order_id=late, promised_ship_by=soon),
+            event("order.placed", subject=cid, order_id=on_time, promised_ship_by=soon),
+            event("order.shipped", subject=cid, order_id=on_time, estimated_delivery=None),
+        ],
+        topics,
+    )
+    records = await read(topics.actions, lambda rs: len(actions_for(rs, late)) >= 1, timeout_s=30, settle_s=3)
+    (notice,) = actions_for(records, late)
+    assert notice.data.model_dump()["channel"] == "email"
+    assert actions_for(records, on_time) == []
+    timers = await read(topics.timers, lambda rs: any(r.key == cid.encode() for r in rs))
+    assert sum(r.key == cid.encode() for r in timers) == 1  # the shipped order's timer was cancelled
+
+
+async def test_invalid_event_goes_to_the_dlq_and_the_stream_goes_on(engine: Engine, topics: Topics) -> None:
+    cid, order = uid("c"), uid("o")
+    await produce_raw(topics.orders, b'{"specversion": "1.0", "truncated', cid.encode())
+    bad = event("order.placed", subject=cid, order_id=uid("o")).to_dict()
+    bad["data"]["total"] = "a lot"
+    import orjson
+
+    await produce_raw(topics.orders, orjson.dumps(bad), cid.encode())
+    past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+    await produce(
+        [
+            event("customer.upserted", subject=cid, consents={"push": True}),
+            event("order.placed", subject=cid, order_id=order, promised_ship_by=past),
+        ],
+        topics,
+    )
+    dead = await read(topics.dlq(topics.orders), lambda rs: sum(r.key == cid.encode() for r in rs) >= 2)
+    reasons = {
+        dict(r.headers)["proact_dlq_field"].decode(): dict(r.headers)["proact_dlq_reason"].decode()
+        for r in dead
+        if r.key == cid.encode()
+    }
+    assert "not valid JSON" in reasons["value"]
+    assert "data.total" in reasons
+    assert all(dict(r.headers)["proact_dlq_topic"] == topics.orders.encode() for r in dead if r.key == cid.encode())
+    records = await read(topics.actions, lambda rs: len(actions_for(rs, order)) >= 1)
+    assert len(actions_for(records, order)) == 1
+
+
+async def test_a_new_engine_instance_restores_state_and_fires_pending_timers(base_settings: Settings) -> None:
+    """A timer set by one process and due while no engine runs fires once after the next one starts."""
+    async with isolated_topics(base_settings.kafka_bootstrap_servers, uid("it")) as topics:
+        await _restart_while_timer_pending(topics)
+
+
+async def _restart_while_timer_pending(topics: Topics) -> None:
+    group = uid("engine")
+    cid, order = uid("c"), uid("o")
+    first = Engine(engine_settings(topics.prefix, group))
+    task = asyncio.create_task(first.run())
+    due = (datetime.now(UTC) + timedelta(seconds=6)).isoformat()
+    await produce(
+        [
+            event("customer.upserted", subject=cid, consents={"email": True}),
+            event("order.placed", subject=cid, order_id=order, promised_ship_by=due),
+        ],
+        topics,
+    )
+    for _ in range(100):
+        if any(st.get("order", order) for st in first.states.values()):
+            break
+        await asyncio.sleep(0.1)
+    first.stop()
+    await asyncio.wait_for(task, 30)
+    assert first.stats.actions == 0
+    await asyncio.sleep(6)  # the deadline passes while no engine runs
+    second = Engine(engine_settings(topics.prefix, group))
+    task = asyncio.create_task(second.run())
+    try:
+        records = await read(topics.actions, lambda rs: len(actions_for(rs, order)) >= 1, settle_s=2)
+        assert len(actions_for(records, order)) == 1
+        assert second.stats.actions == 1
+    finally:
+        second.stop()
+        await asyncio.wait_for(task, 30)

@@ -1,0 +1,111 @@
+"""The event contract: every type validates, errors name the field, both CloudEvents modes are read."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from cloudevents.core.bindings.kafka import KafkaMessage, from_structured, to_binary
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+
+from shared.contract import EVENT_TYPES, InvalidEvent, decode, encode, from_dict, new_event
+from tests.factories import event, sample_data
+
+
+@pytest.mark.parametrize("type_", sorted(EVENT_TYPES))
+def test_every_event_type_round_trips_in_structured_mode(type_: str) -> None:
+    original = event(type_)
+    key, value, headers = encode(original)
+    decoded = decode(value, headers)
+    assert key == b"c-1"
+    assert decoded.type == type_
+    assert decoded.id == original.id
+    assert decoded.data == original.data
+
+
+def test_structured_output_is_read_by_the_cloudevents_sdk() -> None:
+    original = event("order.placed")
+    key, value, headers = encode(original)
+    parsed = from_structured(KafkaMessage(headers=dict(headers), key=key, value=value), JSONFormat())
+    assert parsed.get_attributes()["type"] == "order.placed"
+    assert parsed.get_attributes()["subject"] == "c-1"
+    assert parsed.get_data()["order_id"] == "o-1"  # type: ignore[index]
+
+
+def test_binary_mode_written_by_the_sdk_is_accepted() -> None:
+    sdk_event = CloudEvent(
+        {"type": "order.delivered", "source": "erp", "subject": "c-9", "datacontenttype": "application/json"},
+        {"order_id": "o-9", "customer_id": "c-9"},
+    )
+    message = to_binary(sdk_event, JSONFormat())
+    decoded = decode(message.value, list(message.headers.items()))
+    assert decoded.type == "order.delivered"
+    assert decoded.subject == "c-9"
+    assert decoded.data.model_dump()["order_id"] == "o-9"
+
+
+def test_unknown_fields_are_kept() -> None:
+    data = {**sample_data("order.delivered"), "warehouse": "WAW-2"}
+    e = new_event("order.delivered", "c-1", data, source="t")
+    assert decode(encode(e)[1]).data.model_dump()["warehouse"] == "WAW-2"
+
+
+def _structured(**overrides: object) -> bytes:
+    doc = event("order.placed").to_dict()
+    doc.update(overrides)
+    return orjson.dumps(doc)
+
+
+@pytest.mark.parametrize(
+    ("value", "field", "words"),
+    [
+        (b'{"specversion": "1.0", "id": ', "value", "not valid JSON"),
+        (b"[1, 2]", "value", "JSON object"),
+        (_structured(specversion="0.3"), "specversion", "1.0"),
+        (_structured(time="yesterday"), "time", "datetime"),
+        (_structured(type="order.teleported"), "type", "unknown event type"),
+        (_structured(subject=""), "subject", "at least 1"),
+        (_structured(data={"order_id": "o-1", "customer_id": "c-1"}), "data.total", "Field required"),
+        (
+            _structured(data={**sample_data("order.placed"), "total": {"amount": "ten", "currency": "EUR"}}),
+            "data.total.amount",
+            "decimal",
+        ),
+        (
+            _structured(data={**sample_data("order.placed"), "promised_ship_by": "2026-01-01T10:00:00"}),
+            "data.promised_ship_by",
+            "timezone",
+        ),
+    ],
+)
+def test_invalid_events_are_refused_naming_the_field(value: bytes, field: str, words: str) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        decode(value)
+    assert info.value.field == field
+    assert words.lower() in info.value.reason.lower()
+
+
+def test_an_oversized_event_is_refused_before_parsing() -> None:
+    with pytest.raises(InvalidEvent, match="exceeds the limit"):
+        decode(b"{" + b" " * (1024 * 1024) + b"}")
+
+
+def test_callback_without_consent_or_contact_is_refused() -> None:
+    data = sample_data("callback.requested")
+    with pytest.raises(InvalidEvent) as info:
+        new_event("callback.requested", "v-1", {**data, "consent": False}, source="t")
+    assert info.value.field == "data.consent"
+    with pytest.raises(InvalidEvent, match="phone or email"):
+        new_event("callback.requested", "v-1", {**data, "phone": None}, source="t")
+    with pytest.raises(InvalidEvent) as info:
+        new_event("callback.requested", "v-1", {**data, "phone": "0048 123"}, source="t")
+    assert info.value.field == "data.phone"
+
+
+def test_a_data_base64_event_is_refused() -> None:
+    doc = event("order.delivered").to_dict()
+    doc.pop("data")
+    doc["data_base64"] = "e30="
+    with pytest.raises(InvalidEvent) as info:
+        from_dict(doc)
+    assert info.value.field == "data_base64"

@@ -1,0 +1,127 @@
+"""The engine's domain: delay notices from order events and timers, on plain state, no servers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from services.engine.handlers import SHIP_BY_TIMER, handle, timer_event
+from services.engine.state import ORDER, PartitionState, Timer
+from shared.clock import ManualClock
+from shared.contract import Event
+from tests.factories import event
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+def run(state: PartitionState, events: list[Event], clock: ManualClock) -> list[Event]:
+    out: list[Event] = []
+    for e in events:
+        out += handle(state, e, clock.now())
+    return out
+
+
+def fire_due(state: PartitionState, clock: ManualClock) -> list[Event]:
+    """What the engine loop does with due timers: publish timer.fired, then consume it."""
+    out: list[Event] = []
+    for timer in state.due(clock.now()):
+        out += handle(state, timer_event(timer, clock.now()), clock.now())
+    return out
+
+
+def placed(ship_in: timedelta, deliver_in: timedelta = timedelta(days=3)) -> Event:
+    return event(
+        "order.placed",
+        promised_ship_by=(T0 + ship_in).isoformat(),
+        promised_delivery_by=(T0 + deliver_in).isoformat(),
+    )
+
+
+def consenting_customer() -> Event:
+    return event("customer.upserted", consents={"email": False, "sms": True})
+
+
+def test_unshipped_order_gets_one_delay_notice_when_the_promise_passes() -> None:
+    clock, state = ManualClock(T0), PartitionState(0)
+    assert run(state, [consenting_customer(), placed(timedelta(hours=2))], clock) == []
+    clock.advance(timedelta(hours=1))
+    assert fire_due(state, clock) == []
+    clock.advance(timedelta(hours=1, seconds=1))
+    actions = fire_due(state, clock)
+    assert [a.type for a in actions] == ["action.requested"]
+    action = actions[0].data.model_dump()
+    assert action["channel"] == "sms"  # the first consented channel
+    assert action["idempotency_key"] == "delay-notice:o-1"
+    assert action["context"]["reason"] == "not_shipped_by_promise"
+    clock.advance(timedelta(days=1))
+    assert fire_due(state, clock) == []
+
+
+def test_order_shipped_in_time_gets_no_notice() -> None:
+    clock, state = ManualClock(T0), PartitionState(0)
+    run(
+        state,
+        [consenting_customer(), placed(timedelta(hours=2)), event("order.shipped", estimated_delivery=None)],
+        clock,
+    )
+    clock.advance(timedelta(days=5))
+    assert fire_due(state, clock) == []
+    assert state.pending_timers() == 0
+
+
+def test_cancelled_or_delivered_order_gets_no_notice() -> None:
+    for closing in ("order.cancelled", "order.delivered"):
+        clock, state = ManualClock(T0), PartitionState(0)
+        run(state, [consenting_customer(), placed(timedelta(hours=2)), event(closing)], clock)
+        clock.advance(timedelta(days=1))
+        assert fire_due(state, clock) == []
+
+
+def test_eta_slipping_twice_sends_one_notice() -> None:
+    clock, state = ManualClock(T0), PartitionState(0)
+    out = run(state, [consenting_customer(), placed(timedelta(hours=2), timedelta(days=2))], clock)
+    out += run(state, [event("order.shipped", estimated_delivery=(T0 + timedelta(days=1)).isoformat())], clock)
+    assert out == []
+    out += run(state, [event("order.eta_changed", estimated_delivery=(T0 + timedelta(days=4)).isoformat())], clock)
+    out += run(state, [event("order.eta_changed", estimated_delivery=(T0 + timedelta(days=6)).isoformat())], clock)
+    assert len(out) == 1
+    assert out[0].data.model_dump()["context"]["reason"] == "eta_past_promise"
+
+
+def test_customer_without_consent_is_not_contacted() -> None:
+    clock, state = ManualClock(T0), PartitionState(0)
+    run(state, [event("customer.upserted", consents={}), placed(timedelta(minutes=1))], clock)
+    clock.advance(timedelta(minutes=2))
+    assert fire_due(state, clock) == []
+    order = state.get(ORDER, "o-1")
+    assert order is not None
+    assert order["delay_notified"] is True  # decided once, not re-examined on every later event
+
+
+def test_a_replayed_event_id_has_no_second_effect() -> None:
+    clock, state = ManualClock(T0), PartitionState(0)
+    order = placed(timedelta(hours=1))
+    run(state, [consenting_customer(), order, order], clock)
+    assert state.get("customer", "c-1")["orders"] == 1  # type: ignore[index]
+    clock.advance(timedelta(hours=2))
+    timer = Timer(f"{SHIP_BY_TIMER}:o-1", SHIP_BY_TIMER, "c-1", T0 + timedelta(hours=1), {"order_id": "o-1"})
+    fired = timer_event(timer, clock.now())
+    assert len(run(state, [fired], clock)) == 1
+    assert run(state, [fired], clock) == []
+
+
+def test_state_restored_from_its_changelog_equals_the_original() -> None:
+    clock, state = ManualClock(T0), PartitionState(3)
+    run(
+        state,
+        [consenting_customer(), placed(timedelta(hours=1)), event("order.placed", order_id="o-2")],
+        clock,
+    )
+    state.cancel(f"{SHIP_BY_TIMER}:o-2")
+    restored = PartitionState(3)
+    for key, value in state.changelog_records():
+        restored.restore(key, value)
+    restored.finish_restore()
+    assert restored.get(ORDER, "o-1") == state.get(ORDER, "o-1")
+    assert restored.pending_timers() == state.pending_timers() == 1
+    clock.advance(timedelta(hours=2))
+    assert len(fire_due(restored, clock)) == 1
