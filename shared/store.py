@@ -73,10 +73,11 @@ def database(client: AsyncMongoClient[Document], settings: Settings) -> AsyncDat
 async def ensure_indexes(db: AsyncDatabase[Document], collections: Iterable[str]) -> None:
     """Create the indexes of the collections a service owns; a no-op when they exist.
 
-    Each collection has one owning service that creates its indexes: FerretDB v1 leaves a collection
-    broken (every later createIndexes drops the connection) when two clients create it at once."""
+    One ``createIndexes`` per index: FerretDB v1 drops the connection (a panic in its handler) when
+    one ``createIndexes`` names two or more indexes that already exist, as every restart would."""
     for name in collections:
-        await db[name].create_indexes(INDEXES[name])
+        for index in INDEXES[name]:
+            await db[name].create_indexes([index])
 
 
 async def ping(client: AsyncMongoClient[Document]) -> bool:

@@ -77,7 +77,7 @@ start() {
     wait_port kafka "$PROACT_KAFKA_HOST" "$PROACT_KAFKA_PORT" 60
   fi
   # topics come from the registry in shared/; the call also waits until metadata is answered
-  (cd "$HERE/../.." && "$PYTHON" -m shared.contract.topics ensure)
+  (cd "$HERE/../.." && "$PYTHON" -m shared.contract ensure)
 }
 
 case "${1:-}" in

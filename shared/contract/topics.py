@@ -1,6 +1,6 @@
 """The topic registry: every Kafka topic proact uses, its partitions and settings, and how to create them.
 
-Run ``python -m shared.contract.topics ensure`` to create missing topics on the configured broker.
+Run ``python -m shared.contract ensure`` to create missing topics on the configured broker.
 """
 
 from __future__ import annotations
@@ -150,14 +150,10 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], deadli
 
 def main(argv: list[str]) -> int:
     if argv[1:] != ["ensure"]:
-        print("usage: python -m shared.contract.topics ensure", file=sys.stderr)
+        print("usage: python -m shared.contract ensure", file=sys.stderr)
         return 2
     settings = Settings()
     topics = Topics.from_settings(settings)
     created = asyncio.run(ensure_topics(settings.kafka_bootstrap_servers, topics))
     print(f"topics ready ({len(topics.specs())}); created: {', '.join(created) or 'none'}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv))

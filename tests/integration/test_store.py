@@ -6,7 +6,7 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from shared.store import Collections, Document
+from shared.store import Collections, Document, ensure_indexes
 from tests.factories import uid
 
 pytestmark = pytest.mark.integration
@@ -16,6 +16,13 @@ async def test_a_document_written_is_read_back(db: AsyncDatabase[Document]) -> N
     doc = {"_id": uid("d"), "customer_id": "c-1", "nested": {"n": 3}, "tags": ["a", "b"]}
     await db["scratch"].insert_one(doc)
     assert await db["scratch"].find_one({"_id": doc["_id"]}) == doc
+
+
+async def test_indexes_can_be_ensured_again_on_every_start(db: AsyncDatabase[Document]) -> None:
+    await ensure_indexes(db, [Collections.MESSAGES, Collections.DECISIONS])
+    await ensure_indexes(db, [Collections.MESSAGES, Collections.DECISIONS])
+    names = set(await db[Collections.MESSAGES].index_information())
+    assert {"idempotency_key_unique", "customer_recent", "rule_recent"} <= names
 
 
 async def test_the_idempotency_key_is_unique(db: AsyncDatabase[Document]) -> None:
