@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export PROACT_CACHE ?= $(HOME)/.cache/proact
 export PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: install infra-up infra-down infra-status run stop test test-unit lint clean-cache
+.PHONY: install infra-up infra-down infra-status run stop test test-unit lint bench models clean-cache
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
@@ -49,6 +49,14 @@ test-unit: $(VENV)/.installed
 
 test: infra-up lint
 	$(PY) -m pytest tests -q
+
+# performance figures for the README; each benchmark measures its own baseline in the same run
+bench: infra-up
+	PYTHONPATH=. $(PY) bench/models.py
+
+# default models from the shipped data, registered and promoted in $(PROACT_MODEL_DIR)
+models: $(VENV)/.installed
+	@bash deploy/local/models.sh
 
 clean-cache: infra-down
 	rm -rf $(PROACT_CACHE)

@@ -1,12 +1,28 @@
-"""``python -m services.trainer``: the trainer's command line (``health`` so far)."""
+"""``python -m services.trainer``: train, score and register the intent and churn models.
+
+    train intent --data FILE.csv --out DIR
+    score intent --model DIR --data FILE.csv --out SCORES.csv
+    train churn --orders FILE.ndjson --as-of DATE --horizon-days N --out DIR
+    train churn --from-mongo --as-of DATE --horizon-days N --out DIR
+    score churn --model DIR --orders FILE.ndjson --as-of DATE --out SCORES.csv
+    registry list|add DIR|promote KIND VERSION|rollback KIND
+    health
+
+``train`` with ``--register`` adds the artifact to the registry (``PROACT_MODEL_DIR``) and with
+``--promote`` also makes it the version the services use.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
+from pathlib import Path
 
+from services.trainer import data, flows
 from shared.logs import setup_logging
+from shared.models.registry import KINDS, ModelRefused, Registry
 from shared.settings import TrainerSettings
 from shared.store import mongo_client, ping
 
@@ -23,16 +39,99 @@ async def _health(settings: TrainerSettings) -> int:
     return 0 if ok else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.trainer", description=__doc__)
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m services.trainer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("health", help="check that the trainer can reach its history store")
-    args = parser.parse_args(argv)
+
+    train = commands.add_parser("train", help="train a model and write its artifact folder")
+    train_kinds = train.add_subparsers(dest="kind", required=True)
+    ti = train_kinds.add_parser("intent")
+    ti.add_argument("--data", type=Path, required=True, help="sessions in the UCI column format, with Revenue")
+    tc = train_kinds.add_parser("churn")
+    source = tc.add_mutually_exclusive_group(required=True)
+    source.add_argument("--orders", type=Path, help="CloudEvents NDJSON (.gz accepted)")
+    source.add_argument("--from-mongo", action="store_true", help="the shop's own order history in MongoDB")
+    tc.add_argument("--as-of", required=True, help="features from events up to this date (YYYY-MM-DD: end of day, UTC)")
+    tc.add_argument("--horizon-days", type=int, required=True, help="churned = no order in this many days after")
+    for p in (ti, tc):
+        p.add_argument("--out", type=Path, required=True)
+        p.add_argument("--register", action="store_true", help="add to the registry in PROACT_MODEL_DIR")
+        p.add_argument("--promote", action="store_true", help="register and promote")
+
+    score = commands.add_parser("score", help="score a file with a trained model")
+    score_kinds = score.add_subparsers(dest="kind", required=True)
+    si = score_kinds.add_parser("intent")
+    si.add_argument("--data", type=Path, required=True)
+    sc = score_kinds.add_parser("churn")
+    sc.add_argument("--orders", type=Path, required=True)
+    sc.add_argument("--as-of", required=True)
+    for p in (si, sc):
+        p.add_argument("--model", type=Path, required=True)
+        p.add_argument("--out", type=Path, required=True)
+
+    registry = commands.add_parser("registry", help="list, add, promote, roll back")
+    actions = registry.add_subparsers(dest="action", required=True)
+    actions.add_parser("list")
+    add = actions.add_parser("add")
+    add.add_argument("artifact", type=Path)
+    promote = actions.add_parser("promote")
+    promote.add_argument("kind", choices=KINDS)
+    promote.add_argument("version")
+    rollback = actions.add_parser("rollback")
+    rollback.add_argument("kind", choices=KINDS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     settings = TrainerSettings()
     setup_logging(SERVICE, settings.log_level)
-    if args.command == "health":
-        return asyncio.run(_health(settings))
-    parser.error(f"unknown command {args.command}")
+    registry = Registry(settings.model_dir)
+    try:
+        if args.command == "health":
+            return asyncio.run(_health(settings))
+        if args.command == "train":
+            if args.kind == "intent":
+                metadata = flows.train_intent(args.data, args.out)
+            elif args.from_mongo:
+                as_of = data.parse_as_of(args.as_of)
+                metadata = asyncio.run(flows.train_churn_from_mongo(settings, as_of, args.horizon_days, args.out))
+            else:
+                metadata = flows.train_churn(args.orders, data.parse_as_of(args.as_of), args.horizon_days, args.out)
+            print(json.dumps({k: metadata[k] for k in ("kind", "version", "validation", "report")}, indent=2))
+            if args.register or args.promote:
+                version = registry.add(args.out)
+                if args.promote:
+                    registry.promote(args.kind, version)
+                print(f"registered {args.kind} {version}{' and promoted it' if args.promote else ''}")
+            return 0
+        if args.command == "score":
+            if args.kind == "intent":
+                n = flows.score_intent(args.model, args.data, args.out)
+            else:
+                n = flows.score_churn(args.model, args.orders, data.parse_as_of(args.as_of), args.out)
+            print(f"scored {n} rows into {args.out}")
+            return 0
+        if args.command == "registry":
+            if args.action == "list":
+                for kind in KINDS:
+                    promoted = registry.promoted(kind)
+                    for v in registry.versions(kind):
+                        print(f"{kind}\t{v}\t{'promoted' if v == promoted else ''}")
+            elif args.action == "add":
+                print(registry.add(args.artifact))
+            elif args.action == "promote":
+                registry.promote(args.kind, args.version)
+                print(f"promoted {args.kind} {args.version}")
+            elif args.action == "rollback":
+                print(f"rolled back {args.kind} to {registry.rollback(args.kind)}")
+            return 0
+    except (ValueError, KeyError, FileNotFoundError, ModelRefused) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 2
 
 

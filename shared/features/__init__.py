@@ -1,0 +1,1 @@
+"""Session and customer features: one implementation for online scoring and for training."""

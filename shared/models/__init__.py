@@ -1,0 +1,1 @@
+"""Model loading, fast scoring, evaluation and the versioned model registry."""

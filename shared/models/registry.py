@@ -1,0 +1,220 @@
+"""Model artifacts and the versioned registry: save, load safely, promote, roll back, hot reload.
+
+An artifact is a folder: ``model.skops`` (the fitted estimator and calibrator, in skops' format,
+which loads without running arbitrary code), ``metadata.json`` (kind, version, features, metrics,
+data fingerprint, library versions, the artifact's SHA-256), ``card.md`` and ``report/*.png``.
+Loading refuses a file whose hash differs from its metadata and any type outside an explicit
+allow-list. The registry is a folder of artifacts per kind plus ``promoted.json``; services hold a
+``ModelHandle`` that notices a new promotion and loads it without a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any
+
+import skops.io as sio
+
+from shared.models.compiled import CompiledModel
+
+MODEL_FILE = "model.skops"
+METADATA_FILE = "metadata.json"
+KINDS = ("intent", "churn")
+# Every type a proact model file may contain beyond skops' own defaults. Anything else is refused.
+ALLOWED_TYPES = frozenset(
+    {
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+        "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+        "sklearn._loss.loss.HalfBinomialLoss",
+        "sklearn._loss.link.LogitLink",
+        "sklearn._loss._loss.CyHalfBinomialLoss",
+        "sklearn.isotonic.IsotonicRegression",
+        "sklearn.linear_model._logistic.LogisticRegression",
+        "sklearn.pipeline.Pipeline",
+        "sklearn.preprocessing._data.StandardScaler",
+    }
+)
+
+
+class ModelRefused(ValueError):
+    """A model artifact that must not be loaded (tampered, unknown types, wrong kind)."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: CompiledModel
+    metadata: dict[str, Any]
+
+    @property
+    def version(self) -> str:
+        return str(self.metadata["version"])
+
+    @property
+    def feature_indices(self) -> list[int]:
+        return list(self.metadata["feature_indices"])
+
+    def score_one(self, full_vector: list[float]) -> float:
+        idx = self.metadata["feature_indices"]
+        return self.model.score_one([full_vector[i] for i in idx])
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        **{name: package_version(name) for name in ("scikit-learn", "numpy", "skops")},
+    }
+
+
+def save_artifact(out: Path, estimator: Any, calibrator: Any, metadata: dict[str, Any], card: str) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    model_path = out / MODEL_FILE
+    sio.dump({"estimator": estimator, "calibrator": calibrator}, model_path)
+    digest = sha256_file(model_path)
+    created = datetime.now(UTC)
+    metadata = {
+        **metadata,
+        "version": metadata.get("version") or f"{created:%Y%m%dT%H%M%SZ}-{digest[:8]}",
+        "created_at": created.isoformat(),
+        "artifact_sha256": digest,
+        "libraries": library_versions(),
+    }
+    (out / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+    (out / "card.md").write_text(card)
+    return out
+
+
+def load_artifact(path: Path, kind: str | None = None) -> LoadedModel:
+    """Load an artifact folder, refusing anything tampered with or unexpected."""
+    try:
+        metadata = json.loads((path / METADATA_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelRefused(f"{path}: unreadable metadata: {exc}") from None
+    if kind is not None and metadata.get("kind") != kind:
+        raise ModelRefused(f"{path}: a {metadata.get('kind')!r} model, not {kind!r}")
+    model_path = path / MODEL_FILE
+    if not model_path.is_file():
+        raise ModelRefused(f"{path}: no {MODEL_FILE}")
+    if sha256_file(model_path) != metadata.get("artifact_sha256"):
+        raise ModelRefused(f"{model_path}: content does not match the SHA-256 in its metadata (tampered?)")
+    try:
+        untrusted = set(sio.get_untrusted_types(file=model_path))
+    except Exception as exc:  # skops raises many types on a corrupt file; all mean "refuse"
+        raise ModelRefused(f"{model_path}: not a readable skops file: {exc}") from None
+    unexpected = untrusted - ALLOWED_TYPES
+    if unexpected:
+        raise ModelRefused(f"{model_path}: contains types outside the allow-list: {sorted(unexpected)}")
+    loaded = sio.load(model_path, trusted=sorted(untrusted))
+    return LoadedModel(CompiledModel(loaded["estimator"], loaded["calibrator"]), metadata)
+
+
+class Registry:
+    """Versioned artifacts under ``root/<kind>/<version>/`` and the promoted version per kind."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _pointer(self, kind: str) -> Path:
+        return self.root / kind / "promoted.json"
+
+    def add(self, artifact: Path) -> str:
+        loaded = load_artifact(artifact)
+        kind = loaded.metadata["kind"]
+        target = self.root / kind / loaded.version
+        if not target.exists():
+            tmp = target.with_name(target.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(artifact, tmp)
+            os.replace(tmp, target)
+        return loaded.version
+
+    def versions(self, kind: str) -> list[str]:
+        folder = self.root / kind
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir() if (p / METADATA_FILE).is_file())
+
+    def promoted(self, kind: str) -> str | None:
+        pointer = self._pointer(kind)
+        if not pointer.is_file():
+            return None
+        return str(json.loads(pointer.read_text())["version"])
+
+    def promote(self, kind: str, version: str) -> None:
+        if version not in self.versions(kind):
+            raise KeyError(f"no {kind} model version {version}")
+        load_artifact(self.root / kind / version, kind)  # never promote what would be refused
+        pointer = self._pointer(kind)
+        history = json.loads(pointer.read_text())["history"] if pointer.is_file() else []
+        current = self.promoted(kind)
+        if current == version:
+            return
+        if current:
+            history.append(current)
+        self._write_pointer(kind, {"version": version, "history": history, "at": datetime.now(UTC).isoformat()})
+
+    def rollback(self, kind: str) -> str:
+        pointer = self._pointer(kind)
+        history = json.loads(pointer.read_text())["history"] if pointer.is_file() else []
+        if not history:
+            raise KeyError(f"no earlier {kind} model to roll back to")
+        version = history.pop()
+        self._write_pointer(kind, {"version": version, "history": history, "at": datetime.now(UTC).isoformat()})
+        return str(version)
+
+    def _write_pointer(self, kind: str, doc: dict[str, Any]) -> None:
+        pointer = self._pointer(kind)
+        pointer.parent.mkdir(parents=True, exist_ok=True)
+        tmp = pointer.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=2))
+        os.replace(tmp, pointer)  # atomic: a reader sees the old or the new pointer, never half
+
+    def load_promoted(self, kind: str) -> LoadedModel | None:
+        version = self.promoted(kind)
+        return load_artifact(self.root / kind / version, kind) if version else None
+
+
+class ModelHandle:
+    """The promoted model of one kind, reloaded when a new version is promoted (checked at most
+    every ``check_every_s`` seconds, by one ``stat`` of the pointer file)."""
+
+    def __init__(self, registry: Registry, kind: str, check_every_s: float = 5.0) -> None:
+        self.registry = registry
+        self.kind = kind
+        self.check_every_s = check_every_s
+        self._model: LoadedModel | None = None
+        self._mtime: float | None = None
+        self._checked = 0.0
+        self.refresh(force=True)
+
+    def refresh(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._checked < self.check_every_s:
+            return
+        self._checked = now
+        pointer = self.registry._pointer(self.kind)
+        mtime = pointer.stat().st_mtime if pointer.is_file() else None
+        if mtime != self._mtime or force:
+            self._model = self.registry.load_promoted(self.kind)
+            self._mtime = mtime
+
+    def current(self) -> LoadedModel | None:
+        self.refresh()
+        return self._model
