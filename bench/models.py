@@ -48,7 +48,8 @@ def main() -> None:
             width = model.estimator.n_features_in_
             sample = [r[:width] + [0.0] * (width - len(r[:width])) for r in rows]
             compiled = per_call_us(model.score_one, sample)
-            plain = per_call_us(lambda r: model.estimator.predict_proba(np.asarray(r).reshape(1, -1)), sample[:300], 1)
+            estimator = model.estimator
+            plain = per_call_us(lambda r, e=estimator: e.predict_proba(np.asarray(r).reshape(1, -1)), sample[:300], 1)
             big = np.asarray(sample)[np.arange(args.rows) % len(sample)]
             t = time.perf_counter()
             model.score_many(big)
@@ -58,8 +59,11 @@ def main() -> None:
             plain_batch = args.rows / (time.perf_counter() - t)
             print(f"{name}")
             print(f"  single row, compiled:        median {compiled:8.1f} µs")
-            print(f"  single row, predict_proba:   median {plain:8.1f} µs   (compiled is {plain / compiled:.0f}x faster)")
-            print(f"  batch of {args.rows:,}, score_many: {batch:12,.0f} rows/s (predict_proba alone {plain_batch:,.0f} rows/s)")
+            print(
+                f"  single row, predict_proba:   median {plain:8.1f} µs   (compiled is {plain / compiled:.0f}x faster)"
+            )
+            print(f"  batch of {args.rows:,}, score_many: {batch:12,.0f} rows/s")
+            print(f"  batch of {args.rows:,}, predict_proba alone: {plain_batch:,.0f} rows/s")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     )
     otel_exporter_otlp_endpoint: str | None = Field(None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
     instance_id: str = Field(default_factory=socket.gethostname)
+    # the model registry (a shared volume in Kubernetes): services score with its promoted models
+    model_dir: Path = Field(
+        Path.home() / ".cache" / "proact" / "models", validation_alias=AliasChoices("PROACT_MODEL_DIR", "model_dir")
+    )
 
     @property
     def traces_exporter(self) -> str:
@@ -74,6 +78,4 @@ class AdminSettings(Settings):
 
 
 class TrainerSettings(Settings):
-    model_dir: Path = Field(
-        Path.home() / ".cache" / "proact" / "models", validation_alias=AliasChoices("PROACT_MODEL_DIR")
-    )
+    pass

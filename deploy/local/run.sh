@@ -25,6 +25,7 @@ trap cleanup INT TERM EXIT
 
 "$HERE/ferretdb.sh" start
 "$HERE/kafka.sh" start
+"$HERE/models.sh"
 "$HERE/services.sh" start
 cat <<MSG
 

@@ -22,9 +22,11 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from services.engine.handlers import handle, timer_event
+from services.engine.scoring import Scorers
 from services.engine.state import PartitionState
 from shared.clock import Clock, SystemClock
 from shared.contract import EVENT_TYPES, Event, InvalidEvent, Topics, decode, encode
+from shared.models.registry import Registry
 from shared.settings import EngineSettings
 from shared.telemetry import extract_context, inject_headers
 
@@ -49,6 +51,7 @@ class Engine:
         self.clock = clock or SystemClock()
         self.topics = Topics.from_settings(settings)
         self.states: dict[int, PartitionState] = {}
+        self.scorers = Scorers(Registry(settings.model_dir))
         self.stats = Stats()
         self.restoring = True
         self._lock = asyncio.Lock()
@@ -172,7 +175,7 @@ class Engine:
             span.set_attribute("cloudevents.event_type", event.type)
             self.stats.by_type[event.type] += 1
             try:
-                outputs = handle(state, event, now)
+                outputs = handle(state, event, now, self.scorers)
             except (ValueError, KeyError, TypeError) as exc:
                 # an event that passes the contract but cannot be applied must not block its partition
                 span.record_exception(exc)

@@ -11,7 +11,8 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-from services.engine.state import CUSTOMER, ORDER, SESSION, Doc, PartitionState, Timer
+from services.engine.scoring import Scorers
+from services.engine.state import CUSTOMER, ORDER, SESSION, VISITOR, Doc, PartitionState, Timer
 from shared.contract import Event, new_event
 from shared.contract import events as ev
 
@@ -26,13 +27,16 @@ _ACTION_NAMESPACE = uuid.UUID("6f1c1a52-3d0e-4c4e-9a43-0d3c5a1f8e21")
 Handler = Callable[[PartitionState, Event, datetime], list[Event]]
 
 
-def handle(state: PartitionState, event: Event, now: datetime) -> list[Event]:
+def handle(state: PartitionState, event: Event, now: datetime, scorers: Scorers | None = None) -> list[Event]:
     """Apply one event; return the events to publish. Duplicate event ids have no effect."""
     if state.seen(event.subject, event.id):
         return []
     state.remember(event.subject, event.id)
     handler = HANDLERS.get(event.type)
-    return handler(state, event, now) if handler else []
+    out = handler(state, event, now) if handler else []
+    if scorers is not None:
+        scorers.rescore(state, event)
+    return out
 
 
 # --- customers ------------------------------------------------------------------------------------
@@ -56,6 +60,14 @@ def _customer(state: PartitionState, customer_id: str) -> Doc:
     return dict(state.get(CUSTOMER, customer_id) or {"customer_id": customer_id, "orders": 0, "tickets": 0})
 
 
+MAX_HISTORY_KEPT = 100
+
+
+def _remember(customer: Doc, field: str, item: object) -> None:
+    """Append to one of the customer's bounded histories (what churn features are computed from)."""
+    customer[field] = [*customer.get(field, []), item][-MAX_HISTORY_KEPT:]
+
+
 # --- orders ---------------------------------------------------------------------------------------
 def order_placed(state: PartitionState, event: Event, now: datetime) -> list[Event]:
     data = event.data
@@ -74,6 +86,8 @@ def order_placed(state: PartitionState, event: Event, now: datetime) -> list[Eve
     customer = _customer(state, data.customer_id)
     customer["orders"] = customer.get("orders", 0) + 1
     customer["last_order_at"] = event.time.isoformat()
+    items = sum(i.qty for i in data.items) or 1
+    _remember(customer, "order_history", [event.time.isoformat(), str(data.total.amount), items])
     state.put(CUSTOMER, data.customer_id, customer)
     if data.promised_ship_by:
         state.schedule(
@@ -106,6 +120,12 @@ def order_eta_changed(state: PartitionState, event: Event, now: datetime) -> lis
     order = _order(state, data.order_id, data.customer_id)
     order["estimated_delivery"] = data.estimated_delivery.isoformat()
     state.put(ORDER, data.order_id, order)
+    promised = order.get("promised_delivery_by")
+    if promised and data.estimated_delivery > datetime.fromisoformat(promised) and not order.get("counted_late"):
+        order["counted_late"] = True
+        customer = _customer(state, data.customer_id)
+        _remember(customer, "late_history", event.time.isoformat())
+        state.put(CUSTOMER, data.customer_id, customer)
     return _delay_notice_if_eta_late(state, order, event, now)
 
 
@@ -117,6 +137,10 @@ def order_closed(status: str) -> Handler:
         order = _order(state, data.order_id, data.customer_id)
         order["status"] = status
         state.put(ORDER, data.order_id, order)
+        if status == "return_requested":
+            customer = _customer(state, data.customer_id)
+            _remember(customer, "return_history", event.time.isoformat())
+            state.put(CUSTOMER, data.customer_id, customer)
         return []
 
     return close
@@ -196,30 +220,54 @@ def ticket_opened(state: PartitionState, event: Event, now: datetime) -> list[Ev
     assert isinstance(data, ev.Ticket)
     customer = _customer(state, data.customer_id)
     customer["tickets"] = customer.get("tickets", 0) + 1
+    _remember(customer, "ticket_history", event.time.isoformat())
     state.put(CUSTOMER, data.customer_id, customer)
     return []
+
+
+def survey(field: str) -> Handler:
+    def record(state: PartitionState, event: Event, now: datetime) -> list[Event]:
+        data = event.data
+        assert isinstance(data, ev.CsatSubmitted | ev.NpsSubmitted)
+        customer = _customer(state, data.customer_id)
+        _remember(customer, field, [event.time.isoformat(), data.score])
+        state.put(CUSTOMER, data.customer_id, customer)
+        return []
+
+    return record
+
+
+MAX_PAGES_KEPT = 100
 
 
 def browsing(state: PartitionState, event: Event, now: datetime) -> list[Event]:
     data = event.data
     assert isinstance(data, ev.BrowsingData)
-    session = dict(
-        state.get(SESSION, data.session_id)
-        or {
+    session = state.get(SESSION, data.session_id)
+    if session is None:
+        visitor = dict(state.get(VISITOR, data.visitor_id) or {"visitor_id": data.visitor_id, "sessions": 0})
+        visitor["sessions"] += 1
+        state.put(VISITOR, data.visitor_id, visitor)
+        session = {
             "session_id": data.session_id,
             "visitor_id": data.visitor_id,
             "started_at": event.time.isoformat(),
-            "pages": 0,
+            "returning": visitor["sessions"] > 1,
+            "pages": [],
         }
-    )
-    session["last_seen_at"] = event.time.isoformat()
+    session = {**session, "pages": list(session["pages"]), "last_seen_at": event.time.isoformat()}
     if isinstance(data, ev.PageViewed):
-        session["pages"] += 1
-        session["last_page_type"] = data.page_type
+        pages = session["pages"]
+        if pages and data.duration_s is not None:  # time on the previous page, known now
+            pages[-1] = {**pages[-1], "duration_s": data.duration_s}
+        pages.append({"url": data.url, "page_type": data.page_type, "duration_s": None})
+        del pages[:-MAX_PAGES_KEPT]
     elif isinstance(data, ev.CheckoutStarted):
         session["checkout"] = True
-    elif isinstance(data, ev.SessionStarted) and data.customer_id:
-        session["customer_id"] = data.customer_id
+    elif isinstance(data, ev.SessionStarted):
+        session["traffic_source"] = data.traffic_source
+        if data.customer_id:
+            session["customer_id"] = data.customer_id
     state.put(SESSION, data.session_id, session)
     return []
 
@@ -234,6 +282,8 @@ HANDLERS: dict[str, Handler] = {
     "order.return_requested": order_closed("return_requested"),
     "timer.fired": timer_fired,
     "ticket.opened": ticket_opened,
+    "csat.submitted": survey("csat_history"),
+    "nps.submitted": survey("nps_history"),
     **dict.fromkeys(
         (
             "session.started",

@@ -20,6 +20,7 @@ Doc = dict[str, Any]
 CUSTOMER = "customer"
 ORDER = "order"
 SESSION = "session"
+VISITOR = "visitor"
 TIMER = "timer"
 SEEN = "seen"
 

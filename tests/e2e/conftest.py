@@ -15,11 +15,11 @@ from tests.integration.conftest import isolated_topics
 
 
 @pytest.fixture(scope="module")
-async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+async def stack(tmp_path_factory: pytest.TempPathFactory, model_registry: Path) -> AsyncIterator[Stack]:
     prefix = uid("e2e").replace("-", "")
     settings = Settings()
     async with isolated_topics(settings.kafka_bootstrap_servers, prefix):
-        stack = Stack(prefix, prefix, Path(tmp_path_factory.mktemp(prefix)))
+        stack = Stack(prefix, prefix, Path(tmp_path_factory.mktemp(prefix)), model_registry)
         try:
             for name in SERVICES:
                 stack.start(name)

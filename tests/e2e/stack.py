@@ -29,7 +29,7 @@ def free_port() -> int:
 
 
 class Stack:
-    def __init__(self, prefix: str, database: str, workdir: Path) -> None:
+    def __init__(self, prefix: str, database: str, workdir: Path, model_dir: Path) -> None:
         self.workdir = workdir
         self.ports = {name: free_port() for name in SERVICES}
         self.env = {
@@ -38,6 +38,7 @@ class Stack:
             "PROACT_MONGO_DATABASE": database,
             "PROACT_DISPATCHER_OUTBOX_DIR": str(workdir / "outbox"),
             "PROACT_INSTANCE_ID": f"{prefix}-1",
+            "PROACT_MODEL_DIR": str(model_dir),
             "PROACT_ENGINE_GROUP_ID": f"{prefix}-engine",
             "PROACT_DISPATCHER_GROUP_ID": f"{prefix}-dispatcher",
             "OTEL_TRACES_EXPORTER": "none",

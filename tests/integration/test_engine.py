@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import orjson
 import pytest
 from aiokafka.structs import ConsumerRecord
 
@@ -19,13 +21,15 @@ from tests.kafka_io import produce, produce_raw, read
 pytestmark = pytest.mark.integration
 
 
-def engine_settings(prefix: str, group: str) -> EngineSettings:
-    return EngineSettings(topic_prefix=prefix, group_id=group, instance_id=uid("i"), poll_timeout_ms=50)
+def engine_settings(prefix: str, group: str, model_dir: Path) -> EngineSettings:
+    return EngineSettings(
+        topic_prefix=prefix, group_id=group, instance_id=uid("i"), poll_timeout_ms=50, model_dir=model_dir
+    )
 
 
 @pytest.fixture(scope="module")
-async def engine(base_settings: Settings, topics: Topics) -> AsyncIterator[Engine]:
-    engine = Engine(engine_settings(topics.prefix, uid("engine")))
+async def engine(topics: Topics, model_registry: Path) -> AsyncIterator[Engine]:
+    engine = Engine(engine_settings(topics.prefix, uid("engine"), model_registry))
     task = asyncio.create_task(engine.run())
     yield engine
     engine.stop()
@@ -70,8 +74,6 @@ async def test_invalid_event_goes_to_the_dlq_and_the_stream_goes_on(engine: Engi
     await produce_raw(topics.orders, b'{"specversion": "1.0", "truncated', cid.encode())
     bad = event("order.placed", subject=cid, order_id=uid("o")).to_dict()
     bad["data"]["total"] = "a lot"
-    import orjson
-
     await produce_raw(topics.orders, orjson.dumps(bad), cid.encode())
     past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
     await produce(
@@ -94,16 +96,18 @@ async def test_invalid_event_goes_to_the_dlq_and_the_stream_goes_on(engine: Engi
     assert len(actions_for(records, order)) == 1
 
 
-async def test_a_new_engine_instance_restores_state_and_fires_pending_timers(base_settings: Settings) -> None:
+async def test_a_new_engine_instance_restores_state_and_fires_pending_timers(
+    base_settings: Settings, tmp_path: Path
+) -> None:
     """A timer set by one process and due while no engine runs fires once after the next one starts."""
     async with isolated_topics(base_settings.kafka_bootstrap_servers, uid("it")) as topics:
-        await _restart_while_timer_pending(topics)
+        await _restart_while_timer_pending(topics, tmp_path)
 
 
-async def _restart_while_timer_pending(topics: Topics) -> None:
+async def _restart_while_timer_pending(topics: Topics, model_dir: Path) -> None:
     group = uid("engine")
     cid, order = uid("c"), uid("o")
-    first = Engine(engine_settings(topics.prefix, group))
+    first = Engine(engine_settings(topics.prefix, group, model_dir))
     task = asyncio.create_task(first.run())
     due = (datetime.now(UTC) + timedelta(seconds=6)).isoformat()
     await produce(
@@ -121,7 +125,7 @@ async def _restart_while_timer_pending(topics: Topics) -> None:
     await asyncio.wait_for(task, 30)
     assert first.stats.actions == 0
     await asyncio.sleep(6)  # the deadline passes while no engine runs
-    second = Engine(engine_settings(topics.prefix, group))
+    second = Engine(engine_settings(topics.prefix, group, model_dir))
     task = asyncio.create_task(second.run())
     try:
         records = await read(topics.actions, lambda rs: len(actions_for(rs, order)) >= 1, settle_s=2)
@@ -130,3 +134,26 @@ async def _restart_while_timer_pending(topics: Topics) -> None:
     finally:
         second.stop()
         await asyncio.wait_for(task, 30)
+
+
+async def test_browsing_state_with_its_intent_score_reaches_the_changelog(engine: Engine, topics: Topics) -> None:
+    visitor, session = uid("v"), uid("s")
+    await produce(
+        [
+            event("session.started", subject=visitor, session_id=session),
+            event("page.viewed", subject=visitor, session_id=session, url="/p/1", page_type="product"),
+            event("page.viewed", subject=visitor, session_id=session, url="/cart", page_type="cart", duration_s=40),
+        ],
+        topics,
+    )
+    key = f"session:{session}".encode()
+
+    def latest(rs: list[ConsumerRecord]) -> dict[str, object] | None:
+        values = [orjson.loads(r.value) for r in rs if r.key == key and r.value]
+        return values[-1] if values else None
+
+    records = await read(topics.engine_state, lambda rs: len((latest(rs) or {}).get("pages", [])) == 2)  # type: ignore[arg-type]
+    state = latest(records)
+    assert state is not None
+    assert [p["page_type"] for p in state["pages"]] == ["product", "cart"]  # type: ignore[index, union-attr]
+    assert 0.0 <= state["intent"]["score"] <= 1.0  # type: ignore[index, call-overload]

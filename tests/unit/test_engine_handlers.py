@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from services.engine.handlers import SHIP_BY_TIMER, handle, timer_event
+from services.engine.scoring import Scorers
 from services.engine.state import ORDER, PartitionState, Timer
 from shared.clock import ManualClock
 from shared.contract import Event
+from shared.models.registry import Registry
 from tests.factories import event
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -125,3 +128,40 @@ def test_state_restored_from_its_changelog_equals_the_original() -> None:
     assert restored.pending_timers() == state.pending_timers() == 1
     clock.advance(timedelta(hours=2))
     assert len(fire_due(restored, clock)) == 1
+
+
+def test_sessions_and_customers_are_scored_with_the_promoted_models(model_registry: Path) -> None:
+    scorers = Scorers(Registry(model_registry))
+    state, clock = PartitionState(0), ManualClock(T0)
+    visitor = "v-9"
+    browse = [
+        event("session.started", subject=visitor, session_id="s-9"),
+        *[
+            event("page.viewed", subject=visitor, session_id="s-9", url=f"/p/{i}", page_type="product", duration_s=30)
+            for i in range(6)
+        ],
+    ]
+    for e in browse:
+        handle(state, e, clock.now(), scorers)
+    session = state.get("session", "s-9")
+    assert session is not None
+    assert len(session["pages"]) == 6
+    assert session["pages"][0]["duration_s"] == 30  # the next page view told how long the first one lasted
+    assert 0.0 <= session["intent"]["score"] <= 1.0
+    assert session["intent"]["model_version"] == scorers.intent.current().version  # type: ignore[union-attr]
+
+    handle(state, consenting_customer(), clock.now(), scorers)
+    handle(state, placed(timedelta(days=1)), clock.now(), scorers)
+    one_order = state.get("customer", "c-1")["churn"]["score"]  # type: ignore[index]
+    for i in range(2, 6):
+        clock.advance(timedelta(days=20))
+        handle(state, event("order.placed", order_id=f"o-{i}", time=clock.now()), clock.now(), scorers)
+    loyal = state.get("customer", "c-1")["churn"]["score"]  # type: ignore[index]
+    assert loyal < one_order  # a regular buyer is less likely to leave than a one-time one
+
+
+def test_without_a_promoted_model_nothing_is_scored(tmp_path: Path) -> None:
+    scorers = Scorers(Registry(tmp_path))
+    state = PartitionState(0)
+    handle(state, event("page.viewed", subject="v", session_id="s"), T0, scorers)
+    assert "intent" not in state.get("session", "s")  # type: ignore[operator]

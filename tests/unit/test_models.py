@@ -17,28 +17,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from services.trainer import data, flows
+from services.trainer import data
 from shared.features import churn, intent
 from shared.models.compiled import CompiledModel
 from shared.models.registry import MODEL_FILE, ModelHandle, ModelRefused, Registry, load_artifact
-
-ROOT = Path(__file__).resolve().parents[2]
-SESSIONS = ROOT / "data" / "online_shoppers" / "sessions_feb_oct.csv"
-ORDERS = ROOT / "data" / "cdnow" / "orders_dev.ndjson.gz"
-
-
-@pytest.fixture(scope="module")
-def intent_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("intent")
-    flows.train_intent(SESSIONS, out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def churn_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("churn")
-    flows.train_churn(ORDERS, data.parse_as_of("1997-09-30"), 273, out)
-    return out
+from tests.conftest import ORDERS, SESSIONS
 
 
 def test_a_live_session_gives_the_same_features_as_its_uci_row() -> None:

@@ -1,0 +1,75 @@
+"""Scores kept in the engine's state: purchase intent per session, churn risk per customer.
+
+After an event changes a session or a customer, the promoted model of that kind scores it from the
+state alone, with the features of ``shared.features`` (the trainer's own), and the score, the
+model version and the time are stored with the entity. Without a promoted model nothing is scored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from shared.contract import Event
+from shared.contract import events as ev
+from shared.features import churn, intent
+from shared.models.registry import ModelHandle, Registry
+
+
+class Scorers:
+    def __init__(self, registry: Registry, page_stats: dict[str, intent.PageStat] | None = None) -> None:
+        self.intent = ModelHandle(registry, "intent")
+        self.churn = ModelHandle(registry, "churn")
+        # Site-wide page statistics (bounce, exit, page value); empty until the engine maintains them.
+        self.page_stats = page_stats or {}
+
+    def rescore(self, state: Any, event: Event) -> None:
+        data = event.data
+        if isinstance(data, ev.BrowsingData):
+            self._score_session(state, data.session_id, event.time)
+        customer_id = getattr(data, "customer_id", None)
+        if customer_id and isinstance(data, ev.OrderPlaced | ev.Ticket | ev.CsatSubmitted | ev.NpsSubmitted):
+            self._score_customer(state, customer_id, event.time)
+
+    def _score_session(self, state: Any, session_id: str, at: datetime) -> None:
+        model = self.intent.current()
+        session = state.get("session", session_id)
+        if model is None or session is None:
+            return
+        uci = intent.from_session(session, self.page_stats, datetime.fromisoformat(session["started_at"]))
+        score = model.score_one(intent.intent_vector(uci))
+        state.put("session", session_id, {**session, "intent": _score(score, model.version, at)})
+
+    def _score_customer(self, state: Any, customer_id: str, at: datetime) -> None:
+        model = self.churn.current()
+        customer = state.get("customer", customer_id)
+        if model is None or customer is None or not customer.get("order_history"):
+            return
+        score = model.score_one(churn.churn_vector(history_of(customer), at))
+        state.put("customer", customer_id, {**customer, "churn": _score(score, model.version, at)})
+
+
+def history_of(customer: dict[str, Any]) -> churn.CustomerHistory:
+    """The churn features' view of the engine's customer record."""
+
+    def times(field: str) -> list[datetime]:
+        return [datetime.fromisoformat(t) for t in customer.get(field, [])]
+
+    def scored(field: str) -> list[tuple[datetime, float]]:
+        return [(datetime.fromisoformat(t), float(s)) for t, s in customer.get(field, [])]
+
+    return churn.CustomerHistory(
+        customer_id=customer["customer_id"],
+        orders=[
+            churn.Order(datetime.fromisoformat(t), float(a), int(n)) for t, a, n in customer.get("order_history", [])
+        ],
+        late_deliveries=times("late_history"),
+        tickets=times("ticket_history"),
+        returns=times("return_history"),
+        csat=scored("csat_history"),
+        nps=scored("nps_history"),
+    )
+
+
+def _score(value: float, version: str, at: datetime) -> dict[str, Any]:
+    return {"score": round(value, 6), "model_version": version, "at": at.isoformat()}
