@@ -53,6 +53,7 @@ test: infra-up lint
 # performance figures for the README; each benchmark measures its own baseline in the same run
 bench: infra-up
 	PYTHONPATH=. $(PY) bench/models.py
+	PYTHONPATH=. $(PY) bench/engine.py
 
 # default models from the shipped data, registered and promoted in $(PROACT_MODEL_DIR)
 models: $(VENV)/.installed

@@ -13,9 +13,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
+Stats = Callable[[], dict[str, object]]
 
 
-def health_app(service: str, ready: ReadyCheck) -> Starlette:
+def health_app(service: str, ready: ReadyCheck, stats: Stats | None = None) -> Starlette:
     async def live(_: Request) -> JSONResponse:
         return JSONResponse({"service": service, "status": "live"})
 
@@ -27,16 +28,21 @@ def health_app(service: str, ready: ReadyCheck) -> Starlette:
             status_code=200 if ok else 503,
         )
 
-    return Starlette(routes=[Route("/health/live", live), Route("/health/ready", readiness)])
+    async def counters(_: Request) -> JSONResponse:
+        return JSONResponse(stats() if stats else {})
+
+    return Starlette(routes=[Route("/health/live", live), Route("/health/ready", readiness), Route("/stats", counters)])
 
 
 def start_health_server(
     service: str,
     port: int,
     ready: ReadyCheck,
+    stats: Stats | None = None,
     host: str = "0.0.0.0",  # noqa: S104 - kubelet probes
 ) -> asyncio.Task[None]:
-    config = uvicorn.Config(health_app(service, ready), host=host, port=port, log_level="warning", lifespan="off")
+    app = health_app(service, ready, stats)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
     return asyncio.create_task(_QuietServer(config).serve(), name=f"{service}-health")
 
 

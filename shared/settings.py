@@ -57,6 +57,12 @@ class EngineSettings(Settings):
     session_timeout_ms: int = Field(10000, validation_alias=AliasChoices("PROACT_ENGINE_SESSION_TIMEOUT_MS"))
 
 
+class ProjectorSettings(EngineSettings):
+    """The projector reads the engine's changelog, so it shares the engine's topics and group name."""
+
+    http_port: int = Field(8083, validation_alias=AliasChoices("PROACT_PROJECTOR_HTTP_PORT"))
+
+
 class DispatcherSettings(Settings):
     group_id: str = Field("proact-dispatcher", validation_alias=AliasChoices("PROACT_DISPATCHER_GROUP_ID"))
     http_port: int = Field(8082, validation_alias=AliasChoices("PROACT_DISPATCHER_HTTP_PORT"))

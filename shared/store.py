@@ -51,6 +51,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     Collections.MODELS: [IndexModel([("name", ASCENDING), ("version", DESCENDING)], unique=True, name="model_version")],
     Collections.API_KEYS: [IndexModel([("key_hash", ASCENDING)], unique=True, name="key_hash_unique")],
     Collections.AUDIT: [IndexModel([("at", DESCENDING)], name="recent")],
+    Collections.CUSTOMERS: [IndexModel([("last_order_at", DESCENDING)], name="recent_buyers")],
     Collections.ORDERS: [IndexModel([("customer_id", ASCENDING)], name="customer")],
     Collections.SESSIONS: [IndexModel([("visitor_id", ASCENDING)], name="visitor")],
 }

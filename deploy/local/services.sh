@@ -6,11 +6,12 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 source "$HERE/lib.sh"
 ROOT="$(cd "$HERE/../.." && pwd)"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
-ALL=(engine dispatcher storefront admin)
+ALL=(engine projector dispatcher storefront admin)
 
 health_url() {
   case "$1" in
     engine) echo "http://127.0.0.1:${PROACT_ENGINE_HTTP_PORT:-8081}/health/live" ;;
+    projector) echo "http://127.0.0.1:${PROACT_PROJECTOR_HTTP_PORT:-8083}/health/live" ;;
     dispatcher) echo "http://127.0.0.1:${PROACT_DISPATCHER_HTTP_PORT:-8082}/health/live" ;;
     storefront) echo "http://127.0.0.1:${PROACT_STOREFRONT_HTTP_PORT:-8080}/health/live" ;;
     admin) echo "http://127.0.0.1:${PROACT_ADMIN_HTTP_PORT:-8090}/health/live" ;;
@@ -31,7 +32,9 @@ wait_healthy() {
 start_one() {
   local name=$1
   if pid_alive "$name"; then log "$name already running"; return 0; fi
-  (cd "$ROOT" && OTEL_SERVICE_NAME="proact-$name" nohup "$PYTHON" -m "services.$name" \
+  local module="services.$name"
+  [[ $name == projector ]] && module="services.engine.projector"
+  (cd "$ROOT" && OTEL_SERVICE_NAME="proact-$name" nohup "$PYTHON" -m "$module" \
     >>"$LOG_DIR/$name.log" 2>&1 </dev/null & echo $! >"$RUN_DIR/$name.pid")
 }
 
@@ -43,5 +46,5 @@ case "$cmd" in
     for n in "${names[@]}"; do wait_healthy "$n"; done ;;
   stop) for n in "${names[@]}"; do stop_pid "$n"; done ;;
   status) rc=0; for n in "${names[@]}"; do status_pid "$n" || rc=3; done; exit $rc ;;
-  *) echo "usage: $0 start|stop|status [engine|dispatcher|storefront|admin ...]" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status [engine|projector|dispatcher|storefront|admin ...]" >&2; exit 2 ;;
 esac

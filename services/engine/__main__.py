@@ -25,7 +25,19 @@ async def main() -> None:
         polled_recently = time.monotonic() - engine.stats.last_poll_ok < 15
         return {"kafka": polled_recently, "state_restored": not engine.restoring}
 
-    health = start_health_server(SERVICE, settings.http_port, ready)
+    def stats() -> dict[str, object]:
+        s = engine.stats
+        return {
+            "consumed": s.consumed,
+            "actions": s.actions,
+            "dead_lettered": s.dead_lettered,
+            "timers_fired": s.timers_fired,
+            "batches": s.batches,
+            "partitions": sorted(engine.states),
+            "timers_pending": sum(st.pending_timers() for st in engine.states.values()),
+        }
+
+    health = start_health_server(SERVICE, settings.http_port, ready, stats)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, engine.stop)

@@ -1,9 +1,14 @@
-"""The engine's read-process-write loop: batches from Kafka, state in memory, one transaction per batch.
+"""The engine's read-process-write loop: batches from Kafka, state in memory, Kafka transactions.
 
-Per batch, in one Kafka transaction: the requested actions, fired timers, dead letters, the changed
-state (changelog) and the consumer offsets. A crash at any point aborts the open transaction; the
-partitions are then re-read from the last committed offsets against state restored from the
-changelog, so no event is lost and none has a second effect.
+Partition N of every input topic is one unit of work ("task") with its own state, its own partition
+of the changelog and its own transactional producer, whose id names the partition
+(``<group>-<N>``). Per batch and task, in one Kafka transaction: the requested actions, fired
+timers, dead letters, the changed state and the consumer offsets. A crash at any point aborts the
+open transaction; the task's next owner re-reads from the last committed offsets against state
+restored from the changelog, so no event is lost and none has a second effect. When a task moves,
+its new owner's producer starts with the same transactional id and so fences the old owner: a
+zombie that still thinks it owns the partition cannot commit (aiokafka does not send the consumer
+group generation with the offsets, so this classic per-partition fencing is what protects us).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -23,7 +29,7 @@ from opentelemetry.trace import SpanKind
 
 from services.engine.handlers import handle, timer_event
 from services.engine.scoring import Scorers
-from services.engine.state import PartitionState
+from services.engine.state import PartitionState, Timer
 from shared.clock import Clock, SystemClock
 from shared.contract import EVENT_TYPES, Event, InvalidEvent, Topics, decode, encode
 from shared.models.registry import Registry
@@ -57,7 +63,7 @@ class Engine:
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
+        self._producers: dict[int, AIOKafkaProducer] = {}
 
     # --- lifecycle --------------------------------------------------------------------------
     def stop(self) -> None:
@@ -78,15 +84,6 @@ class Engine:
         s = self.settings
         self.states.clear()
         self.restoring = True
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=s.kafka_bootstrap_servers,
-            # a restarted instance with the same id fences its predecessor's open transaction
-            transactional_id=f"{s.group_id}-{s.instance_id}",
-            enable_idempotence=True,
-            transaction_timeout_ms=s.transaction_timeout_ms,
-            max_batch_size=262144,
-            linger_ms=2,
-        )
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap_servers,
             group_id=s.group_id,
@@ -102,7 +99,6 @@ class Engine:
             partition_assignment_strategy=(RangePartitionAssignor,),
             max_poll_interval_ms=300000,
         )
-        await self._producer.start()
         await self._consumer.start()
         self._consumer.subscribe(list(self.topics.engine_inputs), listener=_Rebalance(self))
         log.info("engine started", extra={"group_id": s.group_id, "instance_id": s.instance_id})
@@ -117,36 +113,62 @@ class Engine:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+        await self._stop_producers(list(self._producers))
+
+    def _new_producer(self, partition: int) -> AIOKafkaProducer:
+        s = self.settings
+        return AIOKafkaProducer(
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            transactional_id=f"{s.group_id}-{partition}",
+            enable_idempotence=True,
+            transaction_timeout_ms=s.transaction_timeout_ms,
+            max_batch_size=262144,
+            # A transaction's own commit is the batch boundary, so lingering gains nothing. The
+            # broker answers "concurrent transactions" while the previous commit's markers are
+            # written; the default 100 ms back-off before retrying made the tail latency.
+            linger_ms=0,
+            retry_backoff_ms=10,
+        )
+
+    async def _stop_producers(self, partitions: list[int]) -> None:
+        for p in partitions:
+            producer = self._producers.pop(p, None)
+            if producer is not None:
+                await producer.stop()
 
     # --- one batch --------------------------------------------------------------------------
     async def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        assert self._producer is not None
         now = self.clock.now()
+        by_partition: dict[int, list[tuple[TopicPartition, list[Any]]]] = defaultdict(list)
+        for tp, records in batch.items():
+            if tp.partition in self.states:  # else revoked while polling: the new owner re-reads it
+                by_partition[tp.partition].append((tp, records))
         due = {p: st.due(now) for p, st in self.states.items()}
-        if not batch and not any(due.values()):
+        work = [p for p in self.states if by_partition.get(p) or due.get(p)]
+        if not work:
             return
-        producer = self._producer
+        # one transaction per task; their commits overlap
+        await asyncio.gather(*(self._process_task(p, by_partition.get(p, []), due.get(p, []), now) for p in work))
+        self.stats.batches += 1
+
+    async def _process_task(
+        self, partition: int, batch: list[tuple[TopicPartition, list[Any]]], due: list[Timer], now: datetime
+    ) -> None:
+        state = self.states[partition]
+        producer = self._producers[partition]
         async with producer.transaction():
-            for tp, records in batch.items():
-                state = self.states.get(tp.partition)
-                if state is None:  # not ours any more (revoked while polling); will be re-read by the owner
-                    continue
+            for tp, records in batch:
                 for record in records:
                     await self._process_record(producer, state, tp, record, now)
-            for partition, timers in due.items():
-                for timer in timers:
-                    await self._publish(producer, timer_event(timer, now), partition=partition)
-                    self.stats.timers_fired += 1
-            for partition, state in self.states.items():
-                for key, value in state.changelog_records():
-                    await producer.send(self.topics.engine_state, value=value, key=key, partition=partition)
+            for timer in due:
+                await self._publish(producer, timer_event(timer, now), partition=partition)
+                self.stats.timers_fired += 1
+            self.scorers.flush(state)
+            for key, value in state.changelog_records():
+                await producer.send(self.topics.engine_state, value=value, key=key, partition=partition)
             if batch:
-                offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if tp.partition in self.states}
+                offsets = {tp: records[-1].offset + 1 for tp, records in batch}
                 await producer.send_offsets_to_transaction(offsets, self.settings.group_id)
-        self.stats.batches += 1
 
     async def _process_record(
         self, producer: AIOKafkaProducer, state: PartitionState, tp: TopicPartition, record: Any, now: Any
@@ -222,10 +244,17 @@ class Engine:
     # --- rebalancing ------------------------------------------------------------------------
     async def assign(self, partitions: set[int]) -> None:
         async with self._lock:
-            for p in list(self.states):
-                if p not in partitions:
-                    del self.states[p]
+            dropped = [p for p in self.states if p not in partitions]
+            for p in dropped:
+                del self.states[p]
+            await self._stop_producers(dropped)
             missing = sorted(partitions - self.states.keys())
+            for p in missing:
+                # starting the producer fences the task's previous owner and aborts its open
+                # transaction, so the changelog read next holds only committed state
+                producer = self._new_producer(p)
+                await producer.start()
+                self._producers[p] = producer
             if missing:
                 started = time.monotonic()
                 restored = await self._restore(missing)

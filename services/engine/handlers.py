@@ -35,7 +35,7 @@ def handle(state: PartitionState, event: Event, now: datetime, scorers: Scorers 
     handler = HANDLERS.get(event.type)
     out = handler(state, event, now) if handler else []
     if scorers is not None:
-        scorers.rescore(state, event)
+        scorers.changed(state, event)
     return out
 
 
@@ -64,7 +64,8 @@ MAX_HISTORY_KEPT = 100
 
 
 def _remember(customer: Doc, field: str, item: object) -> None:
-    """Append to one of the customer's bounded histories (what churn features are computed from)."""
+    """Append to one of the customer's bounded histories (what churn features are computed from).
+    Items are strings or objects, never arrays: FerretDB refuses arrays nested in arrays."""
     customer[field] = [*customer.get(field, []), item][-MAX_HISTORY_KEPT:]
 
 
@@ -78,6 +79,7 @@ def order_placed(state: PartitionState, event: Event, now: datetime) -> list[Eve
         "status": "placed",
         "placed_at": event.time.isoformat(),
         "total": data.total.model_dump(mode="json"),
+        "items": sum(i.qty for i in data.items) or 1,
         "promised_ship_by": data.promised_ship_by.isoformat() if data.promised_ship_by else None,
         "promised_delivery_by": data.promised_delivery_by.isoformat() if data.promised_delivery_by else None,
         "delay_notified": False,
@@ -87,7 +89,9 @@ def order_placed(state: PartitionState, event: Event, now: datetime) -> list[Eve
     customer["orders"] = customer.get("orders", 0) + 1
     customer["last_order_at"] = event.time.isoformat()
     items = sum(i.qty for i in data.items) or 1
-    _remember(customer, "order_history", [event.time.isoformat(), str(data.total.amount), items])
+    _remember(
+        customer, "order_history", {"at": event.time.isoformat(), "amount": str(data.total.amount), "items": items}
+    )
     state.put(CUSTOMER, data.customer_id, customer)
     if data.promised_ship_by:
         state.schedule(
@@ -230,7 +234,7 @@ def survey(field: str) -> Handler:
         data = event.data
         assert isinstance(data, ev.CsatSubmitted | ev.NpsSubmitted)
         customer = _customer(state, data.customer_id)
-        _remember(customer, field, [event.time.isoformat(), data.score])
+        _remember(customer, field, {"at": event.time.isoformat(), "score": data.score})
         state.put(CUSTOMER, data.customer_id, customer)
         return []
 

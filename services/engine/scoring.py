@@ -1,8 +1,9 @@
 """Scores kept in the engine's state: purchase intent per session, churn risk per customer.
 
-After an event changes a session or a customer, the promoted model of that kind scores it from the
-state alone, with the features of ``shared.features`` (the trainer's own), and the score, the
-model version and the time are stored with the entity. Without a promoted model nothing is scored.
+After a batch of events changes sessions or customers, the promoted model of each kind scores them
+once each from the state alone, with the features of ``shared.features`` (the trainer's own), and
+the score, the model version and the time are stored with the entity. Without a promoted model
+nothing is scored.
 """
 
 from __future__ import annotations
@@ -23,13 +24,24 @@ class Scorers:
         # Site-wide page statistics (bounce, exit, page value); empty until the engine maintains them.
         self.page_stats = page_stats or {}
 
-    def rescore(self, state: Any, event: Event) -> None:
+        self._sessions: dict[int, dict[str, datetime]] = {}
+        self._customers: dict[int, dict[str, datetime]] = {}
+
+    def changed(self, state: Any, event: Event) -> None:
+        """Note what an event changed; ``flush`` scores it once however many events touched it."""
         data = event.data
         if isinstance(data, ev.BrowsingData):
-            self._score_session(state, data.session_id, event.time)
+            self._sessions.setdefault(state.partition, {})[data.session_id] = event.time
         customer_id = getattr(data, "customer_id", None)
         if customer_id and isinstance(data, ev.OrderPlaced | ev.Ticket | ev.CsatSubmitted | ev.NpsSubmitted):
-            self._score_customer(state, customer_id, event.time)
+            touched = self._customers.setdefault(state.partition, {})
+            touched[customer_id] = max(event.time, touched.get(customer_id, event.time))
+
+    def flush(self, state: Any) -> None:
+        for session_id, at in self._sessions.pop(state.partition, {}).items():
+            self._score_session(state, session_id, at)
+        for customer_id, at in self._customers.pop(state.partition, {}).items():
+            self._score_customer(state, customer_id, at)
 
     def _score_session(self, state: Any, session_id: str, at: datetime) -> None:
         model = self.intent.current()
@@ -45,7 +57,11 @@ class Scorers:
         customer = state.get("customer", customer_id)
         if model is None or customer is None or not customer.get("order_history"):
             return
-        score = model.score_one(churn.churn_vector(history_of(customer), at))
+        history = history_of(customer)
+        # Topics have no order between them: a ticket may be read after an order placed later than
+        # it, so the score is as of the latest thing known about the customer.
+        as_of = max(at, max(o.at for o in history.orders))
+        score = model.score_one(churn.churn_vector(history, as_of))
         state.put("customer", customer_id, {**customer, "churn": _score(score, model.version, at)})
 
 
@@ -56,12 +72,13 @@ def history_of(customer: dict[str, Any]) -> churn.CustomerHistory:
         return [datetime.fromisoformat(t) for t in customer.get(field, [])]
 
     def scored(field: str) -> list[tuple[datetime, float]]:
-        return [(datetime.fromisoformat(t), float(s)) for t, s in customer.get(field, [])]
+        return [(datetime.fromisoformat(i["at"]), float(i["score"])) for i in customer.get(field, [])]
 
     return churn.CustomerHistory(
         customer_id=customer["customer_id"],
         orders=[
-            churn.Order(datetime.fromisoformat(t), float(a), int(n)) for t, a, n in customer.get("order_history", [])
+            churn.Order(datetime.fromisoformat(o["at"]), float(o["amount"]), int(o["items"]))
+            for o in customer.get("order_history", [])
         ],
         late_deliveries=times("late_history"),
         tickets=times("ticket_history"),

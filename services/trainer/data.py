@@ -115,12 +115,16 @@ def read_histories(path: Path) -> dict[str, CustomerHistory]:
 async def read_histories_from_mongo(db: AsyncDatabase[Document], until: datetime) -> dict[str, CustomerHistory]:
     """Order history from the engine's ``orders`` projection (``customer_id``, ``placed_at``, ``total``)."""
     histories: dict[str, CustomerHistory] = {}
-    cursor = db[Collections.ORDERS].find(
-        {"placed_at": {"$lte": until.isoformat()}}, {"customer_id": 1, "placed_at": 1, "total": 1, "items": 1}
-    )
+    # times are compared here, not in the query: the projection keeps them as RFC 3339 strings whose
+    # offsets may differ, and strings with different offsets do not sort as times
+    cursor = db[Collections.ORDERS].find({}, {"customer_id": 1, "placed_at": 1, "total": 1, "items": 1})
     async for doc in cursor:
-        h = histories.setdefault(doc["customer_id"], CustomerHistory(doc["customer_id"]))
+        if not doc.get("placed_at"):
+            continue  # an order known only from later events
         at = datetime.fromisoformat(doc["placed_at"]) if isinstance(doc["placed_at"], str) else doc["placed_at"]
+        if at > until:
+            continue
+        h = histories.setdefault(doc["customer_id"], CustomerHistory(doc["customer_id"]))
         h.orders.append(Order(at, float((doc.get("total") or {}).get("amount", 0)), int(doc.get("items") or 1)))
     return histories
 

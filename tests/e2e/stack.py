@@ -12,9 +12,11 @@ from pathlib import Path
 
 import httpx
 
-SERVICES = ("engine", "dispatcher", "storefront", "admin")
+SERVICES = ("engine", "projector", "dispatcher", "storefront", "admin")
+MODULES = {"projector": "services.engine.projector"}
 PORT_VARS = {
     "engine": "PROACT_ENGINE_HTTP_PORT",
+    "projector": "PROACT_PROJECTOR_HTTP_PORT",
     "dispatcher": "PROACT_DISPATCHER_HTTP_PORT",
     "storefront": "PROACT_STOREFRONT_HTTP_PORT",
     "admin": "PROACT_ADMIN_HTTP_PORT",
@@ -52,7 +54,10 @@ class Stack:
     def start(self, name: str) -> None:
         log = (self.workdir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", MODULES.get(name, f"services.{name}")],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
     def kill(self, name: str) -> None:

@@ -143,6 +143,7 @@ def test_sessions_and_customers_are_scored_with_the_promoted_models(model_regist
     ]
     for e in browse:
         handle(state, e, clock.now(), scorers)
+    scorers.flush(state)
     session = state.get("session", "s-9")
     assert session is not None
     assert len(session["pages"]) == 6
@@ -152,10 +153,12 @@ def test_sessions_and_customers_are_scored_with_the_promoted_models(model_regist
 
     handle(state, consenting_customer(), clock.now(), scorers)
     handle(state, placed(timedelta(days=1)), clock.now(), scorers)
+    scorers.flush(state)
     one_order = state.get("customer", "c-1")["churn"]["score"]  # type: ignore[index]
     for i in range(2, 6):
         clock.advance(timedelta(days=20))
         handle(state, event("order.placed", order_id=f"o-{i}", time=clock.now()), clock.now(), scorers)
+    scorers.flush(state)
     loyal = state.get("customer", "c-1")["churn"]["score"]  # type: ignore[index]
     assert loyal < one_order  # a regular buyer is less likely to leave than a one-time one
 
@@ -164,4 +167,15 @@ def test_without_a_promoted_model_nothing_is_scored(tmp_path: Path) -> None:
     scorers = Scorers(Registry(tmp_path))
     state = PartitionState(0)
     handle(state, event("page.viewed", subject="v", session_id="s"), T0, scorers)
+    scorers.flush(state)
     assert "intent" not in state.get("session", "s")  # type: ignore[operator]
+
+
+def test_a_ticket_read_after_a_later_order_is_still_scored(model_registry: Path) -> None:
+    """Topics have no order between them; an earlier ticket may arrive after a later order."""
+    scorers, state = Scorers(Registry(model_registry)), PartitionState(0)
+    handle(state, event("order.placed", time=T0 + timedelta(hours=1)), T0, scorers)
+    handle(state, event("ticket.opened", time=T0), T0, scorers)
+    scorers.flush(state)
+    assert state.get("customer", "c-1")["tickets"] == 1  # type: ignore[index]
+    assert "churn" in state.get("customer", "c-1")  # type: ignore[operator]

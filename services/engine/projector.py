@@ -1,0 +1,169 @@
+"""Write-behind projection of the engine's changelog into MongoDB, for the people and services that
+read state (admin, explanations, storefront, trainer).
+
+Runs as its own process, ``python -m services.engine.projector``, so that MongoDB's pace never
+holds up the engine. It reads ``proact.engine.state`` (read_committed) in its own consumer group, keeps only the latest
+value of each entity in a batch, and writes ``customers``, ``orders`` and ``sessions`` with
+unordered bulk replaces of at most ``chunk`` documents (FerretDB stalls on 100 or more updates in
+one bulk write). Replacing with the latest value is idempotent, so offsets are committed after the
+write and a crash at any point only repeats writes. One writer per document: partition N of the
+changelog is projected by one consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+from pymongo import DeleteOne, ReplaceOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, PyMongoError
+
+from shared.contract import Topics
+from shared.settings import EngineSettings
+from shared.store import Collections, Document
+
+log = logging.getLogger(__name__)
+
+PROJECTED = {"customer": Collections.CUSTOMERS, "order": Collections.ORDERS, "session": Collections.SESSIONS}
+
+
+class Projector:
+    def __init__(self, settings: EngineSettings, db: AsyncDatabase[Document], chunk: int = 50) -> None:
+        self.settings = settings
+        self.db = db
+        self.chunk = chunk
+        self.topic = Topics.from_settings(settings).engine_state
+        self.group_id = f"{settings.group_id}-projector"
+        self.written = 0
+        self.skipped = 0  # documents MongoDB refused; counted and logged, never retried forever
+        self.lag: dict[int, int] = {}  # partition -> records not yet projected, after the last batch
+        # age of the newest state change written, while records are still waiting: "how far behind"
+        self.lag_seconds = 0.0
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    @property
+    def total_lag(self) -> int:
+        return sum(self.lag.values())
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            consumer = AIOKafkaConsumer(
+                self.topic,
+                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                group_id=self.group_id,
+                isolation_level="read_committed",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+            )
+            try:
+                await consumer.start()
+                while not self._stopping.is_set():
+                    batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+                    if batch:
+                        await self.project(batch)
+                        await consumer.commit()
+                    await self._measure_lag(consumer)
+                    if batch and self.total_lag:
+                        newest = max(r.timestamp for records in batch.values() for r in records)
+                        self.lag_seconds = max(time.time() - newest / 1000, 0.0)
+                    elif not self.total_lag:
+                        self.lag_seconds = 0.0
+            except (KafkaError, PyMongoError) as exc:
+                log.warning("projector error, retrying: %s", exc.__class__.__name__)
+                await asyncio.sleep(1.0)
+            finally:
+                await consumer.stop()
+
+    async def project(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        latest: dict[tuple[str, str], bytes | None] = {}
+        for records in batch.values():
+            for r in records:
+                kind, _, entity_id = r.key.decode().partition(":")
+                if kind in PROJECTED:
+                    latest[(kind, entity_id)] = r.value
+        now = datetime.now(UTC)
+        by_collection: dict[str, list[ReplaceOne[Document] | DeleteOne]] = {}
+        for (kind, entity_id), value in latest.items():
+            if value is None:
+                op: ReplaceOne[Document] | DeleteOne = DeleteOne({"_id": entity_id})
+            else:
+                op = ReplaceOne({"_id": entity_id}, {**orjson.loads(value), "projected_at": now}, upsert=True)
+            by_collection.setdefault(PROJECTED[kind], []).append(op)
+        for collection, ops in by_collection.items():
+            for i in range(0, len(ops), self.chunk):
+                await self._write(collection, ops[i : i + self.chunk])
+        self.written += len(latest)
+
+    async def _write(self, collection: str, ops: list[ReplaceOne[Document] | DeleteOne]) -> None:
+        try:
+            await self.db[collection].bulk_write(ops, ordered=False)
+            return
+        except (BulkWriteError, KeyError) as exc:
+            # KeyError: FerretDB answers some failed bulk writes without the counts PyMongo merges
+            log.warning("bulk projection failed, writing one by one: %s", str(exc)[:300])
+        for op in ops:
+            try:
+                await self.db[collection].bulk_write([op], ordered=False)
+            except (BulkWriteError, KeyError) as exc:
+                self.skipped += 1
+                log.error("entity not projected", extra={"collection": collection, "error": str(exc)[:300]})
+
+    async def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
+        # the last stable offset is where a read_committed reader can get to
+        for tp in consumer.assignment():
+            end = consumer.last_stable_offset(tp)
+            if end is not None:
+                self.lag[tp.partition] = max(end - await consumer.position(tp), 0)
+
+
+async def main() -> None:
+    import signal
+
+    from shared.health import start_health_server
+    from shared.logs import setup_logging
+    from shared.settings import ProjectorSettings
+    from shared.store import database, ensure_indexes, mongo_client, ping
+    from shared.telemetry import setup_tracing
+
+    settings = ProjectorSettings()
+    setup_logging("projector", settings.log_level)
+    provider = setup_tracing("projector", settings)
+    client = mongo_client(settings)
+    projector = Projector(settings, database(client, settings))
+    await ensure_indexes(projector.db, PROJECTED.values())
+
+    async def ready() -> dict[str, bool]:
+        return {"mongodb": await ping(client)}
+
+    def stats() -> dict[str, object]:
+        return {
+            "written": projector.written,
+            "lag": projector.total_lag,
+            "lag_seconds": round(projector.lag_seconds, 3),
+            "lag_by_partition": projector.lag,
+        }
+
+    health = start_health_server("projector", settings.http_port, ready, stats)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, projector.stop)
+    try:
+        await projector.run()
+    finally:
+        health.cancel()
+        await client.close()
+        provider.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
