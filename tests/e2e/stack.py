@@ -51,11 +51,12 @@ class Stack:
     def url(self, name: str, path: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}{path}"
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, module: str | None = None, **env: str) -> None:
+        """Start a service; ``module`` and extra environment start a second instance of one."""
         log = (self.workdir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", MODULES.get(name, f"services.{name}")],
-            env=self.env,
+            [sys.executable, "-m", module or MODULES.get(name, f"services.{name}")],
+            env={**self.env, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -72,9 +72,14 @@ async def test_order_not_shipped_by_its_promise_gets_exactly_one_notice(engine: 
 async def test_invalid_event_goes_to_the_dlq_and_the_stream_goes_on(engine: Engine, topics: Topics) -> None:
     cid, order = uid("c"), uid("o")
     await produce_raw(topics.orders, b'{"specversion": "1.0", "truncated', cid.encode())
-    bad = event("order.placed", subject=cid, order_id=uid("o")).to_dict()
-    bad["data"]["total"] = "a lot"
-    await produce_raw(topics.orders, orjson.dumps(bad), cid.encode())
+    good = event("order.placed", subject=cid, order_id=uid("o")).to_dict()
+    wrong_type = {**good, "data": {**good["data"], "total": "a lot"}}
+    missing = {**good, "data": {"order_id": "o-x"}}
+    unknown = {**good, "type": "order.teleported"}
+    old_spec = {**good, "specversion": "0.3"}
+    huge = {**good, "data": {**good["data"], "note": "x" * 1_000_000}}  # just under the broker's 1 MiB limit
+    for doc in (wrong_type, missing, unknown, old_spec, huge):
+        await produce_raw(topics.orders, orjson.dumps(doc), cid.encode())
     past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
     await produce(
         [
@@ -83,14 +88,23 @@ async def test_invalid_event_goes_to_the_dlq_and_the_stream_goes_on(engine: Engi
         ],
         topics,
     )
-    dead = await read(topics.dlq(topics.orders), lambda rs: sum(r.key == cid.encode() for r in rs) >= 2)
-    reasons = {
-        dict(r.headers)["proact_dlq_field"].decode(): dict(r.headers)["proact_dlq_reason"].decode()
+    dead = await read(topics.dlq(topics.orders), lambda rs: sum(r.key == cid.encode() for r in rs) >= 6)
+    reasons = [
+        (dict(r.headers)["proact_dlq_field"].decode(), dict(r.headers)["proact_dlq_reason"].decode())
         for r in dead
         if r.key == cid.encode()
-    }
-    assert "not valid JSON" in reasons["value"]
-    assert "data.total" in reasons
+    ]
+    assert [field for field, _ in reasons] == [
+        "value",
+        "data.total",
+        "data.customer_id",
+        "type",
+        "specversion",
+        "value",
+    ]
+    assert "not valid JSON" in reasons[0][1]
+    assert "unknown event type" in reasons[3][1]
+    assert "exceeds the limit" in reasons[5][1]
     assert all(dict(r.headers)["proact_dlq_topic"] == topics.orders.encode() for r in dead if r.key == cid.encode())
     records = await read(topics.actions, lambda rs: len(actions_for(rs, order)) >= 1)
     assert len(actions_for(records, order)) == 1
