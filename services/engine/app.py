@@ -174,9 +174,15 @@ class Engine:
         self, producer: AIOKafkaProducer, state: PartitionState, tp: TopicPartition, record: Any, now: Any
     ) -> None:
         self.stats.consumed += 1
+        headers = record.headers or ()
+        if not any(k == "traceparent" for k, _ in headers):
+            # An untraced producer: no per-event span (most of a busy shop's browsing traffic); what
+            # the event causes is still traced from the engine on.
+            await self._apply(producer, state, tp, record, now, None)
+            return
         with tracer.start_as_current_span(
             f"process {tp.topic}",
-            context=extract_context(record.headers),
+            context=extract_context(headers),
             kind=SpanKind.CONSUMER,
             attributes={
                 "messaging.system": "kafka",
@@ -187,30 +193,41 @@ class Engine:
                 "messaging.consumer.group.name": self.settings.group_id,
             },
         ) as span:
-            try:
-                event = decode(record.value, record.headers)
-            except InvalidEvent as exc:
+            await self._apply(producer, state, tp, record, now, span)
+
+    async def _apply(
+        self,
+        producer: AIOKafkaProducer,
+        state: PartitionState,
+        tp: TopicPartition,
+        record: Any,
+        now: Any,
+        span: trace.Span | None,
+    ) -> None:
+        try:
+            event = decode(record.value, record.headers)
+        except InvalidEvent as exc:
+            if span:
                 span.set_attribute("error.type", "InvalidEvent")
-                await self._dead_letter(producer, tp, record, exc)
-                return
+            await self._dead_letter(producer, tp, record, exc)
+            return
+        if span:
             span.set_attribute("messaging.message.id", event.id)
             span.set_attribute("cloudevents.event_type", event.type)
-            self.stats.by_type[event.type] += 1
-            try:
-                outputs = handle(state, event, now, self.scorers)
-            except (ValueError, KeyError, TypeError) as exc:
-                # an event that passes the contract but cannot be applied must not block its partition
+        self.stats.by_type[event.type] += 1
+        try:
+            outputs = handle(state, event, now, self.scorers)
+        except (ValueError, KeyError, TypeError) as exc:
+            # an event that passes the contract but cannot be applied must not block its partition
+            if span:
                 span.record_exception(exc)
-                await self._dead_letter(producer, tp, record, exc)
-                return
-            for out in outputs:
-                await self._publish(producer, out)
-                if out.type == "action.requested":
-                    self.stats.actions += 1
-                    log.info(
-                        "action requested",
-                        extra={"rule_id": getattr(out.data, "rule_id", None), "action_id": out.id},
-                    )
+            await self._dead_letter(producer, tp, record, exc)
+            return
+        for out in outputs:
+            await self._publish(producer, out)
+            if out.type == "action.requested":
+                self.stats.actions += 1
+                log.info("action requested", extra={"rule_id": getattr(out.data, "rule_id", None), "action_id": out.id})
 
     async def _publish(self, producer: AIOKafkaProducer, event: Event, partition: int | None = None) -> None:
         key, value, headers = encode(event)

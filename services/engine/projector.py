@@ -32,11 +32,28 @@ from shared.store import Collections, Document
 log = logging.getLogger(__name__)
 
 PROJECTED = {"customer": Collections.CUSTOMERS, "order": Collections.ORDERS, "session": Collections.SESSIONS}
+# Readers need the recent past, not the whole working state: long lists are cut to their tail,
+# which keeps documents small (FerretDB's writes cost in proportion to a document's size).
+KEEP_LAST = 20
+
+
+def _summary(kind: str, doc: dict[str, Any]) -> dict[str, Any]:
+    out = dict(doc)
+    if kind == "session" and isinstance(doc.get("pages"), list):
+        out["page_count"] = len(doc["pages"])
+        out["pages"] = doc["pages"][-KEEP_LAST:]
+    for field, value in doc.items():
+        if field.endswith("_history") and isinstance(value, list):
+            out[field] = value[-KEEP_LAST:]
+    return out
 
 
 class Projector:
-    def __init__(self, settings: EngineSettings, db: AsyncDatabase[Document], chunk: int = 50) -> None:
+    def __init__(
+        self, settings: EngineSettings, db: AsyncDatabase[Document], chunk: int = 50, flush_interval_s: float = 1.0
+    ) -> None:
         self.settings = settings
+        self.flush_interval_s = flush_interval_s
         self.db = db
         self.chunk = chunk
         self.topic = Topics.from_settings(settings).engine_state
@@ -68,7 +85,7 @@ class Projector:
             try:
                 await consumer.start()
                 while not self._stopping.is_set():
-                    batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+                    batch = await self._gather(consumer)
                     if batch:
                         await self.project(batch)
                         await consumer.commit()
@@ -84,6 +101,22 @@ class Projector:
             finally:
                 await consumer.stop()
 
+    async def _gather(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Any]]:
+        """Records of up to ``flush_interval_s``: a busy session changes many times a second, and
+        only its latest value is written, so a longer window means fewer MongoDB writes."""
+        batch: dict[TopicPartition, list[Any]] = {}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.flush_interval_s
+        count = 0
+        while count < 20000 and not self._stopping.is_set():
+            remaining_ms = int((deadline - loop.time()) * 1000)
+            if remaining_ms <= 0:
+                break
+            for tp, records in (await consumer.getmany(timeout_ms=remaining_ms, max_records=5000)).items():
+                batch.setdefault(tp, []).extend(records)
+                count += len(records)
+        return batch
+
     async def project(self, batch: dict[TopicPartition, list[Any]]) -> None:
         latest: dict[tuple[str, str], bytes | None] = {}
         for records in batch.values():
@@ -97,7 +130,8 @@ class Projector:
             if value is None:
                 op: ReplaceOne[Document] | DeleteOne = DeleteOne({"_id": entity_id})
             else:
-                op = ReplaceOne({"_id": entity_id}, {**orjson.loads(value), "projected_at": now}, upsert=True)
+                doc = _summary(kind, orjson.loads(value))
+                op = ReplaceOne({"_id": entity_id}, {**doc, "projected_at": now}, upsert=True)
             by_collection.setdefault(PROJECTED[kind], []).append(op)
         for collection, ops in by_collection.items():
             for i in range(0, len(ops), self.chunk):

@@ -32,25 +32,27 @@ class Scorers:
         data = event.data
         if isinstance(data, ev.BrowsingData):
             self._sessions.setdefault(state.partition, {})[data.session_id] = event.time
-        customer_id = getattr(data, "customer_id", None)
-        if customer_id and isinstance(data, ev.OrderPlaced | ev.Ticket | ev.CsatSubmitted | ev.NpsSubmitted):
+        elif isinstance(data, ev.OrderPlaced | ev.Ticket | ev.CsatSubmitted | ev.NpsSubmitted):
             touched = self._customers.setdefault(state.partition, {})
-            touched[customer_id] = max(event.time, touched.get(customer_id, event.time))
+            touched[data.customer_id] = max(event.time, touched.get(data.customer_id, event.time))
 
     def flush(self, state: Any) -> None:
-        for session_id, at in self._sessions.pop(state.partition, {}).items():
-            self._score_session(state, session_id, at)
+        self._score_sessions(state, self._sessions.pop(state.partition, {}))
         for customer_id, at in self._customers.pop(state.partition, {}).items():
             self._score_customer(state, customer_id, at)
 
-    def _score_session(self, state: Any, session_id: str, at: datetime) -> None:
+    def _score_sessions(self, state: Any, touched: dict[str, datetime]) -> None:
+        """All sessions a batch touched, scored at once (one vectorised call, not one walk per row)."""
         model = self.intent.current()
-        session = state.get("session", session_id)
-        if model is None or session is None:
+        if model is None or not touched:
             return
-        uci = intent.from_session(session, self.page_stats, datetime.fromisoformat(session["started_at"]))
-        score = model.score_one(intent.intent_vector(uci))
-        state.put("session", session_id, {**session, "intent": _score(score, model.version, at)})
+        sessions = [(sid, at, s) for sid, at in touched.items() if (s := state.get("session", sid)) is not None]
+        views = [
+            intent.from_session(s, self.page_stats, datetime.fromisoformat(s["started_at"])) for _, _, s in sessions
+        ]
+        X = intent.intent_matrix(views)[:, model.feature_indices]
+        for (sid, at, session), score in zip(sessions, model.model.score_many(X), strict=True):
+            state.put("session", sid, {**session, "intent": _score(float(score), model.version, at)})
 
     def _score_customer(self, state: Any, customer_id: str, at: datetime) -> None:
         model = self.churn.current()
