@@ -229,6 +229,17 @@ def ticket_opened(state: PartitionState, event: Event, now: datetime) -> list[Ev
     return []
 
 
+def message_opened(state: PartitionState, event: Event, now: datetime) -> list[Event]:
+    """Engagement with proact's own messages, a churn signal."""
+    data = event.data
+    assert isinstance(data, ev.Outcome)
+    if data.customer_id:
+        customer = _customer(state, data.customer_id)
+        _remember(customer, "opened_history", event.time.isoformat())
+        state.put(CUSTOMER, data.customer_id, customer)
+    return []
+
+
 def survey(field: str) -> Handler:
     def record(state: PartitionState, event: Event, now: datetime) -> list[Event]:
         data = event.data
@@ -271,7 +282,15 @@ def browsing(state: PartitionState, event: Event, now: datetime) -> list[Event]:
     elif isinstance(data, ev.SessionStarted):
         session["traffic_source"] = data.traffic_source
         if data.customer_id:
+            # identity stitching: the visitor logged in; their later sessions know who they are
             session["customer_id"] = data.customer_id
+            visitor = dict(state.get(VISITOR, data.visitor_id) or {"visitor_id": data.visitor_id, "sessions": 1})
+            visitor["customer_id"] = data.customer_id
+            state.put(VISITOR, data.visitor_id, visitor)
+    if "customer_id" not in session:
+        known = (state.get(VISITOR, data.visitor_id) or {}).get("customer_id")
+        if known:
+            session["customer_id"] = known
     state.put(SESSION, data.session_id, session)
     return []
 
@@ -287,6 +306,7 @@ HANDLERS: dict[str, Handler] = {
     "timer.fired": timer_fired,
     "ticket.opened": ticket_opened,
     "csat.submitted": survey("csat_history"),
+    "message.opened": message_opened,
     "nps.submitted": survey("nps_history"),
     **dict.fromkeys(
         (

@@ -87,6 +87,7 @@ def history_of(customer: dict[str, Any]) -> churn.CustomerHistory:
         returns=times("return_history"),
         csat=scored("csat_history"),
         nps=scored("nps_history"),
+        messages_opened=times("opened_history"),
     )
 
 

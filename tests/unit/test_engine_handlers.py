@@ -179,3 +179,12 @@ def test_a_ticket_read_after_a_later_order_is_still_scored(model_registry: Path)
     scorers.flush(state)
     assert state.get("customer", "c-1")["tickets"] == 1  # type: ignore[index]
     assert "churn" in state.get("customer", "c-1")  # type: ignore[operator]
+
+
+def test_a_visitor_who_logs_in_is_linked_to_the_customer_in_later_sessions() -> None:
+    state = PartitionState(0)
+    handle(state, event("session.started", subject="v-5", session_id="s-1", customer_id="c-5"), T0)
+    handle(state, event("session.started", subject="v-5", session_id="s-2", customer_id=None), T0)
+    handle(state, event("page.viewed", subject="v-5", session_id="s-2"), T0)
+    assert state.get("session", "s-2")["customer_id"] == "c-5"  # type: ignore[index]
+    assert state.get("session", "s-2")["returning"] is True  # type: ignore[index]
