@@ -2,25 +2,9 @@
 
 from __future__ import annotations
 
-import uvicorn
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
 from services.admin.app import create_app
-from shared.logs import setup_logging
 from shared.settings import AdminSettings
-from shared.telemetry import setup_tracing
-
-SERVICE = "admin"
-
-
-def main() -> None:
-    settings = AdminSettings()
-    setup_logging(SERVICE, settings.log_level)
-    setup_tracing(SERVICE, settings)
-    app = create_app(settings)
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="health")
-    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning", access_log=False)
-
+from shared.web import serve
 
 if __name__ == "__main__":
-    main()
+    serve("admin", AdminSettings(), create_app)

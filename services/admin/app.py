@@ -6,12 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
 from services.admin.views import router
-from services.storefront.app import install_error_handlers
 from shared.settings import AdminSettings
 from shared.store import Collections, database, ensure_indexes, mongo_client, ping
+from shared.web import install_error_handlers, install_health
 
 # what the marketing team edits; the admin service is the only writer of these
 OWNED_COLLECTIONS = (
@@ -39,13 +38,8 @@ def create_app(settings: AdminSettings) -> FastAPI:
     app.include_router(router)
     install_error_handlers(app)
 
-    @app.get("/health/live", tags=["health"])
-    async def live() -> dict[str, str]:
-        return {"status": "live"}
+    async def ready(request: Request) -> bool:
+        return await ping(request.app.state.mongo)
 
-    @app.get("/health/ready", tags=["health"])
-    async def ready(request: Request) -> JSONResponse:
-        ok = await ping(request.app.state.mongo)
-        return JSONResponse({"status": "ready" if ok else "not ready"}, status_code=200 if ok else 503)
-
+    install_health(app, ready)
     return app

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import hashlib
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
@@ -20,14 +19,6 @@ from shared.features.intent import LABEL, MONTHS, UciSession, from_uci_record
 from shared.store import Collections, Document
 
 log = logging.getLogger(__name__)
-
-
-def fingerprint(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def parse_as_of(value: str) -> datetime:

@@ -29,7 +29,7 @@ from sklearn.preprocessing import StandardScaler
 from services.trainer import data
 from shared.features import churn, intent
 from shared.models.evaluation import metrics, plots
-from shared.models.registry import load_artifact, save_artifact
+from shared.models.registry import load_artifact, save_artifact, sha256_file
 
 log = logging.getLogger(__name__)
 SEED = 20261123
@@ -129,7 +129,7 @@ def train_intent(csv_path: Path, out: Path) -> dict[str, Any]:
         "feature_indices": list(range(len(intent.FEATURES))),
         "training": {
             "file": str(csv_path),
-            "sha256": data.fingerprint(csv_path),
+            "sha256": sha256_file(csv_path),
             "rows": len(y),
             "positives": int(y.sum()),
         },
@@ -194,7 +194,7 @@ def snapshot(histories: dict[str, churn.CustomerHistory], as_of: datetime, horiz
 def train_churn(orders_path: Path, as_of: datetime, horizon_days: int, out: Path) -> dict[str, Any]:
     histories = data.read_histories(orders_path)
     return _train_churn(
-        histories, as_of, horizon_days, out, {"file": str(orders_path), "sha256": data.fingerprint(orders_path)}
+        histories, as_of, horizon_days, out, {"file": str(orders_path), "sha256": sha256_file(orders_path)}
     )
 
 

@@ -1,0 +1,53 @@
+"""What every FastAPI service shares: JSON refusals that name the field, health routes, serving."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.logs import setup_logging
+from shared.telemetry import setup_tracing
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every refusal is JSON with ``detail`` and, where known, the ``field`` that is wrong."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"] if p != "body")
+        return JSONResponse({"detail": f"{field}: {first['msg']}", "field": field}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        body = exc.detail if isinstance(exc.detail, dict) else {"detail": exc.detail}
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+def install_health(app: FastAPI, ready: Callable[[Request], Awaitable[bool]]) -> None:
+    """``/health/live`` (the process answers) and ``/health/ready`` (its dependencies answer)."""
+
+    @app.get("/health/live", tags=["health"])
+    async def live() -> dict[str, str]:
+        return {"status": "live"}
+
+    @app.get("/health/ready", tags=["health"])
+    async def readiness(request: Request) -> JSONResponse:
+        ok = await ready(request)
+        return JSONResponse({"status": "ready" if ok else "not ready"}, status_code=200 if ok else 503)
+
+
+def serve(service: str, settings: Any, create_app: Callable[[Any], FastAPI]) -> None:
+    """Logging, tracing with the FastAPI instrumentation, then uvicorn until SIGTERM."""
+    setup_logging(service, settings.log_level)
+    setup_tracing(service, settings)
+    app = create_app(settings)
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="health")
+    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning", access_log=False)
