@@ -19,6 +19,7 @@ install: $(VENV)/.installed
 	@bash deploy/local/system-deps.sh
 	@bash deploy/local/kafka.sh install
 	@bash deploy/local/ferretdb.sh install
+	@bash deploy/local/kustomize.sh >/dev/null
 
 infra-up: install
 	@bash deploy/local/ferretdb.sh start

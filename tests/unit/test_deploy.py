@@ -1,0 +1,105 @@
+"""The deployable shape, checked without Docker or a cluster: the Kubernetes overlays render with
+kustomize and validate against the Kubernetes schemas; the compose file and Dockerfile hold together."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S_VERSION = "1.31.0"
+
+
+def kustomize() -> str:
+    out = subprocess.run(
+        ["bash", str(ROOT / "deploy/local/kustomize.sh")], capture_output=True, text=True, timeout=600, check=False
+    )
+    if out.returncode != 0 or not out.stdout.strip():
+        pytest.skip(f"kustomize unavailable: {out.stderr[-300:]}")
+    return out.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module", params=["dev", "prod"])
+def rendered(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    out = subprocess.run(
+        [kustomize(), "build", str(ROOT / "k8s/overlays" / request.param)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
+    if doc["kind"] == "CronJob":
+        return doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]  # type: ignore[no-any-return]
+    return doc["spec"]["template"]["spec"]  # type: ignore[no-any-return]
+
+
+def test_every_manifest_validates_against_kubernetes(rendered: list[dict[str, Any]]) -> None:
+    for doc in rendered:
+        if doc["apiVersion"].startswith("keda.sh/"):
+            assert doc["spec"]["maxReplicaCount"] <= 6  # never more consumers than partitions
+            continue
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_workloads_follow_pod_hygiene(rendered: list[dict[str, Any]]) -> None:
+    workloads = [d for d in rendered if d["kind"] in ("Deployment", "StatefulSet", "CronJob")]
+    assert {d["metadata"]["name"] for d in workloads} == {
+        "storefront", "admin", "engine", "projector", "dispatcher", "trainer",
+    }  # fmt: skip
+    for doc in workloads:
+        spec = pod_spec(doc)
+        assert spec["securityContext"]["runAsNonRoot"] is True, doc["metadata"]["name"]
+        (container,) = spec["containers"]
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"]["drop"] == ["ALL"]
+        assert container["resources"]["requests"]["memory"]
+        assert container["resources"]["limits"]["memory"]
+        scratch = "/tmp"  # noqa: S108 - the pod's own emptyDir, the only writable path
+        assert any(m["mountPath"] == scratch for m in container["volumeMounts"])
+        secret_refs = [e for e in container.get("env", []) if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]]
+        assert [e["name"] for e in secret_refs] == ["PROACT_MONGO_URL"]
+        if doc["kind"] != "CronJob":
+            assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+            assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+            (module,) = container["args"]
+            assert importlib.util.find_spec(module) is not None, module
+
+
+def test_the_engine_has_stable_member_ids(rendered: list[dict[str, Any]]) -> None:
+    (engine,) = [d for d in rendered if d["metadata"]["name"] == "engine" and d["kind"] == "StatefulSet"]
+    env = {e["name"]: e for e in pod_spec(engine)["containers"][0]["env"]}
+    assert env["PROACT_INSTANCE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+
+
+def test_compose_runs_the_whole_stack_from_one_image() -> None:
+    compose = yaml.safe_load((ROOT / "deploy/compose/docker-compose.yaml").read_text())
+    services = compose["services"]
+    assert {"kafka", "mongo", "otel-collector", "jaeger"} <= services.keys()
+    proact = {n: s for n, s in services.items() if s.get("image") == "proact:local"}
+    assert {"engine", "projector", "dispatcher", "storefront", "admin", "kafka-init", "models-init"} <= proact.keys()
+    for name, service in proact.items():
+        assert importlib.util.find_spec(service["command"][0]) is not None, name
+        env = service.get("environment", {})
+        assert env.get("PROACT_KAFKA_BOOTSTRAP_SERVERS") == "kafka:9092", name
+    assert services["engine"]["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
+    assert (ROOT / "deploy/otel/collector.yaml").is_file()
+
+
+def test_the_image_is_multi_stage_and_runs_as_non_root() -> None:
+    lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
+    assert sum(line.startswith("FROM ") for line in lines) == 2
+    assert "USER 10001:10001" in lines
+    assert 'ENTRYPOINT ["python", "-m"]' in lines
+    assert lines.index("USER 10001:10001") > max(i for i, line in enumerate(lines) if line.startswith("FROM "))
