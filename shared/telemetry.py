@@ -50,6 +50,13 @@ def inject_headers(headers: list[tuple[str, bytes]], context: Context | None = N
     return headers
 
 
+def current_carrier() -> dict[str, str]:
+    """The current trace context as W3C headers, to be stored and continued later."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
+
+
 def extract_context(headers: Sequence[tuple[str, bytes]] | None) -> Context:
     carrier = {k: v.decode("latin-1") for k, v in headers or () if k in ("traceparent", "tracestate")}
     return propagate.extract(carrier)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.dispatcher import state
@@ -14,6 +16,7 @@ from shared.contract.events import ActionRequested, Outcome
 from shared.store import Document
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("proact.dispatcher")
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,17 @@ async def deliver(action: ActionRequested, db: AsyncDatabase[Document], channel:
     if action.holdout:
         await state.mark(db, action.action_id, "holdout", now)
         return Result(None, None)
-    first_time = await channel.send({**message, "created_at": now.isoformat()})
+    with tracer.start_as_current_span(
+        f"send {action.channel}",
+        kind=SpanKind.CLIENT,
+        attributes={
+            "proact.action.id": action.action_id,
+            "proact.rule.id": action.rule_id,
+            "proact.channel": action.channel,
+            "proact.channel.via": channel.name,
+        },
+    ):
+        first_time = await channel.send({**message, "created_at": now.isoformat()})
     await state.mark(db, action.action_id, "delivered", clock.now(), via=channel.name)
     log.info(
         "message delivered",

@@ -29,12 +29,12 @@ from opentelemetry.trace import SpanKind
 
 from services.engine.handlers import handle, timer_event
 from services.engine.scoring import Scorers
-from services.engine.state import PartitionState, Timer
+from services.engine.state import TRACE_FIELD, PartitionState, Timer
 from shared.clock import Clock, SystemClock
 from shared.contract import EVENT_TYPES, Event, InvalidEvent, Topics, decode, encode
 from shared.models.registry import Registry
 from shared.settings import EngineSettings
-from shared.telemetry import extract_context, inject_headers
+from shared.telemetry import current_carrier, extract_context, inject_headers
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("proact.engine")
@@ -161,14 +161,32 @@ class Engine:
                 for record in records:
                     await self._process_record(producer, state, tp, record, now)
             for timer in due:
-                await self._publish(producer, timer_event(timer, now), partition=partition)
-                self.stats.timers_fired += 1
+                await self._fire(producer, timer, now, partition)
             self.scorers.flush(state)
             for key, value in state.changelog_records():
                 await producer.send(self.topics.engine_state, value=value, key=key, partition=partition)
             if batch:
                 offsets = {tp: records[-1].offset + 1 for tp, records in batch}
                 await producer.send_offsets_to_transaction(offsets, self.settings.group_id)
+
+    async def _fire(self, producer: AIOKafkaProducer, timer: Timer, now: datetime, partition: int) -> None:
+        """Publish a due timer as ``timer.fired``; when the event that set it was traced, the firing is
+        a span in that trace (and linked to it), so one trace runs from the order to the message."""
+        self.stats.timers_fired += 1
+        carrier = timer.payload.get(TRACE_FIELD)
+        if not carrier:
+            await self._publish(producer, timer_event(timer, now), partition=partition)
+            return
+        setter = extract_context([(k, v.encode()) for k, v in carrier.items()])
+        links = [trace.Link(span.get_span_context())] if (span := trace.get_current_span(setter)) else []
+        with tracer.start_as_current_span(
+            f"timer {timer.kind}",
+            context=setter,
+            kind=SpanKind.INTERNAL,
+            links=links,
+            attributes={"proact.timer.id": timer.timer_id, "proact.timer.due_at": timer.due_at.isoformat()},
+        ):
+            await self._publish(producer, timer_event(timer, now), partition=partition)
 
     async def _process_record(
         self, producer: AIOKafkaProducer, state: PartitionState, tp: TopicPartition, record: Any, now: Any
@@ -193,7 +211,11 @@ class Engine:
                 "messaging.consumer.group.name": self.settings.group_id,
             },
         ) as span:
-            await self._apply(producer, state, tp, record, now, span)
+            state.trace_carrier = current_carrier()
+            try:
+                await self._apply(producer, state, tp, record, now, span)
+            finally:
+                state.trace_carrier = None
 
     async def _apply(
         self,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from services.engine.scoring import Scorers
-from services.engine.state import CUSTOMER, ORDER, SESSION, VISITOR, Doc, PartitionState, Timer
+from services.engine.state import CUSTOMER, ORDER, SESSION, TRACE_FIELD, VISITOR, Doc, PartitionState, Timer
 from shared.contract import Event, new_event
 from shared.contract import events as ev
 
@@ -324,7 +324,8 @@ HANDLERS: dict[str, Handler] = {
 
 def timer_event(timer: Timer, now: datetime) -> Event:
     """The ``timer.fired`` event a due timer becomes; its id is stable so a re-fire is de-duplicated."""
-    data = ev.TimerFired(timer_id=timer.timer_id, kind=timer.kind, key=timer.key, due_at=timer.due_at, **timer.payload)
+    payload = {k: v for k, v in timer.payload.items() if k != TRACE_FIELD}
+    data = ev.TimerFired(timer_id=timer.timer_id, kind=timer.kind, key=timer.key, due_at=timer.due_at, **payload)
     return new_event(
         "timer.fired",
         timer.key,

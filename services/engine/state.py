@@ -23,6 +23,8 @@ SESSION = "session"
 VISITOR = "visitor"
 TIMER = "timer"
 SEEN = "seen"
+# where a timer keeps the W3C trace context of the event that set it, so its firing joins that trace
+TRACE_FIELD = "trace"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,8 @@ class PartitionState:
         self._timers: dict[str, Timer] = {}
         self._heap: list[tuple[float, str]] = []
         self._changes: dict[str, Doc | None] = {}
+        # trace context of the event being applied (set by the engine loop), given to timers it sets
+        self.trace_carrier: dict[str, str] | None = None
 
     # --- entities ---------------------------------------------------------------------------
     def get(self, kind: str, entity_id: str) -> Doc | None:
@@ -86,6 +90,10 @@ class PartitionState:
 
     # --- timers -----------------------------------------------------------------------------
     def schedule(self, timer: Timer) -> None:
+        if self.trace_carrier and TRACE_FIELD not in timer.payload:
+            timer = Timer(
+                timer.timer_id, timer.kind, timer.key, timer.due_at, {**timer.payload, TRACE_FIELD: self.trace_carrier}
+            )
         self._timers[timer.timer_id] = timer
         heapq.heappush(self._heap, (timer.due_at.timestamp(), timer.timer_id))
         self.put(TIMER, timer.timer_id, timer.to_doc())
