@@ -10,7 +10,9 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+
+from shared.metrics import prometheus_app
 
 ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
 Stats = Callable[[], dict[str, object]]
@@ -31,7 +33,14 @@ def health_app(service: str, ready: ReadyCheck, stats: Stats | None = None) -> S
     async def counters(_: Request) -> JSONResponse:
         return JSONResponse(stats() if stats else {})
 
-    return Starlette(routes=[Route("/health/live", live), Route("/health/ready", readiness), Route("/stats", counters)])
+    return Starlette(
+        routes=[
+            Route("/health/live", live),
+            Route("/health/ready", readiness),
+            Route("/stats", counters),
+            Mount("/metrics", app=prometheus_app()),
+        ]
+    )
 
 
 def start_health_server(

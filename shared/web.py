@@ -13,6 +13,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.logs import setup_logging
+from shared.metrics import prometheus_app, setup_metrics
 from shared.telemetry import setup_tracing
 
 
@@ -48,6 +49,8 @@ def serve(service: str, settings: Any, create_app: Callable[[Any], FastAPI]) -> 
     """Logging, tracing with the FastAPI instrumentation, then uvicorn until SIGTERM."""
     setup_logging(service, settings.log_level)
     setup_tracing(service, settings)
+    setup_metrics(service, settings)
     app = create_app(settings)
+    app.mount("/metrics", prometheus_app())
     FastAPIInstrumentor.instrument_app(app, excluded_urls="health")
     uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning", access_log=False)

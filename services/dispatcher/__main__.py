@@ -10,6 +10,7 @@ from services.dispatcher.app import build_app, build_broker
 from services.dispatcher.channels import OutboxChannel
 from shared.clock import SystemClock
 from shared.logs import setup_logging
+from shared.metrics import setup_metrics
 from shared.settings import DispatcherSettings
 from shared.store import Collections, database, ensure_indexes, mongo_client
 from shared.telemetry import setup_tracing
@@ -21,6 +22,7 @@ async def main() -> None:
     settings = DispatcherSettings()
     setup_logging(SERVICE, settings.log_level)
     provider = setup_tracing(SERVICE, settings)
+    setup_metrics(SERVICE, settings)
     client = mongo_client(settings)
     db = database(client, settings)
     await ensure_indexes(db, [Collections.MESSAGES])

@@ -17,6 +17,7 @@ from services.dispatcher.flows import deliver
 from shared.clock import Clock
 from shared.contract import InvalidEvent, Topics, decode, encode, new_event
 from shared.contract.events import ActionRequested
+from shared.metrics import prometheus_app
 from shared.settings import DispatcherSettings
 from shared.store import Document
 
@@ -82,6 +83,7 @@ def build_app(broker: KafkaBroker) -> AsgiFastStream:
         asgi_routes=[
             ("/health/live", make_ping_asgi(broker, timeout=5.0)),
             ("/health/ready", make_ping_asgi(broker, timeout=5.0)),
+            ("/metrics", prometheus_app()),
         ],
         specification=AsyncAPI(broker, title="proact dispatcher", version="0.1.0"),
         asyncapi_path="/docs/asyncapi",

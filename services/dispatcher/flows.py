@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -17,6 +17,9 @@ from shared.store import Document
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("proact.dispatcher")
+messages = metrics.get_meter("proact.dispatcher").create_counter(
+    "proact.dispatcher.messages", unit="{message}", description="actions handled, by channel and outcome"
+)
 
 
 @dataclass(frozen=True)
@@ -43,9 +46,11 @@ async def deliver(action: ActionRequested, db: AsyncDatabase[Document], channel:
     existing = await state.claim(db, message)
     if existing is not None and existing.get("status") in state.FINAL_STATUSES:
         log.info("duplicate action ignored", extra={"action_id": action.action_id, "status": existing["status"]})
+        messages.add(1, {"proact.channel": action.channel, "outcome": "duplicate"})
         return Result(None, None)
     if action.holdout:
         await state.mark(db, action.action_id, "holdout", now)
+        messages.add(1, {"proact.channel": action.channel, "outcome": "holdout"})
         return Result(None, None)
     with tracer.start_as_current_span(
         f"send {action.channel}",
@@ -59,6 +64,7 @@ async def deliver(action: ActionRequested, db: AsyncDatabase[Document], channel:
     ):
         first_time = await channel.send({**message, "created_at": now.isoformat()})
     await state.mark(db, action.action_id, "delivered", clock.now(), via=channel.name)
+    messages.add(1, {"proact.channel": action.channel, "outcome": "delivered"})
     log.info(
         "message delivered",
         extra={"action_id": action.action_id, "channel": action.channel, "first": first_time},

@@ -6,9 +6,11 @@ import asyncio
 import signal
 import time
 
+from services.engine import metrics
 from services.engine.app import Engine
 from shared.health import start_health_server
 from shared.logs import setup_logging
+from shared.metrics import setup_metrics
 from shared.settings import EngineSettings
 from shared.telemetry import setup_tracing
 
@@ -19,7 +21,9 @@ async def main() -> None:
     settings = EngineSettings()
     setup_logging(SERVICE, settings.log_level)
     provider = setup_tracing(SERVICE, settings)
+    setup_metrics(SERVICE, settings)
     engine = Engine(settings)
+    metrics.observe(lambda: sum(st.pending_timers() for st in list(engine.states.values())), lambda: dict(engine.lag))
 
     async def ready() -> dict[str, bool]:
         polled_recently = time.monotonic() - engine.stats.last_poll_ok < 15

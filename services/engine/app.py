@@ -27,6 +27,7 @@ from aiokafka.errors import KafkaError
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from services.engine import metrics
 from services.engine.handlers import handle, timer_event
 from services.engine.scoring import Scorers
 from services.engine.state import TRACE_FIELD, PartitionState, Timer
@@ -59,6 +60,7 @@ class Engine:
         self.states: dict[int, PartitionState] = {}
         self.scorers = Scorers(Registry(settings.model_dir))
         self.stats = Stats()
+        self.lag: dict[tuple[str, int], int] = {}  # (topic, partition) -> records behind, after the last batch
         self.restoring = True
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -147,9 +149,16 @@ class Engine:
         work = [p for p in self.states if by_partition.get(p) or due.get(p)]
         if not work:
             return
+        started = time.perf_counter()
         # one transaction per task; their commits overlap
         await asyncio.gather(*(self._process_task(p, by_partition.get(p, []), due.get(p, []), now) for p in work))
         self.stats.batches += 1
+        metrics.batch_duration.record(time.perf_counter() - started)
+        assert self._consumer is not None
+        for tp, records in batch.items():
+            stable = self._consumer.last_stable_offset(tp)
+            if stable is not None:
+                self.lag[(tp.topic, tp.partition)] = max(stable - records[-1].offset - 1, 0)
 
     async def _process_task(
         self, partition: int, batch: list[tuple[TopicPartition, list[Any]]], due: list[Timer], now: datetime
@@ -173,6 +182,7 @@ class Engine:
         """Publish a due timer as ``timer.fired``; when the event that set it was traced, the firing is
         a span in that trace (and linked to it), so one trace runs from the order to the message."""
         self.stats.timers_fired += 1
+        metrics.timers_fired.add(1, {"proact.timer.kind": timer.kind})
         carrier = timer.payload.get(TRACE_FIELD)
         if not carrier:
             await self._publish(producer, timer_event(timer, now), partition=partition)
@@ -237,6 +247,7 @@ class Engine:
             span.set_attribute("messaging.message.id", event.id)
             span.set_attribute("cloudevents.event_type", event.type)
         self.stats.by_type[event.type] += 1
+        metrics.events.add(1, {"messaging.destination.name": tp.topic, "cloudevents.event_type": event.type})
         try:
             outputs = handle(state, event, now, self.scorers)
         except (ValueError, KeyError, TypeError) as exc:
@@ -249,6 +260,7 @@ class Engine:
             await self._publish(producer, out)
             if out.type == "action.requested":
                 self.stats.actions += 1
+                metrics.actions.add(1, {"proact.rule.id": out.data.rule_id, "proact.channel": out.data.channel})  # type: ignore[attr-defined]
                 log.info("action requested", extra={"rule_id": getattr(out.data, "rule_id", None), "action_id": out.id})
 
     async def _publish(self, producer: AIOKafkaProducer, event: Event, partition: int | None = None) -> None:
@@ -258,6 +270,7 @@ class Engine:
 
     async def _dead_letter(self, producer: AIOKafkaProducer, tp: TopicPartition, record: Any, exc: Exception) -> None:
         self.stats.dead_lettered += 1
+        metrics.dead_letters.add(1, {"messaging.destination.name": tp.topic})
         reason = exc.reason if isinstance(exc, InvalidEvent) else f"{exc.__class__.__name__}: {exc}"
         field_name = exc.field if isinstance(exc, InvalidEvent) else None
         headers = [

@@ -163,8 +163,12 @@ class Projector:
 async def main() -> None:
     import signal
 
+    from opentelemetry import metrics
+    from opentelemetry.metrics import Observation
+
     from shared.health import start_health_server
     from shared.logs import setup_logging
+    from shared.metrics import setup_metrics
     from shared.settings import ProjectorSettings
     from shared.store import database, ensure_indexes, mongo_client, ping
     from shared.telemetry import setup_tracing
@@ -187,6 +191,14 @@ async def main() -> None:
             "lag_by_partition": projector.lag,
         }
 
+    setup_metrics("projector", settings)
+    meter = metrics.get_meter("proact.projector")
+    meter.create_observable_gauge(
+        "proact.projector.lag", [lambda _: [Observation(projector.total_lag)]], unit="{record}"
+    )
+    meter.create_observable_gauge(
+        "proact.projector.lag_seconds", [lambda _: [Observation(projector.lag_seconds)]], unit="s"
+    )
     health = start_health_server("projector", settings.http_port, ready, stats)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

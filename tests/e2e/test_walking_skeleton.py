@@ -81,6 +81,26 @@ async def test_late_orders_get_one_notice_each_despite_engine_kills(stack: Stack
     assert {m["status"] for m in messages} == {"delivered"}
 
 
+def test_services_publish_prometheus_metrics(stack: Stack) -> None:
+    """After the journeys above, the counters say what happened."""
+
+    def scrape(name: str) -> str:
+        response = httpx.get(stack.url(name, "/metrics"), timeout=5, follow_redirects=True)
+        assert response.status_code == 200, name
+        return response.text
+
+    engine = scrape("engine")
+    consumed = [line for line in engine.splitlines() if line.startswith("proact_engine_events_total{")]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in consumed) > 0  # since the last restart
+    assert "proact_engine_batch_duration_seconds_bucket" in engine
+    assert "proact_engine_timers_pending" in engine
+    delivered = [line for line in scrape("dispatcher").splitlines() if 'outcome="delivered"' in line]
+    assert delivered
+    assert float(delivered[0].rsplit(" ", 1)[1]) > 0
+    assert "proact_projector_lag" in scrape("projector")
+    assert scrape("storefront").startswith("# HELP")
+
+
 def test_the_engine_drains_and_exits_cleanly_on_sigterm(stack: Stack) -> None:
     stack.wait_ready("engine")
     assert stack.stop("engine") == 0
