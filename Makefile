@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export PROACT_CACHE ?= $(HOME)/.cache/proact
 export PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: install infra-up infra-down infra-status run stop test test-unit lint bench models clean-cache
+.PHONY: install infra-up infra-down infra-status run stop test test-unit lint bench models traces clean-cache
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
@@ -59,6 +59,10 @@ bench: infra-up
 # default models from the shipped data, registered and promoted in $(PROACT_MODEL_DIR)
 models: $(VENV)/.installed
 	@bash deploy/local/models.sh
+
+# the last journeys of `make run` as trace trees (spans the services wrote to the log folder)
+traces: $(VENV)/.installed
+	@PYTHONPATH=. $(PY) deploy/local/traces.py
 
 clean-cache: infra-down
 	rm -rf $(PROACT_CACHE)

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     )
     otel_exporter_otlp_endpoint: str | None = Field(None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
     instance_id: str = Field(default_factory=socket.gethostname)
+    # Local runs without a collector: finished spans as JSON lines in this file (read by `make traces`),
+    # in addition to whatever OTEL_TRACES_EXPORTER says.
+    traces_file: Path | None = None
     # the model registry (a shared volume in Kubernetes): services score with its promoted models
     model_dir: Path = Field(
         Path.home() / ".cache" / "proact" / "models", validation_alias=AliasChoices("PROACT_MODEL_DIR", "model_dir")

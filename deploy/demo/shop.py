@@ -16,9 +16,14 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaProducer
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from shared.contract import EVENT_TYPES, Topics, encode, new_event
 from shared.settings import StorefrontSettings
+from shared.telemetry import inject_headers, setup_tracing
+
+tracer = trace.get_tracer("demo-shop")
 
 SOURCE = "demo-shop/backend"
 CUSTOMERS = [
@@ -52,7 +57,12 @@ class Shop:
     async def emit(self, type_: str, subject: str, data: dict[str, Any]) -> None:
         event = new_event(type_, subject, data, source=SOURCE)
         key, value, headers = encode(event)
-        await self.producer.send_and_wait(getattr(self.topics, EVENT_TYPES[type_][0]), value, key=key, headers=headers)
+        topic = getattr(self.topics, EVENT_TYPES[type_][0])
+        # the shop's back end traces what it sends, so each journey starts here
+        with tracer.start_as_current_span(
+            f"{topic} publish", kind=SpanKind.PRODUCER, attributes={"cloudevents.event_type": type_}
+        ):
+            await self.producer.send_and_wait(topic, value, key=key, headers=inject_headers(headers))
         self.sent += 1
 
     def later(self, seconds: float, type_: str, subject: str, data: dict[str, Any]) -> None:
@@ -165,6 +175,7 @@ async def main() -> None:
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args()
     settings = StorefrontSettings()
+    provider = setup_tracing("demo-shop", settings)
     rng = random.Random(args.seed)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_idempotence=True)
     await producer.start()
@@ -187,6 +198,7 @@ async def main() -> None:
             for task in shop.tasks:
                 task.cancel()
             await producer.stop()
+            provider.shutdown()
     print(f"demo shop: {shop.sent} events sent")
 
 

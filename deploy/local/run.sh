@@ -32,8 +32,10 @@ cat <<MSG
   proact is running.  storefront http://127.0.0.1:8080/docs   admin http://127.0.0.1:8090/docs
   dispatcher AsyncAPI http://127.0.0.1:8082/docs/asyncapi     logs $LOG_DIR
   delivered messages: $PROACT_DISPATCHER_OUTBOX_DIR/*.ndjson     Ctrl-C stops everything.
+  journeys as trace trees: make traces (in another terminal)
 
 MSG
-(cd "$ROOT" && PYTHONPATH="$ROOT" "$PYTHON" deploy/demo/shop.py ${DEMO_ARGS:-} >>"$LOG_DIR/demo.log" 2>&1) &
+(cd "$ROOT" && PYTHONPATH="$ROOT" OTEL_SERVICE_NAME=demo-shop PROACT_TRACES_FILE="$LOG_DIR/traces-shop.jsonl" \
+  "$PYTHON" deploy/demo/shop.py ${DEMO_ARGS:-} >>"$LOG_DIR/demo.log" 2>&1) &
 demo_pid=$!
 cd "$ROOT" && PYTHONPATH="$ROOT" "$PYTHON" deploy/demo/watch.py

@@ -22,19 +22,25 @@ wait_healthy() {
   local name=$1 url i
   url=$(health_url "$name")
   for ((i = 0; i < 300; i++)); do
-    if curl -fsS -o /dev/null "$url" 2>/dev/null; then log "$name healthy ($url)"; return 0; fi
     if ! pid_alive "$name"; then log "$name exited; last log lines:"; tail -n 20 "$LOG_DIR/$name.log" >&2; return 1; fi
+    if curl -fsS -o /dev/null "$url" 2>/dev/null; then log "$name healthy ($url)"; return 0; fi
     sleep 0.1
   done
   log "$name not healthy after 30 s"; tail -n 20 "$LOG_DIR/$name.log" >&2; return 1
 }
 
 start_one() {
-  local name=$1
+  local name=$1 port
   if pid_alive "$name"; then log "$name already running"; return 0; fi
+  port=$(health_url "$name" | sed -E 's#.*:([0-9]+)/.*#\1#')
+  if port_open 127.0.0.1 "$port"; then
+    log "port $port is taken by another process (not started by this script); stop it or set $name's port"
+    return 1
+  fi
   local module="services.$name"
   [[ $name == projector ]] && module="services.engine.projector"
-  (cd "$ROOT" && OTEL_SERVICE_NAME="proact-$name" nohup "$PYTHON" -m "$module" \
+  (cd "$ROOT" && OTEL_SERVICE_NAME="proact-$name" PROACT_TRACES_FILE="$LOG_DIR/traces-$name.jsonl" \
+    nohup "$PYTHON" -m "$module" \
     >>"$LOG_DIR/$name.log" 2>&1 </dev/null & echo $! >"$RUN_DIR/$name.pid")
 }
 
