@@ -33,6 +33,17 @@ async def produce_raw(topic: str, value: bytes, key: bytes, headers: list[tuple[
         await producer.stop()
 
 
+def committed_reader(topic: str) -> AIOKafkaConsumer:
+    """A group-less reader of a whole topic that sees only committed transactions."""
+    return AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=BOOTSTRAP,
+        group_id=None,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+
+
 async def read(
     topic: str,
     until: Callable[[list[ConsumerRecord]], bool],
@@ -41,13 +52,7 @@ async def read(
 ) -> list[ConsumerRecord]:
     """Read a topic from the start (read_committed) until ``until(records)`` holds or time runs out;
     then keep reading ``settle_s`` more seconds so that a duplicate arriving late is seen too."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=BOOTSTRAP,
-        group_id=None,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-    )
+    consumer = committed_reader(topic)
     await consumer.start()
     records: list[ConsumerRecord] = []
     loop = asyncio.get_running_loop()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.contract import EVENT_TYPES, Topics, encode, new_event
@@ -23,7 +23,7 @@ from shared.store import Collections, mongo_client
 from tests.e2e.stack import Stack, free_port
 from tests.factories import uid
 from tests.integration.conftest import isolated_topics
-from tests.kafka_io import BOOTSTRAP
+from tests.kafka_io import BOOTSTRAP, committed_reader
 
 pytestmark = pytest.mark.e2e
 EVENTS = 50_000
@@ -105,13 +105,7 @@ async def committed(group: str, topics: Topics) -> int:
 
 
 async def read_all(topic: str) -> list[tuple[bytes, bytes | None]]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=BOOTSTRAP,
-        group_id=None,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-    )
+    consumer = committed_reader(topic)
     await consumer.start()
     out: list[tuple[bytes, bytes | None]] = []
     try:
