@@ -44,37 +44,25 @@ def plots(y: NDArray[Any], p: NDArray[np.float64], out: Path, title: str) -> lis
 
     out.mkdir(parents=True, exist_ok=True)
     y = np.asarray(y, dtype=int)
-    made = []
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
     fpr, tpr, _ = roc_curve(y, p)
-    ax.plot(fpr, tpr, label=f"AUC {roc_auc_score(y, p):.3f}")
-    ax.plot([0, 1], [0, 1], "--", color="grey")
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"{title}: ROC")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(out / "roc.png", dpi=100)
-    made.append("roc.png")
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
     precision, recall, _ = precision_recall_curve(y, p)
-    ax.plot(recall, precision, label=f"AP {average_precision_score(y, p):.3f}")
-    ax.axhline(y.mean(), ls="--", color="grey")
-    ax.set(xlabel="recall", ylabel="precision", title=f"{title}: precision-recall")
-    ax.legend(loc="upper right")
-    fig.tight_layout()
-    fig.savefig(out / "precision_recall.png", dpi=100)
-    made.append("precision_recall.png")
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
     observed, predicted = calibration_curve(y, p, n_bins=10, strategy="quantile")
-    ax.plot(predicted, observed, "o-", label="model")
-    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect")
-    ax.set(xlabel="predicted probability", ylabel="observed rate", title=f"{title}: calibration")
-    ax.legend(loc="upper left")
-    fig.tight_layout()
-    fig.savefig(out / "calibration.png", dpi=100)
-    made.append("calibration.png")
-    plt.close(fig)
-    return made
+    # (file, curve x, curve y, curve label, reference line, x label, y label, title, legend place)
+    charts: list[tuple[Any, ...]] = [
+        ("roc.png", fpr, tpr, f"AUC {roc_auc_score(y, p):.3f}", ([0, 1], [0, 1]),
+         "false positive rate", "true positive rate", "ROC", "lower right"),
+        ("precision_recall.png", recall, precision, f"AP {average_precision_score(y, p):.3f}",
+         ([0, 1], [y.mean(), y.mean()]), "recall", "precision", "precision-recall", "upper right"),
+        ("calibration.png", predicted, observed, "model", ([0, 1], [0, 1]),
+         "predicted probability", "observed rate", "calibration", "upper left"),
+    ]  # fmt: skip
+    for name, xs, ys, label, reference, xlabel, ylabel, what, legend in charts:
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        ax.plot(xs, ys, "o-" if name == "calibration.png" else "-", label=label)
+        ax.plot(*reference, "--", color="grey")
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=f"{title}: {what}")
+        ax.legend(loc=legend)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=100)
+        plt.close(fig)
+    return [c[0] for c in charts]
