@@ -15,6 +15,23 @@ from starlette.routing import Mount, Route
 from shared.metrics import prometheus_app
 
 ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
+
+
+async def kafka_reachable(bootstrap_servers: str, timeout_s: float = 2.0) -> bool:
+    """Readiness: at least one bootstrap broker accepts a connection. aiokafka's consumer keeps
+    polling quietly while the broker is down, so the loop alone cannot tell."""
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host or "127.0.0.1", int(port)), timeout_s)
+        except (OSError, TimeoutError, ValueError):
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return True
+    return False
+
+
 Stats = Callable[[], dict[str, object]]
 
 

@@ -8,7 +8,7 @@ import time
 
 from services.engine import metrics
 from services.engine.app import Engine
-from shared.health import start_health_server
+from shared.health import kafka_reachable, start_health_server
 from shared.logs import setup_logging
 from shared.metrics import setup_metrics
 from shared.settings import EngineSettings
@@ -27,7 +27,8 @@ async def main() -> None:
 
     async def ready() -> dict[str, bool]:
         polled_recently = time.monotonic() - engine.stats.last_poll_ok < 15
-        return {"kafka": polled_recently, "state_restored": not engine.restoring}
+        broker = await kafka_reachable(settings.kafka_bootstrap_servers)
+        return {"kafka": broker and polled_recently, "state_restored": not engine.restoring}
 
     def stats() -> dict[str, object]:
         s = engine.stats

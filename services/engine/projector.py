@@ -166,7 +166,7 @@ async def main() -> None:
     from opentelemetry import metrics
     from opentelemetry.metrics import Observation
 
-    from shared.health import start_health_server
+    from shared.health import kafka_reachable, start_health_server
     from shared.logs import setup_logging
     from shared.metrics import setup_metrics
     from shared.settings import ProjectorSettings
@@ -181,7 +181,7 @@ async def main() -> None:
     await ensure_indexes(projector.db, PROJECTED.values())
 
     async def ready() -> dict[str, bool]:
-        return {"mongodb": await ping(client)}
+        return {"mongodb": await ping(client), "kafka": await kafka_reachable(settings.kafka_bootstrap_servers)}
 
     def stats() -> dict[str, object]:
         return {
