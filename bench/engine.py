@@ -280,7 +280,7 @@ async def main() -> None:
                 except httpx.HTTPError:
                     continue
                 written = stats["written"]
-                if written and stats["lag"] == 0 and len(stats["lag_by_partition"]) == topics.partitions:
+                if written and stats["lag"] == 0 and len(stats["lag_by_partition"]) >= topics.partitions:
                     break
         catch_up = time.perf_counter() - t0
         lat = await latency(topics, port, args.rate, args.seconds, rng)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
@@ -172,6 +173,13 @@ class Engine:
             for timer in due:
                 await self._fire(producer, timer, now, partition)
             self.scorers.flush(state)
+            for decision in state.take_decisions():
+                await producer.send(
+                    self.topics.decisions,
+                    value=orjson.dumps(decision),
+                    key=decision["customer_id"].encode(),
+                    partition=partition,
+                )
             for key, value in state.changelog_records():
                 await producer.send(self.topics.engine_state, value=value, key=key, partition=partition)
             if batch:

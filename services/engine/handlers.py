@@ -190,13 +190,22 @@ def _delay_notice(state: PartitionState, order: Doc, cause: Event, now: datetime
     channel = next((c for c in CHANNEL_PREFERENCE if consents.get(c)), None)
     order["delay_notified"] = True
     state.put(ORDER, order["order_id"], order)
-    if channel is None:
-        log.info(
-            "delay notice suppressed: no consented channel",
-            extra={"rule_id": DELAY_NOTICE_RULE, "order_id": order["order_id"]},
-        )
-        return []
     key = f"{DELAY_NOTICE_RULE}:{order['order_id']}"
+    decision = {
+        "_id": f"{key}:{cause.id}",
+        "rule_id": DELAY_NOTICE_RULE,
+        "rule_version": 1,
+        "customer_id": customer_id,
+        "order_id": order["order_id"],
+        "at": now.isoformat(),
+        "cause_event_id": cause.id,
+        "cause_event_type": cause.type,
+        "trigger": reason,
+    }
+    if channel is None:
+        state.decide({**decision, "outcome": "suppressed", "guard": "consent", "why": "no consented channel"})
+        log.info("delay notice suppressed: no consented channel", extra={"rule_id": DELAY_NOTICE_RULE})
+        return []
     action = ev.ActionRequested(
         action_id=str(uuid.uuid5(_ACTION_NAMESPACE, key)),
         rule_id=DELAY_NOTICE_RULE,
@@ -215,6 +224,10 @@ def _delay_notice(state: PartitionState, order: Doc, cause: Event, now: datetime
         },
         idempotency_key=key,
     )
+    state.decide(
+        {**decision, "outcome": "fired", "action_id": action.action_id, "channel": channel,
+         "why": f"order {order['order_id']}: {reason.replace('_', ' ')}; first consented channel {channel}"}
+    )  # fmt: skip
     return [new_event("action.requested", customer_id, action, source=SOURCE, time=now, id=action.action_id)]
 
 

@@ -32,6 +32,7 @@ from shared.store import Collections, Document
 log = logging.getLogger(__name__)
 
 PROJECTED = {"customer": Collections.CUSTOMERS, "order": Collections.ORDERS, "session": Collections.SESSIONS}
+OWNED = (*PROJECTED.values(), Collections.DECISIONS)
 # Readers need the recent past, not the whole working state: long lists are cut to their tail,
 # which keeps documents small (FerretDB's writes cost in proportion to a document's size).
 KEEP_LAST = 20
@@ -57,10 +58,12 @@ class Projector:
         self.db = db
         self.chunk = chunk
         self.topic = Topics.from_settings(settings).engine_state
+        self.decisions_topic = Topics.from_settings(settings).decisions
         self.group_id = f"{settings.group_id}-projector"
         self.written = 0
         self.skipped = 0  # documents MongoDB refused; counted and logged, never retried forever
-        self.lag: dict[int, int] = {}  # partition -> records not yet projected, after the last batch
+        self.decisions_written = 0
+        self.lag: dict[str, int] = {}  # "topic:partition" -> records not yet projected, after the last batch
         # age of the newest state change written, while records are still waiting: "how far behind"
         self.lag_seconds = 0.0
         self._stopping = asyncio.Event()
@@ -76,6 +79,7 @@ class Projector:
         while not self._stopping.is_set():
             consumer = AIOKafkaConsumer(
                 self.topic,
+                self.decisions_topic,
                 bootstrap_servers=self.settings.kafka_bootstrap_servers,
                 group_id=self.group_id,
                 isolation_level="read_committed",
@@ -119,7 +123,11 @@ class Projector:
 
     async def project(self, batch: dict[TopicPartition, list[Any]]) -> None:
         latest: dict[tuple[str, str], bytes | None] = {}
-        for records in batch.values():
+        decisions: list[Document] = []
+        for tp, records in batch.items():
+            if tp.topic == self.decisions_topic:
+                decisions += [orjson.loads(r.value) for r in records if r.value]
+                continue
             for r in records:
                 kind, _, entity_id = r.key.decode().partition(":")
                 if kind in PROJECTED:
@@ -137,6 +145,19 @@ class Projector:
             for i in range(0, len(ops), self.chunk):
                 await self._write(collection, ops[i : i + self.chunk])
         self.written += len(latest)
+        if decisions:
+            await self._append_decisions(decisions)
+
+    async def _append_decisions(self, decisions: list[Document]) -> None:
+        """The decision log is append-only: inserts, whose ``_id`` (rule, order, cause) makes a
+        replayed decision a duplicate that is skipped rather than a second entry."""
+        try:
+            await self.db[Collections.DECISIONS].insert_many(decisions, ordered=False)
+        except BulkWriteError as exc:
+            others = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
+            if others:
+                raise
+        self.decisions_written += len(decisions)
 
     async def _write(self, collection: str, ops: list[ReplaceOne[Document] | DeleteOne]) -> None:
         try:
@@ -157,7 +178,7 @@ class Projector:
         for tp in consumer.assignment():
             end = consumer.last_stable_offset(tp)
             if end is not None:
-                self.lag[tp.partition] = max(end - await consumer.position(tp), 0)
+                self.lag[f"{tp.topic}:{tp.partition}"] = max(end - await consumer.position(tp), 0)
 
 
 async def main() -> None:
@@ -178,7 +199,7 @@ async def main() -> None:
     provider = setup_tracing("projector", settings)
     client = mongo_client(settings)
     projector = Projector(settings, database(client, settings))
-    await ensure_indexes(projector.db, PROJECTED.values())
+    await ensure_indexes(projector.db, OWNED)
 
     async def ready() -> dict[str, bool]:
         return {"mongodb": await ping(client), "kafka": await kafka_reachable(settings.kafka_bootstrap_servers)}

@@ -59,6 +59,16 @@ class PartitionState:
         self._changes: dict[str, Doc | None] = {}
         # trace context of the event being applied (set by the engine loop), given to timers it sets
         self.trace_carrier: dict[str, str] | None = None
+        self._decisions: list[Doc] = []
+
+    # --- decisions (the "why did this fire, or not" log) --------------------------------------
+    def decide(self, decision: Doc) -> None:
+        """Record a rule decision; it is published in the batch's transaction with everything else."""
+        self._decisions.append(decision)
+
+    def take_decisions(self) -> list[Doc]:
+        decisions, self._decisions = self._decisions, []
+        return decisions
 
     # --- entities ---------------------------------------------------------------------------
     def get(self, kind: str, entity_id: str) -> Doc | None:

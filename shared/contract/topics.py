@@ -64,6 +64,11 @@ class Topics:
     def engine_state(self) -> str:
         return f"{self.prefix}.engine.state"
 
+    @property
+    def decisions(self) -> str:
+        """The engine's decision log (plain JSON, not CloudEvents), appended to MongoDB by the projector."""
+        return f"{self.prefix}.engine.decisions"
+
     @staticmethod
     def dlq(topic: str) -> str:
         return topic + DLQ_SUFFIX
@@ -90,6 +95,7 @@ class Topics:
         specs += [
             TopicSpec(self.dlq(t), self.partitions, {"retention.ms": str(30 * 86400_000)}) for t in self.event_topics
         ]
+        specs.append(TopicSpec(self.decisions, self.partitions, {"retention.ms": str(7 * 86400_000)}))
         # The engine's changelog: only the latest value per entity matters, tombstones delete.
         specs.append(
             TopicSpec(

@@ -10,10 +10,13 @@ from pathlib import Path
 import orjson
 import pytest
 from aiokafka.structs import ConsumerRecord
+from pymongo.asynchronous.database import AsyncDatabase
 
 from services.engine.app import Engine
+from services.engine.projector import Projector
 from shared.contract import Event, InvalidEvent, Topics, decode
 from shared.settings import EngineSettings, Settings
+from shared.store import Collections, Document
 from tests.factories import event, uid
 from tests.integration.conftest import isolated_topics
 from tests.kafka_io import produce, produce_raw, read
@@ -171,3 +174,42 @@ async def test_browsing_state_with_its_intent_score_reaches_the_changelog(engine
     assert state is not None
     assert [p["page_type"] for p in state["pages"]] == ["product", "cart"]  # type: ignore[index, union-attr]
     assert 0.0 <= state["intent"]["score"] <= 1.0  # type: ignore[index, call-overload]
+
+
+async def test_decisions_fired_and_suppressed_reach_the_decision_log(
+    engine: Engine, topics: Topics, db: AsyncDatabase[Document]
+) -> None:
+    consenting, silent = uid("c"), uid("c")
+    late = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    later = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    events = []
+    for cid, consents in ((consenting, {"email": True}), (silent, {})):
+        events += [
+            event("customer.upserted", subject=cid, consents=consents),
+            event("order.placed", subject=cid, order_id=f"o-{cid}", promised_delivery_by=late),
+            event("order.eta_changed", subject=cid, order_id=f"o-{cid}", estimated_delivery=later),
+            event("order.eta_changed", subject=cid, order_id=f"o-{cid}", estimated_delivery=later),
+        ]
+    await produce(events, topics)
+    projector = Projector(EngineSettings(topic_prefix=topics.prefix, group_id=uid("g")), db, flush_interval_s=0.2)
+    running = asyncio.create_task(projector.run())
+    try:
+        found: dict[str, Document] = {}
+        for _ in range(150):
+            found = {
+                d["customer_id"]: d
+                async for d in db[Collections.DECISIONS].find({"customer_id": {"$in": [consenting, silent]}})
+            }
+            if len(found) == 2:
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        projector.stop()
+        await asyncio.wait_for(running, 30)
+    assert found[consenting]["outcome"] == "fired"
+    assert found[consenting]["channel"] == "email"
+    assert found[consenting]["trigger"] == "eta_past_promise"
+    assert found[silent]["outcome"] == "suppressed"
+    assert found[silent]["guard"] == "consent"
+    # one decision per order however many times the ETA slipped
+    assert await db[Collections.DECISIONS].count_documents({"customer_id": {"$in": [consenting, silent]}}) == 2
