@@ -1,4 +1,5 @@
-"""A live, readable account of what proact does: actions requested, messages delivered, events refused."""
+"""A live, readable account of what proact does: actions requested, decisions not to act, messages
+delivered, events refused."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import sys
 from datetime import datetime
 
+import orjson
 from aiokafka import AIOKafkaConsumer
 
 from shared.contract import InvalidEvent, Topics, decode
@@ -19,7 +21,7 @@ def line(kind: str, text: str) -> None:
 async def main() -> None:
     settings = Settings()
     topics = Topics.from_settings(settings)
-    watched = [topics.actions, topics.outcomes, *[topics.dlq(t) for t in topics.event_topics]]
+    watched = [topics.actions, topics.outcomes, topics.decisions, *[topics.dlq(t) for t in topics.event_topics]]
     consumer = AIOKafkaConsumer(
         *watched,
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -32,6 +34,13 @@ async def main() -> None:
     try:
         async for record in consumer:
             headers = dict(record.headers or ())
+            if record.topic == topics.decisions:
+                decision = orjson.loads(record.value)
+                if decision["outcome"] != "fired":  # fired ones show as ACTION lines
+                    order, who = decision.get("order_id"), decision["customer_id"]
+                    why = f"{decision.get('why')} (guard: {decision.get('guard')})"
+                    line("DECISION", f"{decision['rule_id']} {decision['outcome']} for order {order} of {who}: {why}")
+                continue
             if record.topic.endswith(".dlq"):
                 reason = headers.get("proact_dlq_reason", b"?").decode()
                 offset = headers.get("proact_dlq_offset", b"?").decode()
