@@ -17,6 +17,7 @@ from services.dispatcher.flows import deliver
 from shared.clock import Clock
 from shared.contract import InvalidEvent, Topics, decode, encode, new_event
 from shared.contract.events import ActionRequested
+from shared.contract.topics import dead_letter_headers
 from shared.metrics import prometheus_app
 from shared.settings import DispatcherSettings
 from shared.store import Document
@@ -57,14 +58,7 @@ def build_broker(
                 body,
                 topics.dlq(topics.actions),
                 key=raw.key,  # type: ignore[union-attr]
-                headers={
-                    "proact_dlq_error_type": "InvalidEvent",
-                    "proact_dlq_reason": exc.reason[:1000],
-                    "proact_dlq_field": exc.field or "",
-                    "proact_dlq_topic": topics.actions,
-                    "proact_dlq_partition": str(raw.partition),  # type: ignore[union-attr]
-                    "proact_dlq_offset": str(raw.offset),  # type: ignore[union-attr]
-                },
+                headers=dead_letter_headers(exc, topics.actions, raw.partition, raw.offset),  # type: ignore[union-attr]
             )
             log.warning("action dead-lettered", extra={"reason": exc.reason[:200]})
             return

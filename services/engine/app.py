@@ -34,6 +34,7 @@ from services.engine.scoring import Scorers
 from services.engine.state import TRACE_FIELD, PartitionState, Timer
 from shared.clock import Clock, SystemClock
 from shared.contract import EVENT_TYPES, Event, InvalidEvent, Topics, decode, encode
+from shared.contract.topics import DLQ_HEADER_PREFIX, dead_letter_headers
 from shared.models.registry import Registry
 from shared.settings import EngineSettings
 from shared.telemetry import current_carrier, extract_context, inject_headers
@@ -279,16 +280,11 @@ class Engine:
     async def _dead_letter(self, producer: AIOKafkaProducer, tp: TopicPartition, record: Any, exc: Exception) -> None:
         self.stats.dead_lettered += 1
         metrics.dead_letters.add(1, {"messaging.destination.name": tp.topic})
-        reason = exc.reason if isinstance(exc, InvalidEvent) else f"{exc.__class__.__name__}: {exc}"
-        field_name = exc.field if isinstance(exc, InvalidEvent) else None
+        why = dead_letter_headers(exc, tp.topic, tp.partition, record.offset)
+        reason = why[f"{DLQ_HEADER_PREFIX}reason"]
         headers = [
-            *[(k, v) for k, v in (record.headers or ()) if not k.startswith("proact_dlq_")],
-            ("proact_dlq_error_type", exc.__class__.__name__.encode()),
-            ("proact_dlq_reason", reason[:1000].encode()),
-            ("proact_dlq_field", (field_name or "").encode()),
-            ("proact_dlq_topic", tp.topic.encode()),
-            ("proact_dlq_partition", str(tp.partition).encode()),
-            ("proact_dlq_offset", str(record.offset).encode()),
+            *[(k, v) for k, v in (record.headers or ()) if not k.startswith(DLQ_HEADER_PREFIX)],
+            *[(k, v.encode()) for k, v in why.items()],
         ]
         log.warning(
             "event dead-lettered",

@@ -15,6 +15,20 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExists
 from shared.settings import Settings
 
 DLQ_SUFFIX = ".dlq"
+DLQ_HEADER_PREFIX = "proact_dlq_"
+
+
+def dead_letter_headers(exc: Exception, topic: str, partition: int, offset: int) -> dict[str, str]:
+    """The headers that say why a record is on ``<topic>.dlq`` and where it came from."""
+    reason = getattr(exc, "reason", None) or f"{exc.__class__.__name__}: {exc}"
+    return {
+        f"{DLQ_HEADER_PREFIX}error_type": exc.__class__.__name__,
+        f"{DLQ_HEADER_PREFIX}reason": reason[:1000],
+        f"{DLQ_HEADER_PREFIX}field": getattr(exc, "field", None) or "",
+        f"{DLQ_HEADER_PREFIX}topic": topic,
+        f"{DLQ_HEADER_PREFIX}partition": str(partition),
+        f"{DLQ_HEADER_PREFIX}offset": str(offset),
+    }
 
 
 @dataclass(frozen=True)
