@@ -55,6 +55,7 @@ test: infra-up lint
 bench: infra-up
 	PYTHONPATH=. $(PY) bench/models.py
 	PYTHONPATH=. $(PY) bench/engine.py
+	PYTHONPATH=. $(PY) bench/rules.py
 
 # default models from the shipped data, registered and promoted in $(PROACT_MODEL_DIR)
 models: $(VENV)/.installed

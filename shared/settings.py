@@ -58,6 +58,11 @@ class EngineSettings(Settings):
     # needs a stable, unique PROACT_INSTANCE_ID per process (a StatefulSet pod name, or set by hand)
     static_membership: bool = Field(True, validation_alias=AliasChoices("PROACT_ENGINE_STATIC_MEMBERSHIP"))
     session_timeout_ms: int = Field(10000, validation_alias=AliasChoices("PROACT_ENGINE_SESSION_TIMEOUT_MS"))
+    # how often the published rules and the contact policy are re-read from MongoDB
+    rules_refresh_s: float = Field(5.0, gt=0, validation_alias=AliasChoices("PROACT_ENGINE_RULES_REFRESH_S"))
+    # a rule due for a customer whose profile has not arrived yet is tried again after this, up to the max
+    profile_wait_s: float = Field(30.0, gt=0, validation_alias=AliasChoices("PROACT_ENGINE_PROFILE_WAIT_S"))
+    profile_wait_max_s: float = Field(600.0, ge=0, validation_alias=AliasChoices("PROACT_ENGINE_PROFILE_WAIT_MAX_S"))
 
 
 class ProjectorSettings(EngineSettings):

@@ -29,6 +29,7 @@ class Collections:
     CUSTOMERS = "customers"
     ORDERS = "orders"
     SESSIONS = "sessions"
+    SETTINGS = "settings"
 
 
 INDEXES: dict[str, list[IndexModel]] = {
@@ -54,6 +55,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     Collections.CUSTOMERS: [IndexModel([("last_order_at", DESCENDING)], name="recent_buyers")],
     Collections.ORDERS: [IndexModel([("customer_id", ASCENDING)], name="customer")],
     Collections.SESSIONS: [IndexModel([("visitor_id", ASCENDING)], name="visitor")],
+    Collections.SETTINGS: [],  # a few documents by _id
 }
 
 

@@ -2,7 +2,10 @@
 
 Orders, customers and tickets go straight to Kafka, as a shop's back end would send them; browsing
 goes through the storefront API, as the widget would. Deadlines are seconds apart so that a
-newcomer sees a delay notice within a minute. ``python deploy/demo/shop.py --help`` for options.
+newcomer sees a delay notice within a minute, and, as a marketer would in the admin, the shop
+shortens the post-purchase check-in from 3 days to 30 seconds (a new, published rule version), so
+check-ins, returns that cancel them and check-ins postponed by quiet hours show up too.
+``python deploy/demo/shop.py --help`` for options.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from shared.contract import EVENT_TYPES, Topics, encode, new_event
-from shared.settings import StorefrontSettings
+from shared.rules.builtin import CHECKIN
+from shared.settings import AdminSettings, StorefrontSettings
 from shared.telemetry import inject_headers, setup_tracing
 
 tracer = trace.get_tracer("demo-shop")
@@ -110,6 +114,8 @@ class Shop:
         if fate < 0.55:  # ships in time, then arrives
             self.later(ship_in * 0.5, "order.shipped", cid, {**ref, "carrier": "DHL"})
             self.later(ship_in * 0.5 + 20, "order.delivered", cid, ref)
+            if self.rng.random() < 0.25:  # and goes back: the return cancels the check-in
+                self.later(ship_in * 0.5 + 35, "order.return_requested", cid, {**ref, "reason": "too small"})
         elif fate < 0.7:  # ships in time, but the carrier's ETA slips past the promise, twice
             self.later(ship_in * 0.5, "order.shipped", cid, {**ref, "carrier": "DPD"})
             late = (now + timedelta(seconds=ship_in + 600)).isoformat()
@@ -168,11 +174,25 @@ class Shop:
         )
 
 
+async def demo_speed_checkin(admin_url: str, delay: str) -> None:
+    """Publish a version of the check-in rule with a delay of seconds, through the admin API."""
+    async with httpx.AsyncClient(base_url=admin_url, timeout=10) as admin:
+        versions = (await admin.get(f"/v1/rules/{CHECKIN}")).raise_for_status().json()
+        in_force = next(v for v in versions if v["status"] == "published")["rule"]
+        if in_force["triggers"][0].get("delay") == delay:
+            return
+        in_force["triggers"][0]["delay"] = delay
+        draft = (await admin.put(f"/v1/rules/{CHECKIN}", json=in_force)).raise_for_status().json()
+        (await admin.post(f"/v1/rules/{CHECKIN}/versions/{draft['version']}/publish")).raise_for_status()
+        print(f"demo shop: {CHECKIN} now {delay} after delivery (version {draft['version']})", flush=True)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=float, default=0, help="seconds to run; 0 runs until stopped")
     parser.add_argument("--orders-per-minute", type=float, default=12)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--checkin-delay", default="PT30S", help="the check-in's delay for the demo; '' leaves it")
     args = parser.parse_args()
     settings = StorefrontSettings()
     provider = setup_tracing("demo-shop", settings)
@@ -180,6 +200,9 @@ async def main() -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_idempotence=True)
     await producer.start()
     base_url = f"http://{settings.http_host}:{settings.http_port}"
+    if args.checkin_delay:
+        admin = AdminSettings()
+        await demo_speed_checkin(f"http://{admin.http_host}:{admin.http_port}", args.checkin_delay)
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
         shop = Shop(producer, http, Topics.from_settings(settings), rng)
         try:

@@ -54,9 +54,9 @@ async def main() -> None:
             if event.type == "action.requested":
                 ctx = data["context"]
                 line(
-                    "ACTION",
+                    "HOLDOUT" if data["holdout"] else "ACTION",
                     f"{data['rule_id']} for order {ctx.get('order_id')} of {data['customer_id']} "
-                    f"via {data['channel']} ({ctx.get('reason')})",
+                    f"via {data['channel']} ({ctx.get('reason') or ctx.get('trigger')})",
                 )
             else:
                 line(

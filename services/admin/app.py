@@ -7,7 +7,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 
+from services.admin.rules import router as rules_router
 from services.admin.views import router
+from shared.rules import store as rule_store
 from shared.settings import AdminSettings
 from shared.store import Collections, database, ensure_indexes, mongo_client, ping
 from shared.web import install_error_handlers, install_health
@@ -19,6 +21,7 @@ OWNED_COLLECTIONS = (
     Collections.API_KEYS,
     Collections.AUDIT,
     Collections.MODELS,
+    Collections.SETTINGS,
 )
 
 
@@ -29,6 +32,7 @@ def create_app(settings: AdminSettings) -> FastAPI:
         app.state.mongo = client
         app.state.db = database(client, settings)
         await ensure_indexes(app.state.db, OWNED_COLLECTIONS)
+        await rule_store.seed(app.state.db)  # the built-in rules, where missing (the engine does the same)
         try:
             yield
         finally:
@@ -36,6 +40,7 @@ def create_app(settings: AdminSettings) -> FastAPI:
 
     app = FastAPI(title="proact admin API", version="0.1.0", lifespan=lifespan)
     app.include_router(router)
+    app.include_router(rules_router)
     install_error_handlers(app)
 
     async def ready(request: Request) -> bool:

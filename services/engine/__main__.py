@@ -40,6 +40,8 @@ async def main() -> None:
             "batches": s.batches,
             "partitions": sorted(engine.states),
             "timers_pending": sum(st.pending_timers() for st in engine.states.values()),
+            "rules": sorted(engine.rulebook.current.rules),
+            "rule_evaluations": dict(engine.rules.evaluations),
         }
 
     health = start_health_server(SERVICE, settings.http_port, ready, stats)

@@ -18,7 +18,7 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -27,16 +27,21 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
+from pymongo.errors import PyMongoError
 
 from services.engine import metrics
 from services.engine.handlers import handle, timer_event
+from services.engine.rules import RuleBook, RuleRunner
 from services.engine.scoring import Scorers
 from services.engine.state import TRACE_FIELD, PartitionState, Timer
 from shared.clock import Clock, SystemClock
 from shared.contract import EVENT_TYPES, Event, InvalidEvent, Topics, decode, encode
 from shared.contract.topics import DLQ_HEADER_PREFIX, dead_letter_headers
 from shared.models.registry import Registry
+from shared.rules import RuleSet
+from shared.rules import store as rule_store
 from shared.settings import EngineSettings
+from shared.store import database, mongo_client
 from shared.telemetry import current_carrier, extract_context, inject_headers
 
 log = logging.getLogger(__name__)
@@ -55,9 +60,16 @@ class Stats:
 
 
 class Engine:
-    def __init__(self, settings: EngineSettings, clock: Clock | None = None) -> None:
+    def __init__(self, settings: EngineSettings, clock: Clock | None = None, rules: RuleSet | None = None) -> None:
+        """``rules`` pins the rule set (benchmarks, tests); without it the published rules are read
+        from MongoDB before the first event and re-read every ``rules_refresh_s``."""
         self.settings = settings
         self.clock = clock or SystemClock()
+        self.rulebook = RuleBook(rules)
+        self._rules_from_store = rules is None
+        self.rules = RuleRunner(
+            self.rulebook, timedelta(seconds=settings.profile_wait_s), timedelta(seconds=settings.profile_wait_max_s)
+        )
         self.topics = Topics.from_settings(settings)
         self.states: dict[int, PartitionState] = {}
         self.scorers = Scorers(Registry(settings.model_dir))
@@ -66,6 +78,7 @@ class Engine:
         self.restoring = True
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
+        self._rules_loaded = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._producers: dict[int, AIOKafkaProducer] = {}
 
@@ -75,14 +88,45 @@ class Engine:
 
     async def run(self) -> None:
         """Run until stop(); a Kafka failure closes the clients and starts over from committed state."""
-        while not self._stopping.is_set():
-            try:
-                await self._run_once()
-            except KafkaError as exc:
-                log.warning("kafka error, restarting the consume loop: %s", exc.__class__.__name__)
-                await asyncio.sleep(1.0)
-            finally:
-                await self._close()
+        refresher = asyncio.create_task(self._keep_rules()) if self._rules_from_store else None
+        try:
+            if refresher is not None:
+                await self._rules_loaded.wait()  # no event is judged by an empty rule set
+            while not self._stopping.is_set():
+                try:
+                    await self._run_once()
+                except KafkaError as exc:
+                    log.warning("kafka error, restarting the consume loop: %s", exc.__class__.__name__)
+                    await asyncio.sleep(1.0)
+                finally:
+                    await self._close()
+        finally:
+            if refresher is not None:
+                refresher.cancel()
+
+    async def _keep_rules(self) -> None:
+        """Seed the built-in rules where missing, then follow the published rules in MongoDB. While
+        MongoDB is unreachable the rules last read stay in force."""
+        client = mongo_client(self.settings)
+        db = database(client, self.settings)
+        seeded = False
+        try:
+            while not self._stopping.is_set():
+                try:
+                    if not seeded:
+                        await rule_store.seed(db)
+                        seeded = True
+                    if self.rulebook.replace(await rule_store.active(db)):
+                        log.info("rules loaded", extra={"rules": sorted(self.rulebook.current.rules),
+                                                        "fingerprint": self.rulebook.current.fingerprint})  # fmt: skip
+                    self._rules_loaded.set()
+                except PyMongoError as exc:
+                    log.warning("cannot read the rules from MongoDB: %s", exc.__class__.__name__)
+                except ValueError as exc:  # a stored rule this version cannot read: keep the last good set
+                    log.error("invalid rule in the store, keeping the rules in force: %s", str(exc)[:300])
+                await asyncio.sleep(self.settings.rules_refresh_s)
+        finally:
+            await client.close()
 
     async def _run_once(self) -> None:
         s = self.settings
@@ -173,8 +217,14 @@ class Engine:
                     await self._process_record(producer, state, tp, record, now)
             for timer in due:
                 await self._fire(producer, timer, now, partition)
-            self.scorers.flush(state)
+            for out in self.rules.on_scores(state, self.scorers.flush(state), now):
+                await self._emitted(producer, out)
             for decision in state.take_decisions():
+                metrics.decisions.add(
+                    1,
+                    {"proact.rule.id": decision["rule_id"], "proact.rule.outcome": decision["outcome"],
+                     "proact.rule.guard": decision.get("guard") or "none"},
+                )  # fmt: skip
                 await producer.send(
                     self.topics.decisions,
                     value=orjson.dumps(decision),
@@ -198,12 +248,17 @@ class Engine:
             return
         setter = extract_context([(k, v.encode()) for k, v in carrier.items()])
         links = [trace.Link(span.get_span_context())] if (span := trace.get_current_span(setter)) else []
+        rule_id = timer.payload.get("rule_id")
         with tracer.start_as_current_span(
-            f"timer {timer.kind}",
+            f"timer {timer.kind} {rule_id}" if rule_id else f"timer {timer.kind}",  # few names: rules are few
             context=setter,
             kind=SpanKind.INTERNAL,
             links=links,
-            attributes={"proact.timer.id": timer.timer_id, "proact.timer.due_at": timer.due_at.isoformat()},
+            attributes={
+                "proact.timer.id": timer.timer_id,
+                "proact.timer.due_at": timer.due_at.isoformat(),
+                **({"proact.rule.id": rule_id} if rule_id else {}),
+            },
         ):
             await self._publish(producer, timer_event(timer, now), partition=partition)
 
@@ -258,7 +313,7 @@ class Engine:
         self.stats.by_type[event.type] += 1
         metrics.events.add(1, {"messaging.destination.name": tp.topic, "cloudevents.event_type": event.type})
         try:
-            outputs = handle(state, event, now, self.scorers)
+            outputs = handle(state, event, now, self.scorers, self.rules)
         except (ValueError, KeyError, TypeError) as exc:
             # an event that passes the contract but cannot be applied must not block its partition
             if span:
@@ -266,11 +321,14 @@ class Engine:
             await self._dead_letter(producer, tp, record, exc)
             return
         for out in outputs:
-            await self._publish(producer, out)
-            if out.type == "action.requested":
-                self.stats.actions += 1
-                metrics.actions.add(1, {"proact.rule.id": out.data.rule_id, "proact.channel": out.data.channel})  # type: ignore[attr-defined]
-                log.info("action requested", extra={"rule_id": getattr(out.data, "rule_id", None), "action_id": out.id})
+            await self._emitted(producer, out)
+
+    async def _emitted(self, producer: AIOKafkaProducer, out: Event) -> None:
+        await self._publish(producer, out)
+        if out.type == "action.requested":
+            self.stats.actions += 1
+            metrics.actions.add(1, {"proact.rule.id": out.data.rule_id, "proact.channel": out.data.channel})  # type: ignore[attr-defined]
+            log.info("action requested", extra={"rule_id": getattr(out.data, "rule_id", None), "action_id": out.id})
 
     async def _publish(self, producer: AIOKafkaProducer, event: Event, partition: int | None = None) -> None:
         key, value, headers = encode(event)

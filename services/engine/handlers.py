@@ -1,16 +1,16 @@
-"""What each event does to partition state, and which actions it requests: plain data in, events out.
+"""What each event does to partition state: plain data in, events out.
 
-The delay notice is the one rule of the walking skeleton; the rule model of the rules issue replaces
-the hard-wired rule here with configured ones.
+The handlers keep the state (customers, orders, sessions); what the configured rules then do with
+it (timers, decisions, actions) is ``services.engine.rules``.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
 from datetime import datetime
 
+from services.engine.rules import RuleRunner
 from services.engine.scoring import Scorers
 from services.engine.state import CUSTOMER, ORDER, SESSION, TRACE_FIELD, VISITOR, Doc, PartitionState, Timer
 from shared.contract import Event, new_event
@@ -19,16 +19,18 @@ from shared.contract import events as ev
 log = logging.getLogger(__name__)
 
 SOURCE = "proact/engine"
-DELAY_NOTICE_RULE = "delay-notice"
-SHIP_BY_TIMER = "order.ship_by"
-CHANNEL_PREFERENCE = ("email", "sms", "push")
-_ACTION_NAMESPACE = uuid.UUID("6f1c1a52-3d0e-4c4e-9a43-0d3c5a1f8e21")
 
 Handler = Callable[[PartitionState, Event, datetime], list[Event]]
 
 
-def handle(state: PartitionState, event: Event, now: datetime, scorers: Scorers | None = None) -> list[Event]:
-    """Apply one event; return the events to publish. Duplicate event ids have no effect."""
+def handle(
+    state: PartitionState,
+    event: Event,
+    now: datetime,
+    scorers: Scorers | None = None,
+    rules: RuleRunner | None = None,
+) -> list[Event]:
+    """Apply one event, then the rules; return the events to publish. Duplicate event ids have no effect."""
     if state.seen(event.subject, event.id):
         return []
     state.remember(event.subject, event.id)
@@ -36,6 +38,8 @@ def handle(state: PartitionState, event: Event, now: datetime, scorers: Scorers 
     out = handler(state, event, now) if handler else []
     if scorers is not None:
         scorers.changed(state, event)
+    if rules is not None:
+        out += rules.on_event(state, event, now)
     return out
 
 
@@ -82,7 +86,6 @@ def order_placed(state: PartitionState, event: Event, now: datetime) -> list[Eve
         "items": sum(i.qty for i in data.items) or 1,
         "promised_ship_by": data.promised_ship_by.isoformat() if data.promised_ship_by else None,
         "promised_delivery_by": data.promised_delivery_by.isoformat() if data.promised_delivery_by else None,
-        "delay_notified": False,
     }
     state.put(ORDER, data.order_id, order)
     customer = _customer(state, data.customer_id)
@@ -93,29 +96,18 @@ def order_placed(state: PartitionState, event: Event, now: datetime) -> list[Eve
         customer, "order_history", {"at": event.time.isoformat(), "amount": str(data.total.amount), "items": items}
     )
     state.put(CUSTOMER, data.customer_id, customer)
-    if data.promised_ship_by:
-        state.schedule(
-            Timer(
-                timer_id=f"{SHIP_BY_TIMER}:{data.order_id}",
-                kind=SHIP_BY_TIMER,
-                key=event.subject,
-                due_at=data.promised_ship_by,
-                payload={"order_id": data.order_id},
-            )
-        )
     return []
 
 
 def order_shipped(state: PartitionState, event: Event, now: datetime) -> list[Event]:
     data = event.data
     assert isinstance(data, ev.OrderShipped)
-    state.cancel(f"{SHIP_BY_TIMER}:{data.order_id}")
     order = _order(state, data.order_id, data.customer_id)
     order["status"] = "shipped"
     if data.estimated_delivery:
         order["estimated_delivery"] = data.estimated_delivery.isoformat()
     state.put(ORDER, data.order_id, order)
-    return _delay_notice_if_eta_late(state, order, event, now)
+    return []
 
 
 def order_eta_changed(state: PartitionState, event: Event, now: datetime) -> list[Event]:
@@ -130,14 +122,13 @@ def order_eta_changed(state: PartitionState, event: Event, now: datetime) -> lis
         customer = _customer(state, data.customer_id)
         _remember(customer, "late_history", event.time.isoformat())
         state.put(CUSTOMER, data.customer_id, customer)
-    return _delay_notice_if_eta_late(state, order, event, now)
+    return []
 
 
 def order_closed(status: str) -> Handler:
     def close(state: PartitionState, event: Event, now: datetime) -> list[Event]:
         data = event.data
         assert isinstance(data, ev.OrderDelivered | ev.OrderCancelled)
-        state.cancel(f"{SHIP_BY_TIMER}:{data.order_id}")
         order = _order(state, data.order_id, data.customer_id)
         order["status"] = status
         state.put(ORDER, data.order_id, order)
@@ -152,83 +143,7 @@ def order_closed(status: str) -> Handler:
 
 def _order(state: PartitionState, order_id: str, customer_id: str) -> Doc:
     # events of an order placed before proact was installed still build a usable order record
-    return dict(
-        state.get(ORDER, order_id)
-        or {"order_id": order_id, "customer_id": customer_id, "status": "unknown", "delay_notified": False}
-    )
-
-
-# --- timers ---------------------------------------------------------------------------------------
-def timer_fired(state: PartitionState, event: Event, now: datetime) -> list[Event]:
-    data = event.data
-    assert isinstance(data, ev.TimerFired)
-    if data.kind != SHIP_BY_TIMER:
-        return []
-    order_id = str((data.model_extra or {}).get("order_id") or data.timer_id.split(":", 1)[1])
-    order = state.get(ORDER, order_id)
-    if order is None or order["status"] != "placed":
-        return []  # shipped, cancelled or delivered in the meantime: nothing is late
-    return _delay_notice(state, dict(order), event, now, reason="not_shipped_by_promise")
-
-
-def _delay_notice_if_eta_late(state: PartitionState, order: Doc, event: Event, now: datetime) -> list[Event]:
-    eta, promised = order.get("estimated_delivery"), order.get("promised_delivery_by")
-    if not eta or not promised or order["status"] in ("delivered", "cancelled"):
-        return []
-    if datetime.fromisoformat(eta) <= datetime.fromisoformat(promised):
-        return []
-    return _delay_notice(state, order, event, now, reason="eta_past_promise")
-
-
-def _delay_notice(state: PartitionState, order: Doc, cause: Event, now: datetime, reason: str) -> list[Event]:
-    """One notice per order, however many times it is found late."""
-    if order.get("delay_notified"):
-        return []
-    customer_id = order["customer_id"]
-    customer = state.get(CUSTOMER, customer_id) or {}
-    consents = customer.get("consents") or {}
-    channel = next((c for c in CHANNEL_PREFERENCE if consents.get(c)), None)
-    order["delay_notified"] = True
-    state.put(ORDER, order["order_id"], order)
-    key = f"{DELAY_NOTICE_RULE}:{order['order_id']}"
-    decision = {
-        "_id": f"{key}:{cause.id}",
-        "rule_id": DELAY_NOTICE_RULE,
-        "rule_version": 1,
-        "customer_id": customer_id,
-        "order_id": order["order_id"],
-        "at": now.isoformat(),
-        "cause_event_id": cause.id,
-        "cause_event_type": cause.type,
-        "trigger": reason,
-    }
-    if channel is None:
-        state.decide({**decision, "outcome": "suppressed", "guard": "consent", "why": "no consented channel"})
-        log.info("delay notice suppressed: no consented channel", extra={"rule_id": DELAY_NOTICE_RULE})
-        return []
-    action = ev.ActionRequested(
-        action_id=str(uuid.uuid5(_ACTION_NAMESPACE, key)),
-        rule_id=DELAY_NOTICE_RULE,
-        rule_version=1,
-        customer_id=customer_id,
-        channel=channel,
-        template_id="delay_notice",
-        locale=customer.get("locale"),
-        context={
-            "order_id": order["order_id"],
-            "reason": reason,
-            "promised_ship_by": order.get("promised_ship_by"),
-            "promised_delivery_by": order.get("promised_delivery_by"),
-            "estimated_delivery": order.get("estimated_delivery"),
-            "cause_event_id": cause.id,
-        },
-        idempotency_key=key,
-    )
-    state.decide(
-        {**decision, "outcome": "fired", "action_id": action.action_id, "channel": channel,
-         "why": f"order {order['order_id']}: {reason.replace('_', ' ')}; first consented channel {channel}"}
-    )  # fmt: skip
-    return [new_event("action.requested", customer_id, action, source=SOURCE, time=now, id=action.action_id)]
+    return dict(state.get(ORDER, order_id) or {"order_id": order_id, "customer_id": customer_id, "status": "unknown"})
 
 
 # --- support and browsing -------------------------------------------------------------------------
@@ -316,7 +231,6 @@ HANDLERS: dict[str, Handler] = {
     "order.delivered": order_closed("delivered"),
     "order.cancelled": order_closed("cancelled"),
     "order.return_requested": order_closed("return_requested"),
-    "timer.fired": timer_fired,
     "ticket.opened": ticket_opened,
     "csat.submitted": survey("csat_history"),
     "message.opened": message_opened,

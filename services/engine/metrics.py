@@ -16,6 +16,9 @@ dead_letters = meter.create_counter(
 actions = meter.create_counter(
     "proact.engine.actions", unit="{action}", description="actions requested, by rule and channel"
 )
+decisions = meter.create_counter(
+    "proact.rule.decisions", unit="{decision}", description="rule evaluations recorded, by rule, outcome and guard"
+)
 timers_fired = meter.create_counter("proact.engine.timers.fired", unit="{timer}", description="timers fired")
 batch_duration = meter.create_histogram(
     "proact.engine.batch.duration", unit="s", description="time to process and commit one batch"

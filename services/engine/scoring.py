@@ -36,10 +36,15 @@ class Scorers:
             touched = self._customers.setdefault(state.partition, {})
             touched[data.customer_id] = max(event.time, touched.get(data.customer_id, event.time))
 
-    def flush(self, state: Any) -> None:
+    def flush(self, state: Any) -> list[tuple[str, float | None, float]]:
+        """Score what changed; return the customers whose churn score moved: (id, before, after)."""
         self._score_sessions(state, self._sessions.pop(state.partition, {}))
+        changes = []
         for customer_id, at in self._customers.pop(state.partition, {}).items():
-            self._score_customer(state, customer_id, at)
+            change = self._score_customer(state, customer_id, at)
+            if change is not None:
+                changes.append(change)
+        return changes
 
     def _score_sessions(self, state: Any, touched: dict[str, datetime]) -> None:
         """All sessions a batch touched, scored at once (one vectorised call, not one walk per row)."""
@@ -54,17 +59,19 @@ class Scorers:
         for (sid, at, session), score in zip(sessions, model.model.score_many(X), strict=True):
             state.put("session", sid, {**session, "intent": _score(float(score), model.version, at)})
 
-    def _score_customer(self, state: Any, customer_id: str, at: datetime) -> None:
+    def _score_customer(self, state: Any, customer_id: str, at: datetime) -> tuple[str, float | None, float] | None:
         model = self.churn.current()
         customer = state.get("customer", customer_id)
         if model is None or customer is None or not customer.get("order_history"):
-            return
+            return None
         history = history_of(customer)
         # Topics have no order between them: a ticket may be read after an order placed later than
         # it, so the score is as of the latest thing known about the customer.
         as_of = max(at, max(o.at for o in history.orders))
         score = model.score_one(churn.churn_vector(history, as_of))
         state.put("customer", customer_id, {**customer, "churn": _score(score, model.version, at)})
+        before = (customer.get("churn") or {}).get("score")
+        return customer_id, before, score
 
 
 def history_of(customer: dict[str, Any]) -> churn.CustomerHistory:

@@ -58,7 +58,8 @@ def workload(rng: random.Random) -> tuple[list[tuple[str, bytes, bytes]], Counte
         out.append((EVENT_TYPES[type_][0], key, value))
 
     for c in range(CUSTOMERS):
-        add("customer.upserted", f"c{c}", {"customer_id": f"c{c}", "consents": {"email": True}})
+        add("customer.upserted", f"c{c}", {"customer_id": f"c{c}", "email": f"c{c}@example.com",
+                                           "consents": {"email": True}})  # fmt: skip
     while len(out) < EVENTS:
         cid = f"c{rng.randrange(CUSTOMERS)}"
         r = rng.random()

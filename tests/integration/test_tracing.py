@@ -20,6 +20,7 @@ from services.dispatcher.channels import OutboxChannel
 from services.engine.app import Engine
 from shared.clock import SystemClock
 from shared.contract import EVENT_TYPES, Topics, encode
+from shared.rules import RuleSet, builtin_rules
 from shared.settings import DispatcherSettings, EngineSettings
 from shared.store import Document
 from shared.telemetry import inject_headers
@@ -45,8 +46,9 @@ async def test_a_delay_notice_is_one_connected_trace_from_order_to_message(
 ) -> None:
     from aiokafka import AIOKafkaProducer
 
-    engine = Engine(EngineSettings(topic_prefix=topics.prefix, group_id=uid("engine"), instance_id=uid("i"),
-                                   poll_timeout_ms=50, model_dir=tmp_path / "models"))  # fmt: skip
+    settings = EngineSettings(topic_prefix=topics.prefix, group_id=uid("engine"), instance_id=uid("i"),
+                              poll_timeout_ms=50, model_dir=tmp_path / "models")  # fmt: skip
+    engine = Engine(settings, rules=RuleSet(builtin_rules()))
     running = asyncio.create_task(engine.run())
     broker = build_broker(
         DispatcherSettings(topic_prefix=topics.prefix, group_id=uid("dispatcher")),
@@ -82,14 +84,14 @@ async def test_a_delay_notice_is_one_connected_trace_from_order_to_message(
     journey = [s for s in spans.get_finished_spans() if s.context.trace_id == trace_id]
     names = [s.name for s in journey]
     assert f"process {topics.orders}" in names
-    assert "timer order.ship_by" in names
+    assert "timer rule delay-notice" in names
     assert f"process {topics.timers}" in names
     assert "send email" in names
     assert any(topics.actions in n for n in names), names  # the dispatcher's consumer span
     ids = {s.context.span_id for s in journey}
     orphans = [s.name for s in journey if s.parent is not None and s.parent.span_id not in ids]
     assert orphans == []  # every span hangs from another span of the same trace: one connected tree
-    timer = next(s for s in journey if s.name == "timer order.ship_by")
+    timer = next(s for s in journey if s.name == "timer rule delay-notice")
     assert timer.links  # and the firing is linked to the span that set the timer
     send = next(s for s in journey if s.name == "send email")
     assert "@" not in str(dict(send.attributes or {}))  # no e-mail address on the span

@@ -1,25 +1,31 @@
-"""The engine's domain: delay notices from order events and timers, on plain state, no servers."""
+"""The engine's domain: state from events, and the built-in delay notice run by the rule runner, on
+plain state, no servers."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from services.engine.handlers import SHIP_BY_TIMER, handle, timer_event
+from services.engine.handlers import handle, timer_event
+from services.engine.rules import RuleBook, RuleRunner, timer_id
 from services.engine.scoring import Scorers
-from services.engine.state import ORDER, PartitionState, Timer
+from services.engine.state import ORDER, PartitionState
 from shared.clock import ManualClock
 from shared.contract import Event
 from shared.models.registry import Registry
+from shared.rules import RuleSet, builtin_rules
 from tests.factories import event
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+RULES = RuleSet(builtin_rules())
+RUNNER = RuleRunner(RuleBook(RULES))
+DELAY_NOTICE = RULES.rules["delay-notice"]
 
 
 def run(state: PartitionState, events: list[Event], clock: ManualClock) -> list[Event]:
     out: list[Event] = []
     for e in events:
-        out += handle(state, e, clock.now())
+        out += handle(state, e, clock.now(), rules=RUNNER)
     return out
 
 
@@ -27,7 +33,7 @@ def fire_due(state: PartitionState, clock: ManualClock) -> list[Event]:
     """What the engine loop does with due timers: publish timer.fired, then consume it."""
     out: list[Event] = []
     for timer in state.due(clock.now()):
-        out += handle(state, timer_event(timer, clock.now()), clock.now())
+        out += handle(state, timer_event(timer, clock.now()), clock.now(), rules=RUNNER)
     return out
 
 
@@ -95,9 +101,8 @@ def test_customer_without_consent_is_not_contacted() -> None:
     run(state, [event("customer.upserted", consents={}), placed(timedelta(minutes=1))], clock)
     clock.advance(timedelta(minutes=2))
     assert fire_due(state, clock) == []
-    order = state.get(ORDER, "o-1")
-    assert order is not None
-    assert order["delay_notified"] is True  # decided once, not re-examined on every later event
+    (decision,) = state.take_decisions()
+    assert (decision["outcome"], decision["guard"]) == ("suppressed", "consent")
 
 
 def test_a_replayed_event_id_has_no_second_effect() -> None:
@@ -106,7 +111,7 @@ def test_a_replayed_event_id_has_no_second_effect() -> None:
     run(state, [consenting_customer(), order, order], clock)
     assert state.get("customer", "c-1")["orders"] == 1  # type: ignore[index]
     clock.advance(timedelta(hours=2))
-    timer = Timer(f"{SHIP_BY_TIMER}:o-1", SHIP_BY_TIMER, "c-1", T0 + timedelta(hours=1), {"order_id": "o-1"})
+    (timer,) = state.due(clock.now())
     fired = timer_event(timer, clock.now())
     assert len(run(state, [fired], clock)) == 1
     assert run(state, [fired], clock) == []
@@ -119,7 +124,7 @@ def test_state_restored_from_its_changelog_equals_the_original() -> None:
         [consenting_customer(), placed(timedelta(hours=1)), event("order.placed", order_id="o-2")],
         clock,
     )
-    state.cancel(f"{SHIP_BY_TIMER}:o-2")
+    assert state.cancel(timer_id(DELAY_NOTICE, 0, "c-1", "o-2"))
     restored = PartitionState(3)
     for key, value in state.changelog_records():
         restored.restore(key, value)

@@ -1,0 +1,142 @@
+"""Rules, the contact policy and explanations over HTTP.
+
+A saved rule is a draft (a new version); publishing puts it in force and the engine picks it up at
+its next refresh (``PROACT_ENGINE_RULES_REFRESH_S``). A rule that does not validate is refused
+with 422 and the field that is wrong (``conditions.1.expr``), CEL errors with their position.
+Who may do what (API keys and roles) is the access layer of the marketing admin, added in front of
+these routes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
+from pydantic import ValidationError
+
+from shared.rules import ContactPolicy, Rule, rule_schema
+from shared.rules import store as rule_store
+from shared.rules.explain import explain
+from shared.rules.model import RULE_ID
+from shared.store import Collections
+
+router = APIRouter(prefix="/v1", tags=["rules"])
+RuleId = Annotated[str, Path(pattern=RULE_ID)]
+
+
+def _refusal(exc: ValidationError) -> HTTPException:
+    errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
+    first = errors[0]
+    return HTTPException(422, {"detail": f"{first['field']}: {first['message']}", "field": first["field"],
+                               "errors": errors})  # fmt: skip
+
+
+def _public(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k != "_id"}
+
+
+@router.get("/rules/schema")
+async def schema() -> dict[str, Any]:
+    """The JSON Schema a rule must follow."""
+    return rule_schema()
+
+
+@router.get("/rules")
+async def list_rules(request: Request) -> list[dict[str, Any]]:
+    """Every rule: the version in force (if any) and the newest draft."""
+    db = request.app.state.db
+    rows: dict[str, dict[str, Any]] = {}
+    async for doc in db[Collections.RULES].find({}, {"rule_id": 1, "version": 1, "status": 1, "rule": 1}):
+        row = rows.setdefault(doc["rule_id"], {"rule_id": doc["rule_id"], "published": None, "draft": None})
+        slot = "published" if doc["status"] == "published" else "draft"
+        if row[slot] is None or doc["version"] > row[slot]["version"]:
+            rule = doc["rule"]
+            row[slot] = {"version": doc["version"], "name": rule["name"], "enabled": rule["enabled"],
+                         "triggers": [t["kind"] for t in rule["triggers"]]}  # fmt: skip
+    for row in rows.values():  # a draft older than what is in force is history, not work in progress
+        if row["draft"] and row["published"] and row["draft"]["version"] < row["published"]["version"]:
+            row["draft"] = None
+    return sorted(rows.values(), key=lambda r: r["rule_id"])
+
+
+@router.get("/rules/{rule_id}")
+async def rule_versions(request: Request, rule_id: RuleId) -> list[dict[str, Any]]:
+    """All versions of a rule, newest first."""
+    found = await rule_store.versions(request.app.state.db, rule_id)
+    if not found:
+        raise HTTPException(404, f"no rule {rule_id}")
+    return [_public(d) for d in found]
+
+
+@router.post("/rules/validate")
+async def validate(raw: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    """Check a rule without saving it: ``valid`` and the errors with their fields."""
+    try:
+        Rule.model_validate({**raw, "version": 1})
+    except ValidationError as exc:
+        return {"valid": False, "errors": _refusal(exc).detail["errors"]}  # type: ignore[index]
+    return {"valid": True, "errors": []}
+
+
+@router.put("/rules/{rule_id}", status_code=201)
+async def save_draft(request: Request, rule_id: RuleId, raw: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    """Save a rule as a new draft version (publish it to put it in force)."""
+    if raw.get("rule_id", rule_id) != rule_id:
+        raise HTTPException(422, {"detail": "rule_id: differs from the path", "field": "rule_id"})
+    try:
+        rule = await rule_store.save_draft(request.app.state.db, {**raw, "rule_id": rule_id}, author="admin-api")
+    except ValidationError as exc:
+        raise _refusal(exc) from None
+    return {"rule_id": rule.rule_id, "version": rule.version, "status": "draft", "rule": rule.model_dump(mode="json")}
+
+
+@router.post("/rules/{rule_id}/versions/{version}/publish")
+async def publish(request: Request, rule_id: RuleId, version: Annotated[int, Path(ge=1)]) -> dict[str, Any]:
+    """Put a version in force: the newest draft itself, or an older version again as a new one (rollback)."""
+    rule = await rule_store.publish(request.app.state.db, rule_id, version, author="admin-api")
+    if rule is None:
+        raise HTTPException(404, f"no version {version} of rule {rule_id}")
+    return {"rule_id": rule.rule_id, "version": rule.version, "status": "published"}
+
+
+@router.get("/policy")
+async def get_policy(request: Request) -> dict[str, Any]:
+    """The contact policy: messages per customer per window across all rules, and the cool-down."""
+    return (await rule_store.policy(request.app.state.db)).model_dump(mode="json")
+
+
+@router.put("/policy")
+async def set_policy(request: Request, raw: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    try:
+        value = ContactPolicy.model_validate(raw)
+    except ValidationError as exc:
+        raise _refusal(exc) from None
+    await rule_store.set_policy(request.app.state.db, value)
+    return value.model_dump(mode="json")
+
+
+@router.get("/customers/{customer_id}/why")
+async def why(
+    request: Request,
+    customer_id: Annotated[str, Path(min_length=1, max_length=200)],
+    rule_id: Annotated[str | None, Query(pattern=RULE_ID)] = None,
+    action_id: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    """Why did this customer get (or not get) message ``action_id`` / rule ``rule_id``? In plain words,
+    with the decision records behind the answer (rule version, inputs, conditions, guard)."""
+    db = request.app.state.db
+    query: dict[str, Any] = {"customer_id": customer_id}
+    if rule_id:
+        query["rule_id"] = rule_id
+    if action_id:
+        query["action_id"] = action_id
+    decisions = [d async for d in db[Collections.DECISIONS].find(query).sort("at", -1).limit(limit)]
+    actions = [d["action_id"] for d in decisions if d.get("action_id")]
+    messages = [
+        _public(m)
+        async for m in db[Collections.MESSAGES].find(
+            {"action_id": {"$in": actions}}, {"action_id": 1, "status": 1, "channel": 1, "updated_at": 1}
+        )
+    ] if actions else []  # fmt: skip
+    return explain(customer_id, [_public(d) for d in decisions], messages, rule_id, action_id)

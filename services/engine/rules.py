@@ -1,0 +1,395 @@
+"""The configured rules in the engine: timers for timed triggers, exit events, evaluation, decisions.
+
+For each event, after the state handlers have applied it (so rules see the state *after* the event):
+
+1. exit events cancel the pending timers of the rules they exit, for the same order (or ticket,
+   case), and the cancellation is recorded;
+2. the events an absence trigger waits for cancel its deadline timer;
+3. events that start a delay or an absence set a timer (a durable one, in the partition's state);
+4. rules triggered by this event, by a due rule timer, or by a score entering a band are
+   evaluated together; see ``shared.rules.evaluator`` for what they check and in which order.
+
+Every evaluation that fires, is suppressed, deferred, held out or cancelled is recorded in the
+decision log, and so is a timed or score trigger whose conditions do not hold (the answer to "why
+did I not get my check-in?"); an event that merely fails the conditions of a rule on its type is
+counted (``RuleRunner.evaluations``), not logged, or busy event types would flood the log.
+
+A rule whose customer the engine has not seen a profile for yet (no ``customer.upserted``: topics
+have no order between them, so an order can be read before its customer) is re-evaluated a little
+later rather than suppressed for lack of consent, up to ``profile_wait_max``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from services.engine.state import CUSTOMER, ORDER, Doc, PartitionState, Timer
+from shared.contract import Event, new_event
+from shared.contract import events as ev
+from shared.rules import ContactPolicy, Rule, RuleSet, Verdict, arbitrate, evaluate, scope_field
+from shared.rules.conditions import context, select
+
+log = logging.getLogger(__name__)
+
+SOURCE = "proact/engine"
+RULE_TIMER = "rule"
+DEFER_TIMER = "rule.deferred"
+MAX_CONTACTS_KEPT = 50
+_ACTION_NAMESPACE = uuid.UUID("6f1c1a52-3d0e-4c4e-9a43-0d3c5a1f8e21")
+
+
+class RuleBook:
+    """The rule set the engine evaluates now; replaced as a whole when the store has a new one."""
+
+    def __init__(self, rules: RuleSet | None = None) -> None:
+        self.current = rules or RuleSet([], ContactPolicy())
+
+    def replace(self, rules: RuleSet) -> bool:
+        if rules.fingerprint == self.current.fingerprint:
+            return False
+        self.current = rules
+        return True
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One rule to evaluate for one customer, and what started it."""
+
+    rule: Rule
+    trigger: str  # the kind of trigger that started it (kept when the evaluation is deferred)
+    scope: str  # order, ticket or case id; the customer id when the rule is about the customer
+    cause: Doc  # the triggering event as a snapshot: type, id, time, data
+    evaluation_id: str  # the id of the event being processed (an event or a timer.fired)
+    attempt: int = 0
+    first_at: str | None = None
+
+
+def timer_id(rule: Rule, trigger: int, customer_id: str, scope: str) -> str:
+    return f"{RULE_TIMER}:{rule.rule_id}:{trigger}:{customer_id}:{scope}"
+
+
+def defer_id(rule_id: str, customer_id: str, scope: str) -> str:
+    return f"{DEFER_TIMER}:{rule_id}:{customer_id}:{scope}"
+
+
+def snapshot(event: Event) -> Doc:
+    return {
+        "type": event.type,
+        "id": event.id,
+        "time": event.time.isoformat(),
+        "data": event.data.model_dump(mode="json"),
+    }
+
+
+class RuleRunner:
+    def __init__(
+        self,
+        book: RuleBook,
+        profile_wait: timedelta = timedelta(seconds=30),
+        profile_wait_max: timedelta = timedelta(minutes=10),
+    ) -> None:
+        self.book = book
+        self.profile_wait = profile_wait
+        self.profile_wait_max = profile_wait_max
+        self.evaluations: Counter[str] = Counter()  # by outcome
+
+    # --- events -----------------------------------------------------------------------------
+    def on_event(self, state: PartitionState, event: Event, now: datetime) -> list[Event]:
+        rules = self.book.current
+        if event.type == "timer.fired":
+            return self._on_timer(state, event, now)
+        customer_id = getattr(event.data, "customer_id", None)
+        if not customer_id or not rules.interested_in(event.type):
+            return []
+        data = event.data.model_dump(mode="json")
+        for rule in rules.exit_on.get(event.type, ()):
+            self._exit(state, rule, event, data, customer_id, now)
+        for rule, i in rules.cancel_on.get(event.type, ()):
+            if scope := _scope(rule.triggers[i], data, customer_id):
+                state.cancel(timer_id(rule, i, customer_id, scope))
+        for rule, i in rules.schedule_on.get(event.type, ()):
+            self._schedule(state, rule, i, event, data, customer_id)
+        triggered = rules.on_event.get(event.type)
+        if not triggered:
+            return []
+        field = scope_field(event.type)
+        scope = str(data.get(field) or customer_id) if field else customer_id
+        cause = snapshot(event)
+        return self._decide(
+            state, customer_id, [Evaluation(r, "event", scope, cause, event.id) for r in triggered], now
+        )
+
+    def _exit(
+        self, state: PartitionState, rule: Rule, event: Event, data: Doc, customer_id: str, now: datetime
+    ) -> None:
+        for i, trigger in enumerate(rule.triggers):
+            scope = _scope(trigger, data, customer_id)
+            if not scope:
+                continue
+            pending = state.cancel(timer_id(rule, i, customer_id, scope))
+            pending |= state.cancel(defer_id(rule.rule_id, customer_id, scope))
+            if pending:
+                state.decide(
+                    _decision(
+                        Verdict(
+                            rule, "cancelled", f"{event.type} for {scope} cancels the pending action", "exit_event"
+                        ),
+                        Evaluation(rule, "exit", scope, snapshot(event), event.id),
+                        customer_id,
+                        state,
+                        now,
+                    )
+                )
+
+    def _schedule(
+        self, state: PartitionState, rule: Rule, index: int, event: Event, data: Doc, customer_id: str
+    ) -> None:
+        trigger = rule.triggers[index]
+        scope = _scope(trigger, data, customer_id)
+        if not scope:
+            return
+        delay = getattr(trigger, "delay", None)
+        deadline_field = getattr(trigger, "deadline_field", None)
+        if delay is not None:
+            due = event.time + delay
+        elif deadline_field and (raw := data.get(deadline_field)):
+            due = datetime.fromisoformat(raw)
+        else:
+            return  # no deadline given for this one (e.g. an order without a promised ship date)
+        payload = {"rule_id": rule.rule_id, "trigger": index, "customer_id": customer_id, "scope": scope}
+        state.schedule(
+            Timer(
+                timer_id(rule, index, customer_id, scope),
+                RULE_TIMER,
+                event.subject,
+                due,
+                {**payload, "event": snapshot(event)},
+            )
+        )
+
+    def _on_timer(self, state: PartitionState, event: Event, now: datetime) -> list[Event]:
+        data = event.data
+        assert isinstance(data, ev.TimerFired)
+        if data.kind not in (RULE_TIMER, DEFER_TIMER):
+            return []
+        payload = data.model_extra or {}
+        customer_id, scope = str(payload["customer_id"]), str(payload["scope"])
+        rule = self.book.current.get(str(payload["rule_id"]))
+        if rule is None:
+            log.info("a timer of a rule that is no longer active fired", extra={"rule_id": payload["rule_id"]})
+            return []
+        if data.kind == RULE_TIMER:
+            kind = (
+                rule.triggers[int(payload["trigger"])].kind if int(payload["trigger"]) < len(rule.triggers) else "delay"
+            )
+            item = Evaluation(rule, kind, scope, payload["event"], event.id)
+        else:
+            item = Evaluation(
+                rule,
+                str(payload.get("trigger_kind") or "deferred"),
+                scope,
+                payload["event"],
+                event.id,
+                int(payload.get("attempt", 0)),
+                payload.get("first_at"),
+            )
+        return self._decide(state, customer_id, [item], now)
+
+    def on_scores(
+        self, state: PartitionState, changes: Iterable[tuple[str, float | None, float]], now: datetime
+    ) -> list[Event]:
+        """Customers whose churn score changed: rules whose band the new score enters fire."""
+        rules = self.book.current.on_score
+        out: list[Event] = []
+        if not rules:
+            return out
+        for customer_id, before, after in changes:
+            entered = [
+                r for r in rules for t in r.triggers if t.kind == "score" and t.inside(after) and not t.inside(before)
+            ]
+            if entered:
+                cause_id = f"churn:{customer_id}:{now.isoformat()}"
+                cause: Doc = {
+                    "type": "score.changed",
+                    "id": cause_id,
+                    "time": now.isoformat(),
+                    "data": {"score": "churn", "before": before, "after": after},
+                }
+                items = [Evaluation(r, "score", customer_id, cause, cause_id) for r in entered]
+                out += self._decide(state, customer_id, items, now)
+        return out
+
+    # --- deciding ---------------------------------------------------------------------------
+    def _decide(self, state: PartitionState, customer_id: str, items: list[Evaluation], now: datetime) -> list[Event]:
+        policy = self.book.current.policy
+        customer = state.get(CUSTOMER, customer_id) or {"customer_id": customer_id}
+        out: list[Event] = []
+        waiting = [i for i in items if self._wait_for_profile(customer, i, now)]
+        for item in waiting:
+            until = now + self.profile_wait
+            verdict = Verdict(item.rule, "deferred", "no profile of this customer yet: evaluated again shortly",
+                              "unknown_customer", defer_until=until)  # fmt: skip
+            self._defer(state, customer_id, item, verdict, now)
+            state.decide(_decision(verdict, item, customer_id, state, now))
+        items = [i for i in items if i not in waiting]
+        if not items:
+            return out
+        verdicts = []
+        # the facts are converted to CEL once per cause, and only the parts the rules read
+        contexts: dict[tuple[str, str], Any] = {}
+        for item in items:
+            key = (item.trigger, str(item.cause.get("id")))
+            if key not in contexts:
+                needed: dict[str, set[str] | None] = {}
+                for other in items:
+                    if (other.trigger, str(other.cause.get("id"))) == key:
+                        merge(needed, self.book.current.needs.get(other.rule.rule_id, {}))
+                contexts[key] = context(select(self._facts(state, customer, item, now), needed))
+            verdicts.append(evaluate(item.rule, contexts[key], customer, item.scope, now, policy))
+        for item, verdict in zip(items, arbitrate(verdicts), strict=True):
+            action_id = None
+            if verdict.outcome == "deferred":
+                self._defer(state, customer_id, item, verdict, now)
+            elif verdict.acts:
+                action = self._act(state, customer_id, item, verdict, now)
+                action_id = action.id
+                out.append(action)
+            self.evaluations[verdict.outcome] += 1
+            if verdict.outcome == "not_matched" and item.trigger == "event":
+                continue  # an event that does not match a rule on its type is no news: counted, not logged
+            state.decide(_decision(verdict, item, customer_id, state, now, action_id))
+        return out
+
+    def _wait_for_profile(self, customer: Doc, item: Evaluation, now: datetime) -> bool:
+        if "consents" in customer or not item.rule.guards.require_consent:
+            return False
+        first = datetime.fromisoformat(item.first_at) if item.first_at else now
+        return now - first < self.profile_wait_max
+
+    def _facts(self, state: PartitionState, customer: Doc, item: Evaluation, now: datetime) -> Doc:
+        order_id = item.cause.get("data", {}).get("order_id")
+        order = (state.get(ORDER, order_id) if order_id else None) or {}
+        churn = (customer.get("churn") or {}).get("score")
+        return {
+            "event": item.cause,
+            "customer": customer,
+            "order": order,
+            "session": {},
+            "scores": {"churn": churn, "intent": None},
+            "trigger": {"kind": item.trigger, "event": item.cause.get("type")},
+            "now": now,
+        }
+
+    def _defer(
+        self, state: PartitionState, customer_id: str, item: Evaluation, verdict: Verdict, now: datetime
+    ) -> None:
+        assert verdict.defer_until is not None
+        payload = {
+            "rule_id": item.rule.rule_id,
+            "customer_id": customer_id,
+            "scope": item.scope,
+            "event": item.cause,
+            "trigger_kind": item.trigger,
+            "attempt": item.attempt + 1,
+            "first_at": item.first_at or now.isoformat(),
+        }
+        key = str(item.cause.get("data", {}).get("customer_id") or customer_id)
+        state.schedule(
+            Timer(defer_id(item.rule.rule_id, customer_id, item.scope), DEFER_TIMER, key, verdict.defer_until, payload)
+        )
+
+    def _act(self, state: PartitionState, customer_id: str, item: Evaluation, verdict: Verdict, now: datetime) -> Event:
+        rule = item.rule
+        mode = rule.guards.reeligibility.mode
+        if mode == "once_per_order":
+            key = f"{rule.rule_id}:{item.scope}"
+        elif mode == "once_ever":
+            key = f"{rule.rule_id}:{customer_id}"
+        else:
+            key = f"{rule.rule_id}:{customer_id}:{item.scope}:{item.cause['id']}"
+        holdout = verdict.outcome == "holdout"
+        assert verdict.channel is not None
+        customer = dict(state.get(CUSTOMER, customer_id) or {"customer_id": customer_id, "orders": 0, "tickets": 0})
+        contact = {"rule_id": rule.rule_id, "at": now.isoformat(), "channel": verdict.channel, "scope": item.scope,
+                   "holdout": holdout}  # fmt: skip
+        customer["contacts"] = [*customer.get("contacts", []), contact][-MAX_CONTACTS_KEPT:]
+        state.put(CUSTOMER, customer_id, customer)
+        action = ev.ActionRequested(
+            action_id=str(uuid.uuid5(_ACTION_NAMESPACE, key)),
+            rule_id=rule.rule_id,
+            rule_version=rule.version,
+            customer_id=customer_id,
+            channel=verdict.channel,
+            template_id=rule.action.template_id,
+            locale=customer.get("locale"),
+            context={**verdict.context, "cause_event_id": item.cause["id"], "trigger": item.trigger},
+            idempotency_key=key,
+            holdout=holdout,
+        )
+        return new_event("action.requested", customer_id, action, source=SOURCE, time=now, id=action.action_id)
+
+
+def merge(into: dict[str, set[str] | None], more: dict[str, set[str] | None]) -> None:
+    for root, fields in more.items():
+        known = into.get(root, set())
+        into[root] = None if fields is None or known is None else known | fields
+
+
+def _scope(trigger: Any, data: Doc, customer_id: str) -> str | None:
+    """The scope of a timed trigger for an event: the value of its scope field, or the customer."""
+    name = getattr(trigger, "after", None) or getattr(trigger, "event", None)
+    field = scope_field(name) if name else None
+    if field is None:
+        return customer_id
+    value = data.get(field)
+    return str(value) if value else None
+
+
+def _decision(
+    verdict: Verdict,
+    item: Evaluation,
+    customer_id: str,
+    state: PartitionState,
+    now: datetime,
+    action_id: str | None = None,
+) -> Doc:
+    """A decision-log entry: what was decided, why, on what inputs (personal data left out)."""
+    rule = verdict.rule
+    customer = state.get(CUSTOMER, customer_id) or {}
+    order_id = item.cause.get("data", {}).get("order_id")
+    order = (state.get(ORDER, order_id) if order_id else None) or {}
+    return {
+        "_id": f"{rule.rule_id}:{customer_id}:{item.scope}:{item.evaluation_id}",
+        "rule_id": rule.rule_id,
+        "rule_version": rule.version,
+        "rule_name": rule.name,
+        "customer_id": customer_id,
+        "scope": item.scope,
+        "order_id": order_id,
+        "at": now.isoformat(),
+        "outcome": verdict.outcome,
+        "guard": verdict.guard,
+        "why": verdict.why,
+        "channel": verdict.channel,
+        "action_id": action_id,
+        "defer_until": verdict.defer_until.isoformat() if verdict.defer_until else None,
+        "conditions": verdict.conditions,
+        "trigger": {"kind": item.trigger, "event_type": item.cause.get("type"), "event_id": item.cause.get("id")},
+        "cause_event_id": item.cause.get("id"),
+        "inputs": {
+            "customer": {k: customer.get(k) for k in ("orders", "tickets", "locale", "timezone", "consents")},
+            "contacts": (customer.get("contacts") or [])[-5:],
+            "order": {
+                k: order.get(k) for k in ("status", "promised_ship_by", "promised_delivery_by", "estimated_delivery")
+            }
+            if order
+            else None,
+            "churn": (customer.get("churn") or {}).get("score"),
+        },
+    }

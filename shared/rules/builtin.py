@@ -1,0 +1,167 @@
+"""The built-in rules, seeded as version 1 the first time proact starts and editable like any other.
+
+Three are on (DESIGN.md's seed scenarios); four are off until a team turns them on. Their
+parameters, and why these defaults:
+
+* ``delay-notice``: the order is not shipped by ``promised_ship_by`` (an absence trigger), or a new
+  ETA (``order.shipped``/``order.eta_changed``) is after ``promised_delivery_by``. Once per order,
+  however many times the ETA moves; not subject to the marketing contact policy, because it is
+  service information the customer needs (set ``guards.contact_policy`` to change that).
+* ``post-purchase-checkin``: 3 days (``P3D``) after ``order.delivered``, if the order is still
+  delivered (a return changes its status); a return request or a ticket about the order cancels
+  it; quiet hours 21:00-08:00 in the customer's time zone postpone it; subject to the contact
+  policy; 10 % hold-out so its uplift can be measured.
+* ``lingering-visitor-callback``: a pop-up evaluated by the storefront's decision call. The visit
+  has lasted longer than 3,100 s, the 90th percentile of the total page time of the sessions that
+  bought in the UCI online-shoppers data (``data/online_shoppers``, Feb-Oct), the intent model puts
+  the visitor in the hesitating band (0.2-0.6), not in checkout, and not offered anything yet.
+* off: ``churn-winback`` (churn score reaches 0.7, at most every 90 days), ``ticket-followup``
+  (a ticket not resolved within 2 days), ``low-csat-callback`` (a CSAT of 1 or 2, by phone if
+  consented), ``repair-overdue`` (a service case not completed by its ``promised_by``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.rules.model import Rule
+
+DELAY_NOTICE = "delay-notice"
+CHECKIN = "post-purchase-checkin"
+LINGERING = "lingering-visitor-callback"
+
+_ON_ITS_WAY = {"expr": 'order.status in ["placed", "shipped", "unknown"]', "description": "the order is on its way"}
+
+BUILTIN: list[dict[str, Any]] = [
+    {
+        "rule_id": DELAY_NOTICE,
+        "name": "Delay notice",
+        "description": "An apology and the new date when an order will be late. One per order.",
+        "triggers": [
+            {
+                "kind": "absence",
+                "after": "order.placed",
+                "absent": ["order.shipped", "order.cancelled", "order.delivered"],
+                "deadline_field": "promised_ship_by",
+            },
+            {"kind": "event", "event": "order.shipped"},
+            {"kind": "event", "event": "order.eta_changed"},
+        ],
+        "conditions": [
+            _ON_ITS_WAY,
+            {
+                "expr": 'trigger.kind == "absence" || (order.promised_delivery_by != null && '
+                "order.estimated_delivery != null && "
+                "timestamp(order.estimated_delivery) > timestamp(order.promised_delivery_by))",
+                "description": "not shipped by the promised date, or the new ETA is after the promised delivery date",
+            },
+        ],
+        "action": {
+            "channel": "preferred",
+            "template_id": "delay_notice",
+            "priority": 80,
+            "context": {
+                "order_id": "order.order_id",
+                "reason": 'trigger.kind == "absence" ? "not_shipped_by_promise" : "eta_past_promise"',
+                "promised_ship_by": "order.promised_ship_by",
+                "promised_delivery_by": "order.promised_delivery_by",
+                "estimated_delivery": "has(order.estimated_delivery) ? order.estimated_delivery : null",
+            },
+        },
+        "guards": {"reeligibility": {"mode": "once_per_order"}, "contact_policy": False},
+    },
+    {
+        "rule_id": CHECKIN,
+        "name": "Post-purchase check-in",
+        "description": "Three days after delivery: is all well? With a CSAT link.",
+        "triggers": [{"kind": "delay", "after": "order.delivered", "delay": "P3D"}],
+        "conditions": [{"expr": 'order.status == "delivered"', "description": "the order is delivered, not returned"}],
+        "action": {
+            "channel": "preferred",
+            "template_id": "checkin",
+            "priority": 40,
+            "context": {"order_id": "order.order_id"},
+        },
+        "guards": {
+            "reeligibility": {"mode": "once_per_order"},
+            "exit_events": ["order.return_requested", "ticket.opened"],
+            "quiet_hours": {"start": "21:00", "end": "08:00"},
+            "holdout_pct": 10,
+        },
+    },
+    {
+        "rule_id": LINGERING,
+        "name": "Lingering visitor: callback offer",
+        "description": "A visitor who lingers far longer than buying takes and hesitates is offered a callback.",
+        "triggers": [{"kind": "session"}],
+        "conditions": [
+            {"expr": "session.duration_s > 3100.0", "description": "the visit is longer than 90% of buying visits"},
+            {
+                "expr": "scores.intent != null && scores.intent >= 0.2 && scores.intent < 0.6",
+                "description": "the intent model says they hesitate",
+            },
+            {"expr": "!session.checkout", "description": "not in checkout"},
+            {"expr": "!session.offered", "description": "nothing offered in this session yet"},
+        ],
+        "action": {"channel": "popup", "template_id": "callback_offer", "priority": 60},
+        "guards": {"cooldown": "P1D", "contact_policy": False, "require_consent": False},
+    },
+    {
+        "rule_id": "churn-winback",
+        "name": "Churn-risk win-back",
+        "description": "A customer whose churn risk climbs gets a message built from what they bought.",
+        "enabled": False,
+        "triggers": [{"kind": "score", "score": "churn", "at_least": 0.7}],
+        "conditions": [{"expr": "customer.orders >= 2", "description": "a repeat customer"}],
+        "action": {
+            "channel": "preferred",
+            "template_id": "winback",
+            "priority": 30,
+            "context": {
+                "orders": "customer.orders",
+                "last_order_at": "customer.last_order_at",
+                "last_order_amount": "customer.order_history[size(customer.order_history) - 1].amount",
+            },
+        },
+        "guards": {"reeligibility": {"mode": "every", "every": "P90D"}, "holdout_pct": 10},
+    },
+    {
+        "rule_id": "ticket-followup",
+        "name": "Unresolved ticket follow-up",
+        "description": "A ticket still open after its 2-day SLA: tell the customer it is being handled.",
+        "enabled": False,
+        "triggers": [{"kind": "absence", "after": "ticket.opened", "absent": ["ticket.resolved"], "delay": "P2D"}],
+        "action": {"channel": "preferred", "template_id": "ticket_followup", "priority": 70},
+        "guards": {"contact_policy": False},
+    },
+    {
+        "rule_id": "low-csat-callback",
+        "name": "Low CSAT callback",
+        "description": "A CSAT of 1 or 2: offer a call from the support team.",
+        "enabled": False,
+        "triggers": [{"kind": "event", "event": "csat.submitted"}],
+        "conditions": [{"expr": "event.data.score <= 2", "description": "the customer was unhappy"}],
+        "action": {"channel": "phone", "fallback": "preferred", "template_id": "low_csat_callback", "priority": 90},
+        "guards": {"contact_policy": False, "cooldown": "P7D"},
+    },
+    {
+        "rule_id": "repair-overdue",
+        "name": "Repair case overdue",
+        "description": "A service case not completed by its promised date: an apology and the status.",
+        "enabled": False,
+        "triggers": [
+            {
+                "kind": "absence",
+                "after": "service_case.opened",
+                "absent": ["service_case.completed"],
+                "deadline_field": "promised_by",
+            }
+        ],
+        "action": {"channel": "preferred", "template_id": "repair_overdue", "priority": 80},
+        "guards": {"contact_policy": False},
+    },
+]
+
+
+def builtin_rules() -> list[Rule]:
+    return [Rule.model_validate(r) for r in BUILTIN]

@@ -1,0 +1,114 @@
+"""Rules in MongoDB: versioned documents, drafts and published versions, and the contact policy.
+
+One document per rule version, ``_id`` ``"<rule_id>@<version>"``: ``status`` is ``draft`` or
+``published``; the rule in force is the highest published version (so a rollback publishes an old
+version's content again, as a new version, and the history stays whole). The built-in rules are
+inserted as version 1 when missing, so a team's edits are never overwritten. The contact policy is
+the document ``contact_policy`` of the ``settings`` collection.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import DESCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from shared.rules.builtin import BUILTIN
+from shared.rules.evaluator import RuleSet
+from shared.rules.model import ContactPolicy, Rule
+from shared.store import Collections, Document
+
+POLICY_ID = "contact_policy"
+
+
+def _doc(rule: Rule, status: str, author: str, now: datetime) -> Document:
+    return {
+        "_id": f"{rule.rule_id}@{rule.version}",
+        "rule_id": rule.rule_id,
+        "version": rule.version,
+        "status": status,
+        "rule": rule.model_dump(mode="json"),
+        "created_at": now,
+        "created_by": author,
+        "published_at": now if status == "published" else None,
+    }
+
+
+async def seed(db: AsyncDatabase[Document], now: datetime | None = None) -> int:
+    """Insert the built-in rules and the default contact policy where missing; how many were added."""
+    now = now or datetime.now(UTC)
+    added = 0
+    for raw in BUILTIN:
+        rule = Rule.model_validate({**raw, "version": 1})
+        if await db[Collections.RULES].find_one({"rule_id": rule.rule_id}, {"_id": 1}) is not None:
+            continue
+        try:
+            await db[Collections.RULES].insert_one(_doc(rule, "published", "proact (built-in)", now))
+            added += 1
+        except DuplicateKeyError:
+            pass  # another service seeded it at the same moment
+    try:
+        await db[Collections.SETTINGS].insert_one({"_id": POLICY_ID, **ContactPolicy().model_dump(mode="json")})
+    except DuplicateKeyError:
+        pass
+    return added
+
+
+async def policy(db: AsyncDatabase[Document]) -> ContactPolicy:
+    doc = await db[Collections.SETTINGS].find_one({"_id": POLICY_ID})
+    if doc is None:
+        return ContactPolicy()
+    doc.pop("_id")
+    return ContactPolicy.model_validate(doc)
+
+
+async def set_policy(db: AsyncDatabase[Document], value: ContactPolicy) -> None:
+    await db[Collections.SETTINGS].replace_one({"_id": POLICY_ID}, value.model_dump(mode="json"), upsert=True)
+
+
+async def versions(db: AsyncDatabase[Document], rule_id: str) -> list[Document]:
+    cursor = db[Collections.RULES].find({"rule_id": rule_id}).sort("version", DESCENDING)
+    return [d async for d in cursor]
+
+
+async def published(db: AsyncDatabase[Document]) -> list[Rule]:
+    """The rule in force for each rule id: its highest published version."""
+    latest: dict[str, Document] = {}
+    async for doc in db[Collections.RULES].find({"status": "published"}):
+        if doc["rule_id"] not in latest or doc["version"] > latest[doc["rule_id"]]["version"]:
+            latest[doc["rule_id"]] = doc
+    return [Rule.model_validate(d["rule"]) for d in sorted(latest.values(), key=lambda d: d["rule_id"])]
+
+
+async def active(db: AsyncDatabase[Document]) -> RuleSet:
+    return RuleSet(await published(db), await policy(db))
+
+
+async def save_draft(db: AsyncDatabase[Document], raw: dict[str, Any], author: str) -> Rule:
+    """Validate a rule and store it as the next version, a draft (pydantic's ValidationError names
+    the field that is wrong). The version number is the store's, whatever the input says."""
+    existing = await versions(db, str(raw.get("rule_id", "")))
+    version = (existing[0]["version"] + 1) if existing else 1
+    rule = Rule.model_validate({**raw, "version": version})
+    await db[Collections.RULES].insert_one(_doc(rule, "draft", author, datetime.now(UTC)))
+    return rule
+
+
+async def publish(db: AsyncDatabase[Document], rule_id: str, version: int, author: str) -> Rule | None:
+    """Put a draft in force. Publishing an older version again (a rollback) copies it as a new one."""
+    doc = await db[Collections.RULES].find_one({"_id": f"{rule_id}@{version}"})
+    if doc is None:
+        return None
+    now = datetime.now(UTC)
+    newest = (await versions(db, rule_id))[0]["version"]
+    if doc["status"] == "draft" and version == newest:
+        await db[Collections.RULES].update_one(
+            {"_id": doc["_id"]}, {"$set": {"status": "published", "published_at": now, "published_by": author}}
+        )
+        return Rule.model_validate(doc["rule"])
+    again = Rule.model_validate({**doc["rule"], "version": newest + 1})
+    await db[Collections.RULES].insert_one(_doc(again, "published", author, now))
+    return again
