@@ -111,7 +111,7 @@ async def set_policy(request: Request, raw: Annotated[dict[str, Any], Body()]) -
         value = ContactPolicy.model_validate(raw)
     except ValidationError as exc:
         raise _refusal(exc) from None
-    await rule_store.set_policy(request.app.state.db, value)
+    await rule_store.set_policy(request.app.state.db, value, author="admin-api")
     return value.model_dump(mode="json")
 
 

@@ -65,8 +65,10 @@ async def policy(db: AsyncDatabase[Document]) -> ContactPolicy:
     return ContactPolicy.model_validate(doc)
 
 
-async def set_policy(db: AsyncDatabase[Document], value: ContactPolicy) -> None:
+async def set_policy(db: AsyncDatabase[Document], value: ContactPolicy, author: str = "unknown") -> None:
+    before = (await policy(db)).model_dump(mode="json")
     await db[Collections.SETTINGS].replace_one({"_id": POLICY_ID}, value.model_dump(mode="json"), upsert=True)
+    await audit(db, author, "policy.changed", POLICY_ID, before, value.model_dump(mode="json"))
 
 
 async def versions(db: AsyncDatabase[Document], rule_id: str) -> list[Document]:
@@ -87,6 +89,21 @@ async def active(db: AsyncDatabase[Document]) -> RuleSet:
     return RuleSet(await published(db), await policy(db))
 
 
+async def audit(
+    db: AsyncDatabase[Document], who: str, action: str, subject: str, before: Any = None, after: Any = None
+) -> None:
+    """An append-only record of a change: who, when, what, before and after."""
+    entry = {
+        "at": datetime.now(UTC),
+        "who": who,
+        "action": action,
+        "subject": subject,
+        "before": before,
+        "after": after,
+    }
+    await db[Collections.AUDIT].insert_one(entry)
+
+
 async def save_draft(db: AsyncDatabase[Document], raw: dict[str, Any], author: str) -> Rule:
     """Validate a rule and store it as the next version, a draft (pydantic's ValidationError names
     the field that is wrong). The version number is the store's, whatever the input says."""
@@ -94,6 +111,8 @@ async def save_draft(db: AsyncDatabase[Document], raw: dict[str, Any], author: s
     version = (existing[0]["version"] + 1) if existing else 1
     rule = Rule.model_validate({**raw, "version": version})
     await db[Collections.RULES].insert_one(_doc(rule, "draft", author, datetime.now(UTC)))
+    before = existing[0]["rule"] if existing else None
+    await audit(db, author, "rule.draft_saved", f"{rule.rule_id}@{version}", before, rule.model_dump(mode="json"))
     return rule
 
 
@@ -108,7 +127,10 @@ async def publish(db: AsyncDatabase[Document], rule_id: str, version: int, autho
         await db[Collections.RULES].update_one(
             {"_id": doc["_id"]}, {"$set": {"status": "published", "published_at": now, "published_by": author}}
         )
+        await audit(db, author, "rule.published", doc["_id"], {"status": "draft"}, {"status": "published"})
         return Rule.model_validate(doc["rule"])
     again = Rule.model_validate({**doc["rule"], "version": newest + 1})
     await db[Collections.RULES].insert_one(_doc(again, "published", author, now))
+    await audit(db, author, "rule.republished", f"{rule_id}@{again.version}", {"from_version": version},
+                again.model_dump(mode="json"))  # fmt: skip
     return again

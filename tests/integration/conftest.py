@@ -6,9 +6,11 @@ and removes them at the end.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
@@ -63,3 +65,15 @@ async def db(mongo: AsyncMongoClient[Document], base_settings: Settings) -> Asyn
     db = database(mongo, base_settings)
     await ensure_indexes(db, INDEXES)
     return db
+
+
+async def profiles_known(engine: Any, customer_ids: Iterable[str], timeout_s: float = 20) -> None:
+    """Wait until the engine holds these customers' profiles. Topics have no order between them: a
+    test about a rule, not about a profile arriving late (which waits for it, see the unit tests),
+    sends the profiles first and waits here before the events that trigger the rule."""
+    wanted = set(customer_ids)
+    for _ in range(int(timeout_s * 10)):
+        if all(any("consents" in (st.get("customer", c) or {}) for st in engine.states.values()) for c in wanted):
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"the engine has not read the profiles of {sorted(wanted)}")

@@ -73,6 +73,10 @@ async def test_an_edit_is_a_draft_until_published_and_an_old_version_can_come_ba
     assert in_force[CHECKIN].triggers[0].delay.days == 3  # type: ignore[union-attr]
     versions = (await client.get(f"/v1/rules/{CHECKIN}")).json()
     assert [v["version"] for v in versions] == [draft + 1, draft, 1]  # the history stays whole
+    trail = [a async for a in app.state.db[Collections.AUDIT].find({"subject": {"$regex": f"^{CHECKIN}@"}})]
+    assert [a["action"] for a in trail] == ["rule.draft_saved", "rule.published", "rule.republished"]
+    assert trail[0]["before"]["triggers"][0]["delay"] == "P3D"
+    assert trail[0]["after"]["triggers"][0]["delay"] == "P5D"
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from shared.contract import Event, InvalidEvent, Topics, decode
 from shared.settings import EngineSettings, Settings
 from shared.store import Collections, Document
 from tests.factories import event, uid
-from tests.integration.conftest import isolated_topics
+from tests.integration.conftest import isolated_topics, profiles_known
 from tests.kafka_io import produce, produce_raw, read
 
 pytestmark = pytest.mark.integration
@@ -62,9 +62,10 @@ def actions_for(records: list[ConsumerRecord], order_id: str) -> list[Event]:
 async def test_order_not_shipped_by_its_promise_gets_exactly_one_notice(engine: Engine, topics: Topics) -> None:
     cid, late, on_time = uid("c"), uid("o"), uid("o")
     soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    await produce([event("customer.upserted", subject=cid, consents={"email": True})], topics)
+    await profiles_known(engine, [cid])
     await produce(
         [
-            event("customer.upserted", subject=cid, consents={"email": True}),
             event("order.placed", subject=cid, order_id=late, promised_ship_by=soon),
             event("order.placed", subject=cid, order_id=on_time, promised_ship_by=soon),
             event("order.shipped", subject=cid, order_id=on_time, estimated_delivery=None),
@@ -191,12 +192,13 @@ async def test_decisions_fired_and_suppressed_reach_the_decision_log(
     later = (datetime.now(UTC) + timedelta(days=3)).isoformat()
     events = []
     for cid, consents in ((consenting, {"email": True}), (silent, {})):
+        await produce([event("customer.upserted", subject=cid, consents=consents)], topics)
         events += [
-            event("customer.upserted", subject=cid, consents=consents),
             event("order.placed", subject=cid, order_id=f"o-{cid}", promised_delivery_by=late),
             event("order.eta_changed", subject=cid, order_id=f"o-{cid}", estimated_delivery=later),
             event("order.eta_changed", subject=cid, order_id=f"o-{cid}", estimated_delivery=later),
         ]
+    await profiles_known(engine, [consenting, silent])
     await produce(events, topics)
     projector = Projector(EngineSettings(topic_prefix=topics.prefix, group_id=uid("g")), db, flush_interval_s=0.2)
     running = asyncio.create_task(projector.run())

@@ -26,7 +26,7 @@ from shared.rules.guards import in_holdout
 from shared.settings import EngineSettings, Settings
 from shared.store import INDEXES, Document, ensure_indexes, mongo_client
 from tests.factories import event, uid
-from tests.integration.conftest import isolated_topics
+from tests.integration.conftest import isolated_topics, profiles_known
 from tests.kafka_io import BOOTSTRAP, produce, read
 
 pytestmark = pytest.mark.integration
@@ -166,14 +166,9 @@ async def _play(world: World) -> None:
         upserted(p["no_consent"], email=False),
         event("csat.submitted", subject=p["no_consent"], score=2),
     ]
-    # profiles first: topics have no order between them, and a rule due for a customer whose profile
-    # is not known yet waits for it (tested in the unit tests); here each scenario tests its own rule
     profiles = [e for e in events if e.type == "customer.upserted"]
     await produce(profiles, world.topics)
-    for _ in range(200):
-        if all(any(st.get("customer", e.subject) for st in world.engine.states.values()) for e in profiles):
-            break
-        await asyncio.sleep(0.1)
+    await profiles_known(world.engine, [e.subject for e in profiles])
     await produce([e for e in events if e.type != "customer.upserted"], world.topics)
     # the capped customer's low score comes after their check-in went out
     await world.actions(lambda acts: any(a["customer_id"] == p["capped"] for a in acts))

@@ -25,6 +25,7 @@ from shared.settings import DispatcherSettings, EngineSettings
 from shared.store import Document
 from shared.telemetry import inject_headers
 from tests.factories import event, uid
+from tests.integration.conftest import profiles_known
 from tests.kafka_io import BOOTSTRAP, produce
 
 pytestmark = pytest.mark.integration
@@ -58,6 +59,7 @@ async def test_a_delay_notice_is_one_connected_trace_from_order_to_message(
     )
     cid, order = uid("c"), uid("o")
     await produce([event("customer.upserted", subject=cid, consents={"email": True})], topics)
+    await profiles_known(engine, [cid])
     tracer = trace.get_tracer("tests.shop")
     producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP)
     await producer.start()
