@@ -84,6 +84,18 @@ class StorefrontSettings(Settings):
     http_host: str = Field("127.0.0.1", validation_alias=AliasChoices("PROACT_STOREFRONT_HTTP_HOST"))
     http_port: int = Field(8080, validation_alias=AliasChoices("PROACT_STOREFRONT_HTTP_PORT"))
     max_batch_events: int = Field(100, validation_alias=AliasChoices("PROACT_STOREFRONT_MAX_BATCH_EVENTS"))
+    # the decision call: an answer later than this is "no pop-up" (fail-safe)
+    decide_budget_ms: float = Field(8.0, gt=0, validation_alias=AliasChoices("PROACT_STOREFRONT_DECIDE_BUDGET_MS"))
+    # no pop-up for a visitor offered one this recently (besides never twice in one session)
+    popup_cooldown_s: float = Field(3600.0, ge=0, validation_alias=AliasChoices("PROACT_STOREFRONT_POPUP_COOLDOWN_S"))
+    # how much browsing history a (re)started storefront reads back to know the live sessions
+    session_ttl_s: float = Field(7200.0, gt=0, validation_alias=AliasChoices("PROACT_STOREFRONT_SESSION_TTL_S"))
+    rules_refresh_s: float = Field(5.0, gt=0, validation_alias=AliasChoices("PROACT_STOREFRONT_RULES_REFRESH_S"))
+    # callbacks per visitor and per client address per hour
+    callbacks_per_visitor_hour: int = Field(
+        3, ge=1, validation_alias=AliasChoices("PROACT_STOREFRONT_CALLBACKS_PER_VISITOR")
+    )
+    callbacks_per_ip_hour: int = Field(20, ge=1, validation_alias=AliasChoices("PROACT_STOREFRONT_CALLBACKS_PER_IP"))
 
 
 class AdminSettings(Settings):

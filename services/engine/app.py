@@ -27,7 +27,6 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
-from pymongo.errors import PyMongoError
 
 from services.engine import metrics
 from services.engine.handlers import handle, timer_event
@@ -41,7 +40,6 @@ from shared.models.registry import Registry
 from shared.rules import RuleSet
 from shared.rules import store as rule_store
 from shared.settings import EngineSettings
-from shared.store import database, mongo_client
 from shared.telemetry import current_carrier, extract_context, inject_headers
 
 log = logging.getLogger(__name__)
@@ -88,10 +86,18 @@ class Engine:
 
     async def run(self) -> None:
         """Run until stop(); a Kafka failure closes the clients and starts over from committed state."""
-        refresher = asyncio.create_task(self._keep_rules()) if self._rules_from_store else None
+        refresher = None
+        if self._rules_from_store:
+            follow = rule_store.follow(
+                self.settings, self.rulebook.replace, self._rules_loaded, self.settings.rules_refresh_s
+            )
+            refresher = asyncio.create_task(follow)
         try:
-            if refresher is not None:
-                await self._rules_loaded.wait()  # no event is judged by an empty rule set
+            if refresher is not None:  # no event is judged by an empty rule set
+                waits = [asyncio.create_task(e.wait()) for e in (self._rules_loaded, self._stopping)]
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                for w in waits:
+                    w.cancel()
             while not self._stopping.is_set():
                 try:
                     await self._run_once()
@@ -103,30 +109,6 @@ class Engine:
         finally:
             if refresher is not None:
                 refresher.cancel()
-
-    async def _keep_rules(self) -> None:
-        """Seed the built-in rules where missing, then follow the published rules in MongoDB. While
-        MongoDB is unreachable the rules last read stay in force."""
-        client = mongo_client(self.settings)
-        db = database(client, self.settings)
-        seeded = False
-        try:
-            while not self._stopping.is_set():
-                try:
-                    if not seeded:
-                        await rule_store.seed(db)
-                        seeded = True
-                    if self.rulebook.replace(await rule_store.active(db)):
-                        log.info("rules loaded", extra={"rules": sorted(self.rulebook.current.rules),
-                                                        "fingerprint": self.rulebook.current.fingerprint})  # fmt: skip
-                    self._rules_loaded.set()
-                except PyMongoError as exc:
-                    log.warning("cannot read the rules from MongoDB: %s", exc.__class__.__name__)
-                except ValueError as exc:  # a stored rule this version cannot read: keep the last good set
-                    log.error("invalid rule in the store, keeping the rules in force: %s", str(exc)[:300])
-                await asyncio.sleep(self.settings.rules_refresh_s)
-        finally:
-            await client.close()
 
     async def _run_once(self) -> None:
         s = self.settings

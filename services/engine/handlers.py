@@ -12,7 +12,8 @@ from datetime import datetime
 
 from services.engine.rules import RuleRunner
 from services.engine.scoring import Scorers
-from services.engine.state import CUSTOMER, ORDER, SESSION, TRACE_FIELD, VISITOR, Doc, PartitionState, Timer
+from services.engine.state import CUSTOMER, ORDER, TRACE_FIELD, Doc, PartitionState, Timer
+from shared import sessions
 from shared.contract import Event, new_event
 from shared.contract import events as ev
 
@@ -180,46 +181,17 @@ def survey(field: str) -> Handler:
     return record
 
 
-MAX_PAGES_KEPT = 100
-
-
 def browsing(state: PartitionState, event: Event, now: datetime) -> list[Event]:
+    sessions.apply(state, event)
+    return []
+
+
+def popup_shown(state: PartitionState, event: Event, now: datetime) -> list[Event]:
     data = event.data
-    assert isinstance(data, ev.BrowsingData)
-    session = state.get(SESSION, data.session_id)
-    if session is None:
-        visitor = dict(state.get(VISITOR, data.visitor_id) or {"visitor_id": data.visitor_id, "sessions": 0})
-        visitor["sessions"] += 1
-        state.put(VISITOR, data.visitor_id, visitor)
-        session = {
-            "session_id": data.session_id,
-            "visitor_id": data.visitor_id,
-            "started_at": event.time.isoformat(),
-            "returning": visitor["sessions"] > 1,
-            "pages": [],
-        }
-    session = {**session, "pages": list(session["pages"]), "last_seen_at": event.time.isoformat()}
-    if isinstance(data, ev.PageViewed):
-        pages = session["pages"]
-        if pages and data.duration_s is not None:  # time on the previous page, known now
-            pages[-1] = {**pages[-1], "duration_s": data.duration_s}
-        pages.append({"url": data.url, "page_type": data.page_type, "duration_s": None})
-        del pages[:-MAX_PAGES_KEPT]
-    elif isinstance(data, ev.CheckoutStarted):
-        session["checkout"] = True
-    elif isinstance(data, ev.SessionStarted):
-        session["traffic_source"] = data.traffic_source
-        if data.customer_id:
-            # identity stitching: the visitor logged in; their later sessions know who they are
-            session["customer_id"] = data.customer_id
-            visitor = dict(state.get(VISITOR, data.visitor_id) or {"visitor_id": data.visitor_id, "sessions": 1})
-            visitor["customer_id"] = data.customer_id
-            state.put(VISITOR, data.visitor_id, visitor)
-    if "customer_id" not in session:
-        known = (state.get(VISITOR, data.visitor_id) or {}).get("customer_id")
-        if known:
-            session["customer_id"] = known
-    state.put(SESSION, data.session_id, session)
+    assert isinstance(data, ev.Outcome)
+    detail = data.detail if isinstance(data.detail, dict) else {}
+    if data.visitor_id and detail.get("session_id"):
+        sessions.offered(state, str(detail["session_id"]), data.visitor_id, data.rule_id, event.time)
     return []
 
 
@@ -234,6 +206,7 @@ HANDLERS: dict[str, Handler] = {
     "ticket.opened": ticket_opened,
     "csat.submitted": survey("csat_history"),
     "message.opened": message_opened,
+    "popup.shown": popup_shown,
     "nps.submitted": survey("nps_history"),
     **dict.fromkeys(
         (

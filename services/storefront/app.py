@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
+from datetime import timedelta
 
 from fastapi import FastAPI, Request
 
+from services.storefront.decide import Decider
+from services.storefront.limits import RateLimit
 from services.storefront.publisher import Publisher
+from services.storefront.view import SessionView
 from services.storefront.views import router
 from shared.contract import Topics
+from shared.models.registry import ModelHandle, Registry
+from shared.rules import store as rule_store
 from shared.settings import StorefrontSettings
 from shared.web import install_error_handlers, install_health
 
@@ -17,12 +24,34 @@ from shared.web import install_error_handlers, install_health
 def create_app(settings: StorefrontSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        publisher = Publisher(settings.kafka_bootstrap_servers, Topics.from_settings(settings))
+        topics = Topics.from_settings(settings)
+        publisher = Publisher(settings.kafka_bootstrap_servers, topics)
         await publisher.start()
         app.state.publisher = publisher
+        view = SessionView(timedelta(seconds=settings.session_ttl_s))
+        app.state.view = view
+        intent = ModelHandle(Registry(settings.model_dir), "intent")
+        decider = Decider(view, intent, timedelta(seconds=settings.popup_cooldown_s), settings.decide_budget_ms)
+        app.state.decider = decider
+        app.state.rules_loaded = asyncio.Event()
+        app.state.callback_limits = (
+            RateLimit(settings.callbacks_per_visitor_hour, 3600),
+            RateLimit(settings.callbacks_per_ip_hour, 3600),
+        )
+        tasks = [
+            asyncio.create_task(view.follow(settings.kafka_bootstrap_servers, topics)),
+            asyncio.create_task(
+                rule_store.follow(settings, decider.replace_rules, app.state.rules_loaded, settings.rules_refresh_s)
+            ),
+        ]
         try:
             yield
         finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with suppress(asyncio.CancelledError):
+                    await task
             await publisher.stop()
 
     app = FastAPI(title="proact storefront API", version="0.1.0", lifespan=lifespan)
@@ -31,8 +60,12 @@ def create_app(settings: StorefrontSettings) -> FastAPI:
     install_error_handlers(app)
 
     async def ready(request: Request) -> bool:
-        publisher: Publisher | None = getattr(request.app.state, "publisher", None)
-        return publisher is not None and await publisher.ping()
+        """The broker answers, the rules are loaded and the session view has read its history."""
+        state = request.app.state
+        publisher: Publisher | None = getattr(state, "publisher", None)
+        if publisher is None or not state.rules_loaded.is_set() or not state.view.caught_up:
+            return False
+        return await publisher.ping()
 
     install_health(app, ready)
     return app

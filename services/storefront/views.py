@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 
-from services.storefront.models import Accepted, EventBatch
+from services.storefront import metrics
+from services.storefront.decide import Decider
+from services.storefront.models import (
+    Accepted,
+    CallbackAccepted,
+    CallbackRequest,
+    DecideRequest,
+    DecideResponse,
+    EventBatch,
+    Popup,
+    PopupOutcome,
+)
 from services.storefront.publisher import Publisher
 from shared.contract import EVENT_TYPES, Event, InvalidEvent, new_event
+from shared.contract import events as ev
+
+log = logging.getLogger(__name__)
 
 SOURCE = "proact/storefront"
 router = APIRouter()
@@ -48,4 +67,91 @@ async def post_events(batch: EventBatch, request: Request, pub: Annotated[Publis
                 {"detail": exc.reason, "field": f"events.{i}.{exc.field}" if exc.field else f"events.{i}"},
             ) from None
     await pub.publish_all(events)
+    for e in events:  # the decision call sees them at once, before they come back from Kafka
+        request.app.state.view.apply(e)
     return Accepted(accepted=len(events), ids=[e.id for e in events])
+
+
+@router.post("/v1/decide", response_model=DecideResponse, response_model_exclude_none=True)
+async def decide(
+    body: DecideRequest, request: Request, pub: Annotated[Publisher, Depends(publisher)]
+) -> DecideResponse:
+    """Whether to show this visitor a pop-up now, and its content in their locale.
+
+    Always answers quickly: on any internal fault the answer is "no pop-up" with the reason."""
+    started = time.perf_counter()
+    decider: Decider = request.app.state.decider
+    answer = decider.decide(body.visitor_id, body.session_id, body.locale, datetime.now(UTC))
+    kind = "show" if answer.show else "holdout" if answer.holdout else "none"
+    metrics.decide_duration.record(time.perf_counter() - started, {"proact.decision": kind})
+    metrics.decisions.add(1, {"proact.decision": kind})
+    if answer.reason.startswith("fail-safe"):
+        metrics.fail_safe.add(1, {"proact.reason": answer.reason.split(":", 1)[-1].strip()[:40]})
+    for record in answer.decisions:  # the decision log, as the engine's; sent without waiting
+        await pub.producer.send(pub.topics.decisions, value=orjson.dumps(record), key=record["customer_id"].encode())
+    return DecideResponse(
+        show=answer.show,
+        decision_id=answer.decision_id,
+        reason=answer.reason,
+        rule_id=answer.rule_id,
+        popup=Popup.model_validate(answer.popup) if answer.popup else None,
+    )
+
+
+@router.post("/v1/outcomes", status_code=status.HTTP_202_ACCEPTED)
+async def popup_outcome(
+    body: PopupOutcome, request: Request, pub: Annotated[Publisher, Depends(publisher)]
+) -> dict[str, str]:
+    """What the visitor did with a pop-up: shown, accepted or dismissed (to ``proact.outcomes``)."""
+    data = ev.Outcome(
+        action_id=body.decision_id,
+        rule_id=body.rule_id,
+        visitor_id=body.visitor_id,
+        channel="popup",
+        detail={"session_id": body.session_id},
+    )
+    event = new_event(body.type, body.visitor_id, data, source=SOURCE)
+    await pub.publish_all([event])
+    request.app.state.view.apply(event)
+    return {"id": event.id}
+
+
+@router.post(
+    "/v1/callbacks",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=CallbackAccepted,
+    responses={422: {"description": "no consent, or an invalid phone or e-mail; `field` says which"},
+               429: {"description": "too many callback requests; retry after the given seconds"}},
+)  # fmt: skip
+async def callback(
+    body: CallbackRequest, request: Request, response: Response, pub: Annotated[Publisher, Depends(publisher)]
+) -> CallbackAccepted:
+    """A visitor asks to be called back: ``callback.requested`` on ``proact.support`` for the support
+    team. The phone number and e-mail are never logged."""
+    per_visitor, per_ip = request.app.state.callback_limits
+    client = request.client.host if request.client else "unknown"
+    for limit, key in ((per_visitor, f"v:{body.visitor_id}"), (per_ip, f"ip:{client}")):
+        if not limit.allow(key):
+            metrics.refused.add(1, {"http.route": "/v1/callbacks"})
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                "too many callback requests; please try again later",
+                headers={"Retry-After": str(limit.retry_after(key))},
+            )
+    session = request.app.state.view.get("session", body.session_id) if body.session_id else None
+    request_id = str(uuid.uuid4())
+    data = ev.CallbackRequested(
+        request_id=request_id,
+        visitor_id=body.visitor_id,
+        phone=body.phone,
+        email=body.email,
+        consent=True,
+        customer_id=(session or {}).get("customer_id"),
+        preferred_time=body.preferred_time,
+        topic=body.topic,
+        decision_id=body.decision_id,
+        session_id=body.session_id,
+    )
+    await pub.publish_all([new_event("callback.requested", body.visitor_id, data, source=SOURCE)])
+    log.info("callback requested", extra={"request_id": request_id, "visitor_id": body.visitor_id})
+    return CallbackAccepted(request_id=request_id, message="Thank you. We will get back to you as you asked.")

@@ -9,19 +9,24 @@ the document ``contact_policy`` of the ``settings`` collection.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from shared.rules.builtin import BUILTIN
 from shared.rules.evaluator import RuleSet
 from shared.rules.model import ContactPolicy, Rule
-from shared.store import Collections, Document
+from shared.settings import Settings
+from shared.store import Collections, Document, database, mongo_client
 
 POLICY_ID = "contact_policy"
+log = logging.getLogger(__name__)
 
 
 def _doc(rule: Rule, status: str, author: str, now: datetime) -> Document:
@@ -134,3 +139,32 @@ async def publish(db: AsyncDatabase[Document], rule_id: str, version: int, autho
     await audit(db, author, "rule.republished", f"{rule_id}@{again.version}", {"from_version": version},
                 again.model_dump(mode="json"))  # fmt: skip
     return again
+
+
+async def follow(
+    settings: Settings, on_rules: Callable[[RuleSet], bool], loaded: asyncio.Event, interval_s: float
+) -> None:
+    """Seed the built-in rules where missing, then read the published rules and the contact policy
+    every ``interval_s`` and hand them to ``on_rules`` (which says whether they changed); ``loaded``
+    is set after the first successful read. While MongoDB is unreachable, or a stored rule cannot be
+    read, the rules last read stay in force. Runs until cancelled."""
+    client = mongo_client(settings)
+    db = database(client, settings)
+    seeded = False
+    try:
+        while True:
+            try:
+                if not seeded:
+                    await seed(db)
+                    seeded = True
+                rules = await active(db)
+                if on_rules(rules):
+                    log.info("rules loaded", extra={"rules": sorted(rules.rules), "fingerprint": rules.fingerprint})
+                loaded.set()
+            except PyMongoError as exc:
+                log.warning("cannot read the rules from MongoDB: %s", exc.__class__.__name__)
+            except ValueError as exc:
+                log.error("invalid rule in the store, keeping the rules in force: %s", str(exc)[:300])
+            await asyncio.sleep(interval_s)
+    finally:
+        await client.close()

@@ -1,0 +1,118 @@
+"""The storefront's live view of sessions and pop-up offers, for the decision call.
+
+The decision call must answer in milliseconds, so it reads memory, never the network. The view is
+fed twice: by the storefront's own ``POST /v1/events`` (at once, so a decision right after a page
+view sees it) and by a group-less consumer of ``proact.browsing`` and ``proact.outcomes`` (what other
+replicas received, and the pop-ups they showed). Event ids make the second delivery of an event a
+no-op. On start the consumer reads back ``ttl`` of history, so a restarted replica knows the live
+sessions again; sessions idle longer than ``ttl`` are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from shared import sessions
+from shared.contract import Event, InvalidEvent, Topics, decode
+from shared.contract import events as ev
+
+log = logging.getLogger(__name__)
+Doc = dict[str, Any]
+
+
+class SessionView:
+    def __init__(self, ttl: timedelta = timedelta(hours=2), remember_ids: int = 200_000) -> None:
+        self.ttl = ttl
+        self._entities: dict[str, Doc] = {}
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._remember_ids = remember_ids
+        self.caught_up = False  # the history of the last ``ttl`` has been read
+
+    # the store protocol of shared.sessions
+    def get(self, kind: str, entity_id: str) -> Doc | None:
+        return self._entities.get(f"{kind}:{entity_id}")
+
+    def put(self, kind: str, entity_id: str, doc: Doc) -> None:
+        self._entities[f"{kind}:{entity_id}"] = doc
+
+    def __len__(self) -> int:
+        return len(self._entities)
+
+    def apply(self, event: Event) -> None:
+        if event.id in self._seen:
+            return
+        self._seen[event.id] = None
+        if len(self._seen) > self._remember_ids:
+            self._seen.popitem(last=False)
+        if isinstance(event.data, ev.BrowsingData):
+            sessions.apply(self, event)
+        elif event.type == "popup.shown" and isinstance(event.data, ev.Outcome) and event.data.visitor_id:
+            detail = event.data.detail if isinstance(event.data.detail, dict) else {}
+            if session_id := detail.get("session_id"):
+                sessions.offered(self, str(session_id), event.data.visitor_id, event.data.rule_id, event.time)
+
+    def expire(self, now: datetime) -> int:
+        """Drop sessions idle longer than the ttl; how many."""
+        limit = (now - self.ttl).isoformat()
+        old = [k for k, d in self._entities.items() if k.startswith("session:") and d.get("last_seen_at", "") < limit]
+        for key in old:
+            del self._entities[key]
+        return len(old)
+
+    async def follow(self, bootstrap_servers: str, topics: Topics) -> None:
+        """Read the topics from ``ttl`` ago, then keep up; runs until cancelled."""
+        while True:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=bootstrap_servers, group_id=None, isolation_level="read_committed",
+                enable_auto_commit=False, auto_offset_reset="latest",
+            )  # fmt: skip
+            try:
+                await consumer.start()
+                await self._read(consumer, topics)
+            except KafkaError as exc:
+                log.warning("session view: kafka error, reconnecting: %s", exc.__class__.__name__)
+                await asyncio.sleep(1)
+            finally:
+                await consumer.stop()
+
+    async def _read(self, consumer: AIOKafkaConsumer, topics: Topics) -> None:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in (topics.browsing, topics.outcomes)
+            for p in (consumer.partitions_for_topic(topic) or await _partitions(consumer, topic))
+        ]
+        consumer.assign(partitions)
+        since = int((datetime.now(UTC) - self.ttl).timestamp() * 1000)
+        offsets = await consumer.offsets_for_times(dict.fromkeys(partitions, since))
+        ends = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            found = offsets.get(tp)
+            consumer.seek(tp, found.offset if found is not None else ends[tp])
+        last_expiry = time.monotonic()
+        while True:
+            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for records in batch.values():
+                for record in records:
+                    try:
+                        self.apply(decode(record.value, record.headers))
+                    except InvalidEvent:
+                        continue  # the engine dead-letters it; the view just skips it
+            if not self.caught_up and all([await consumer.position(tp) >= ends[tp] for tp in partitions]):
+                self.caught_up = True
+                log.info("session view caught up", extra={"entities": len(self)})
+            if time.monotonic() - last_expiry > 60:
+                self.expire(datetime.now(UTC))
+                last_expiry = time.monotonic()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    await consumer._client.force_metadata_update()
+    return consumer.partitions_for_topic(topic) or set()
