@@ -56,6 +56,7 @@ bench: infra-up
 	PYTHONPATH=. $(PY) bench/models.py
 	PYTHONPATH=. $(PY) bench/engine.py
 	PYTHONPATH=. $(PY) bench/rules.py
+	PYTHONPATH=. $(PY) bench/decide.py
 
 # default models from the shipped data, registered and promoted in $(PROACT_MODEL_DIR)
 models: $(VENV)/.installed

@@ -34,6 +34,7 @@ from shared.contract import Event, new_event
 from shared.contract import events as ev
 from shared.rules import ContactPolicy, Rule, RuleSet, Verdict, arbitrate, evaluate, scope_field
 from shared.rules.conditions import context, select
+from shared.rules.evaluator import merge
 
 log = logging.getLogger(__name__)
 
@@ -333,12 +334,6 @@ class RuleRunner:
             holdout=holdout,
         )
         return new_event("action.requested", customer_id, action, source=SOURCE, time=now, id=action.action_id)
-
-
-def merge(into: dict[str, set[str] | None], more: dict[str, set[str] | None]) -> None:
-    for root, fields in more.items():
-        known = into.get(root, set())
-        into[root] = None if fields is None or known is None else known | fields
 
 
 def _scope(trigger: Any, data: Doc, customer_id: str) -> str | None:

@@ -26,7 +26,7 @@ from shared import sessions, templates
 from shared.features import intent
 from shared.models.registry import ModelHandle
 from shared.rules import RuleSet, Verdict, arbitrate, evaluate
-from shared.rules.conditions import context
+from shared.rules.conditions import context, select
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class Decider:
             "offered": bool(session.get("offered")),
         }
         score = self._intent(session)
-        ctx = context({
+        facts = {
             "event": {"type": "decide", "id": decision_id, "time": now.isoformat(), "data": {}},
             "customer": {"customer_id": session.get("customer_id")},
             "order": {},
@@ -102,7 +102,8 @@ class Decider:
             "scores": {"intent": score, "churn": None},
             "trigger": {"kind": "session", "event": "decide"},
             "now": now,
-        })  # fmt: skip
+        }  # fmt: skip
+        ctx = context(select(facts, rules.session_needs))  # only what the pop-up rules read becomes CEL
         # who the guards count for: the customer when known, else the visitor; their pop-up history
         who = str(session.get("customer_id") or visitor_id)
         history = {"customer_id": who, "consents": {"popup": True}, "contacts": visitor.get("contacts") or []}
@@ -112,7 +113,13 @@ class Decider:
                 for r in rules.on_session
             ]
         )
-        records = [self._record(v, decision_id, who, session_id, visitor_id, now, score) for v in verdicts]
+        # the decision log gets offers, hold-outs and suppressions; "conditions not met", the answer to
+        # most calls, is counted, not logged (the shop asks many times a second)
+        records = [
+            self._record(v, decision_id, who, session_id, visitor_id, now, score)
+            for v in verdicts
+            if v.outcome != "not_matched"
+        ]
         winner = next((v for v in verdicts if v.acts), None)
         if winner is None:
             reasons = "; ".join(f"{v.rule.rule_id}: {v.why}" for v in verdicts)

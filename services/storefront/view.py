@@ -35,6 +35,7 @@ class SessionView:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._remember_ids = remember_ids
         self.caught_up = False  # the history of the last ``ttl`` has been read
+        self.caught_up_event = asyncio.Event()
 
     # the store protocol of shared.sessions
     def get(self, kind: str, entity_id: str) -> Doc | None:
@@ -107,6 +108,7 @@ class SessionView:
                         continue  # the engine dead-letters it; the view just skips it
             if not self.caught_up and all([await consumer.position(tp) >= ends[tp] for tp in partitions]):
                 self.caught_up = True
+                self.caught_up_event.set()
                 log.info("session view caught up", extra={"entities": len(self)})
             if time.monotonic() - last_expiry > 60:
                 self.expire(datetime.now(UTC))

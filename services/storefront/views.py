@@ -73,9 +73,7 @@ async def post_events(batch: EventBatch, request: Request, pub: Annotated[Publis
 
 
 @router.post("/v1/decide", response_model=DecideResponse, response_model_exclude_none=True)
-async def decide(
-    body: DecideRequest, request: Request, pub: Annotated[Publisher, Depends(publisher)]
-) -> DecideResponse:
+async def decide(body: DecideRequest, request: Request, pub: Annotated[Publisher, Depends(publisher)]) -> Response:
     """Whether to show this visitor a pop-up now, and its content in their locale.
 
     Always answers quickly: on any internal fault the answer is "no pop-up" with the reason."""
@@ -89,13 +87,13 @@ async def decide(
         metrics.fail_safe.add(1, {"proact.reason": answer.reason.split(":", 1)[-1].strip()[:40]})
     for record in answer.decisions:  # the decision log, as the engine's; sent without waiting
         await pub.producer.send(pub.topics.decisions, value=orjson.dumps(record), key=record["customer_id"].encode())
-    return DecideResponse(
-        show=answer.show,
-        decision_id=answer.decision_id,
-        reason=answer.reason,
-        rule_id=answer.rule_id,
-        popup=Popup.model_validate(answer.popup) if answer.popup else None,
-    )
+    out: dict[str, object] = {"show": answer.show, "decision_id": answer.decision_id, "reason": answer.reason}
+    if answer.rule_id:
+        out["rule_id"] = answer.rule_id
+    if answer.popup:
+        out["popup"] = {k: answer.popup[k] for k in Popup.model_fields}
+    # serialised directly (the response model documents it): this route is the hot path
+    return Response(orjson.dumps(out), media_type="application/json")
 
 
 @router.post("/v1/outcomes", status_code=status.HTTP_202_ACCEPTED)

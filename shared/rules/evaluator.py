@@ -85,6 +85,9 @@ class RuleSet:
         self.needs = {
             r.rule_id: needs([*(c.expr for c in r.conditions), *r.action.context.values()]) for r in self.rules.values()
         }
+        self.session_needs: dict[str, set[str] | None] = {}
+        for rule in self.on_session:
+            merge(self.session_needs, self.needs[rule.rule_id])
         digest = hashlib.sha256(orjson.dumps(sorted((r.rule_id, r.version) for r in self.rules.values())))
         digest.update(self.policy.model_dump_json().encode())
         self.fingerprint = digest.hexdigest()[:16]
@@ -206,6 +209,13 @@ def evaluate(
     held_text = ", ".join(str(c["description"] or c["expr"]) for c in results) or "no conditions"
     why = f"conditions held ({held_text}); channel {channel}"
     return Verdict(rule, "fired", why, None, results, channel, None, context)
+
+
+def merge(into: dict[str, set[str] | None], more: dict[str, set[str] | None]) -> None:
+    """Combine what several rules read of the facts (see ``conditions.needs``)."""
+    for root, fields in more.items():
+        known = into.get(root, set())
+        into[root] = None if fields is None or known is None else known | fields
 
 
 def human(period: timedelta) -> str:

@@ -151,15 +151,24 @@ async def follow(
     client = mongo_client(settings)
     db = database(client, settings)
     seeded = False
+    last: Any = None
     try:
         while True:
             try:
                 if not seeded:
                     await seed(db)
                     seeded = True
-                rules = await active(db)
-                if on_rules(rules):
-                    log.info("rules loaded", extra={"rules": sorted(rules.rules), "fingerprint": rules.fingerprint})
+                # which versions are in force, and the policy: only a change is validated and compiled
+                signature = (
+                    sorted([(d["rule_id"], d["version"]) async for d in db[Collections.RULES].find(
+                        {"status": "published"}, {"rule_id": 1, "version": 1})]),
+                    await db[Collections.SETTINGS].find_one({"_id": POLICY_ID}),
+                )  # fmt: skip
+                if signature != last:
+                    rules = await active(db)
+                    if on_rules(rules):
+                        log.info("rules loaded", extra={"rules": sorted(rules.rules), "fingerprint": rules.fingerprint})
+                    last = signature
                 loaded.set()
             except PyMongoError as exc:
                 log.warning("cannot read the rules from MongoDB: %s", exc.__class__.__name__)
