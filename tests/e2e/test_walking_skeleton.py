@@ -34,7 +34,7 @@ def test_every_service_answers_its_health_checks(stack: Stack) -> None:
 
 def test_contracts_are_published(stack: Stack) -> None:
     openapi = httpx.get(stack.url("storefront", "/openapi.json"), timeout=5).json()
-    assert "/v1/events" in openapi["paths"]
+    assert {"/v1/events", "/v1/decide", "/v1/callbacks", "/v1/outcomes"} <= set(openapi["paths"])
     asyncapi = httpx.get(stack.url("dispatcher", "/docs/asyncapi.json"), timeout=5)
     assert asyncapi.status_code == 200
     assert "dispatch-actions" in asyncapi.text
@@ -98,7 +98,14 @@ def test_services_publish_prometheus_metrics(stack: Stack) -> None:
     assert delivered
     assert float(delivered[0].rsplit(" ", 1)[1]) > 0
     assert "proact_projector_lag" in scrape("projector")
-    assert scrape("storefront").startswith("# HELP")
+    answer = httpx.post(
+        stack.url("storefront", "/v1/decide"), json={"visitor_id": "v-x", "session_id": "s-x"}, timeout=5
+    )
+    assert answer.json()["show"] is False  # an unknown session
+    storefront = scrape("storefront")
+    assert "proact_storefront_decide_duration_seconds_bucket" in storefront
+    decided = [line for line in storefront.splitlines() if line.startswith("proact_storefront_decisions_total{")]
+    assert any('proact_decision="none"' in line and line.endswith(" 1.0") for line in decided)
 
 
 def test_the_engine_drains_and_exits_cleanly_on_sigterm(stack: Stack) -> None:
