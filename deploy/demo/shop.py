@@ -137,28 +137,51 @@ class Shop:
         # else: the warehouse forgets it, and the promise passes
 
     async def session(self) -> None:
+        """A visit: most are short; some linger for an hour (they started before the demo did) and are
+        offered a callback, which some accept; some go straight to checkout and are offered nothing."""
         visitor = f"v-{uuid.uuid4().hex[:8]}"
         session = f"s-{uuid.uuid4().hex[:8]}"
         base = {"visitor_id": visitor, "session_id": session}
+        kind = self.rng.choices(["browse", "linger", "buy"], weights=[5, 3, 2])[0]
+        start = datetime.now(UTC) - (timedelta(minutes=self.rng.uniform(55, 75)) if kind == "linger" else timedelta(0))
         events: list[dict[str, Any]] = [
-            {"type": "session.started", "data": {**base, "landing_url": "/", "traffic_source": "search"}}
-        ]
-        for page_type, url in self.rng.sample(PAGES, self.rng.randint(2, 6)):
-            events.append(
-                {
-                    "type": "page.viewed",
-                    "data": {
-                        **base,
-                        "url": url,
-                        "page_type": page_type,
-                        "duration_s": round(self.rng.uniform(3, 90), 1),
-                    },
-                }
-            )
+            {"type": "session.started", "time": start.isoformat(),
+             "data": {**base, "landing_url": "/", "traffic_source": "search"}}
+        ]  # fmt: skip
+        pages = self.rng.sample(PAGES, self.rng.randint(5, 8) if kind == "linger" else self.rng.randint(2, 6))
+        step = (datetime.now(UTC) - start) / (len(pages) + 1) if kind == "linger" else timedelta(seconds=20)
+        for i, (page_type, url) in enumerate(pages):
+            at = start + step * (i + 1)
+            duration = round(step.total_seconds() if kind == "linger" else self.rng.uniform(3, 90), 1)
+            data = {**base, "url": url, "page_type": page_type, "duration_s": duration}
+            events.append({"type": "page.viewed", "time": at.isoformat(), "data": data})
+        if kind == "buy":
+            cart = {"amount": f"{self.rng.uniform(20, 200):.2f}", "currency": "EUR"}
+            events.append({"type": "checkout.started", "data": {**base, "cart_value": cart}})
         events.append({"type": "session.heartbeat", "data": base})
         response = await self.http.post("/v1/events", json={"events": events})
         response.raise_for_status()
         self.sent += len(events)
+        locale = self.rng.choice(["en-GB", "pl-PL", "hr-HR", "lt-LT", "ru-RU"])
+        answer = (await self.http.post("/v1/decide", json={**base, "locale": locale})).raise_for_status().json()
+        shown = "pop-up" if answer["show"] else "none"
+        print(f"demo shop: decide for a {kind} visit: {shown} ({answer['reason'][:90]})", flush=True)
+        if answer["show"]:
+            await self.popup(base, answer)
+
+    async def popup(self, base: dict[str, str], answer: dict[str, Any]) -> None:
+        """The widget shows the pop-up; the visitor accepts and leaves a number, or dismisses it."""
+        ref = {**base, "decision_id": answer["decision_id"], "rule_id": answer.get("rule_id")}
+        await self.http.post("/v1/outcomes", json={"type": "popup.shown", **ref})
+        if self.rng.random() < 0.5:
+            await self.http.post("/v1/outcomes", json={"type": "popup.dismissed", **ref})
+            return
+        await self.http.post("/v1/outcomes", json={"type": "popup.accepted", **ref})
+        phone = f"+4860{self.rng.randrange(10**7):07d}"
+        callback = {"visitor_id": base["visitor_id"], "session_id": base["session_id"],
+                    "decision_id": answer["decision_id"], "phone": phone, "consent": True,
+                    "preferred_time": "after 17:00"}  # fmt: skip
+        (await self.http.post("/v1/callbacks", json=callback)).raise_for_status()
 
     async def ticket(self) -> None:
         cid = self.rng.choice(CUSTOMERS)[0]

@@ -21,7 +21,9 @@ def line(kind: str, text: str) -> None:
 async def main() -> None:
     settings = Settings()
     topics = Topics.from_settings(settings)
-    watched = [topics.actions, topics.outcomes, topics.decisions, *[topics.dlq(t) for t in topics.event_topics]]
+    watched = [
+        topics.actions, topics.outcomes, topics.decisions, topics.support, *[topics.dlq(t) for t in topics.event_topics]
+    ]  # fmt: skip
     consumer = AIOKafkaConsumer(
         *watched,
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -37,9 +39,12 @@ async def main() -> None:
             if record.topic == topics.decisions:
                 decision = orjson.loads(record.value)
                 if decision["outcome"] != "fired":  # fired ones show as ACTION lines
-                    order, who = decision.get("order_id"), decision["customer_id"]
+                    who = decision["customer_id"]
+                    about = (
+                        f"order {decision['order_id']}" if decision.get("order_id") else f"session {decision['scope']}"
+                    )
                     why = f"{decision.get('why')} (guard: {decision.get('guard')})"
-                    line("DECISION", f"{decision['rule_id']} {decision['outcome']} for order {order} of {who}: {why}")
+                    line("DECISION", f"{decision['rule_id']} {decision['outcome']} for {about} of {who}: {why}")
                 continue
             if record.topic.endswith(".dlq"):
                 reason = headers.get("proact_dlq_reason", b"?").decode()
@@ -51,6 +56,10 @@ async def main() -> None:
             except InvalidEvent:
                 continue
             data = event.data.model_dump()
+            if record.topic == topics.support:
+                if event.type == "callback.requested":  # who and when, never the number or address
+                    line("CALLBACK", f"requested by visitor {data['visitor_id']} ({data.get('preferred_time')})")
+                continue
             if event.type == "action.requested":
                 ctx = data["context"]
                 line(

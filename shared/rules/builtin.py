@@ -13,8 +13,12 @@ parameters, and why these defaults:
   policy; 10 % hold-out so its uplift can be measured.
 * ``lingering-visitor-callback``: a pop-up evaluated by the storefront's decision call. The visit
   has lasted longer than 3,100 s, the 90th percentile of the total page time of the sessions that
-  bought in the UCI online-shoppers data (``data/online_shoppers``, Feb-Oct), the intent model puts
-  the visitor in the hesitating band (0.2-0.6), not in checkout, and not offered anything yet.
+  bought in the UCI online-shoppers data (``data/online_shoppers``, Feb-Oct); the intent model does
+  not expect a purchase on its own (below 0.6) while the visitor has seen five pages or more (looking
+  around, not lost); not in checkout, and not offered anything yet. "Hesitating" is a band below
+  0.6 with no lower bound because live sessions have no page values (the model's strongest
+  feature, a site statistic proact does not keep yet), so their scores sit low: a lower bound of
+  0.2 would never be met.
 * off: ``churn-winback`` (churn score reaches 0.7, at most every 90 days), ``ticket-followup``
   (a ticket not resolved within 2 days), ``low-csat-callback`` (a CSAT of 1 or 2, by phone if
   consented), ``repair-overdue`` (a service case not completed by its ``promised_by``).
@@ -97,9 +101,10 @@ BUILTIN: list[dict[str, Any]] = [
         "conditions": [
             {"expr": "session.duration_s > 3100.0", "description": "the visit is longer than 90% of buying visits"},
             {
-                "expr": "scores.intent != null && scores.intent >= 0.2 && scores.intent < 0.6",
-                "description": "the intent model says they hesitate",
+                "expr": "scores.intent != null && scores.intent < 0.6",
+                "description": "the intent model does not expect them to buy on their own",
             },
+            {"expr": "size(session.pages) >= 5", "description": "they are looking around, not lost"},
             {"expr": "!session.checkout", "description": "not in checkout"},
             {"expr": "!session.offered", "description": "nothing offered in this session yet"},
         ],

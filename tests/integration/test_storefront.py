@@ -127,8 +127,9 @@ async def test_a_lingering_visitor_gets_one_callback_offer_and_a_buyer_none(
     client: httpx.AsyncClient, topics: Topics
 ) -> None:
     lingerer, buyer = uid("v"), uid("v")
-    await browse(client, lingerer, f"s-{lingerer}", minutes=10, pages=["product", "product", "help", "product"])
-    await browse(client, buyer, f"s-{buyer}", minutes=10, pages=["product", "cart", "checkout"])
+    looking = ["product", "product", "help", "product", "category", "product"]
+    await browse(client, lingerer, f"s-{lingerer}", minutes=10, pages=looking)
+    await browse(client, buyer, f"s-{buyer}", minutes=10, pages=[*looking, "cart", "checkout"])
 
     offer = (await client.post("/v1/decide", json={"visitor_id": lingerer, "session_id": f"s-{lingerer}",
                                                    "locale": "hr-HR"})).json()  # fmt: skip

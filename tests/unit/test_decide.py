@@ -33,7 +33,7 @@ def visit(view: SessionView, visitor: str, session: str, minutes: float, *, chec
     start = NOW - timedelta(minutes=minutes)
     base = {"subject": visitor, "visitor_id": visitor, "session_id": session}
     view.apply(event("session.started", time=start, customer_id=None, **base))
-    for i in range(4):
+    for i in range(6):
         view.apply(event("page.viewed", time=start + timedelta(minutes=i), url=f"/p/{i}", duration_s=50, **base))
     if checkout:
         view.apply(event("checkout.started", time=NOW, **base))
