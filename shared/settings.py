@@ -78,6 +78,14 @@ class DispatcherSettings(Settings):
         Path.home() / ".cache" / "proact" / "outbox",
         validation_alias=AliasChoices("PROACT_DISPATCHER_OUTBOX_DIR"),
     )
+    # e-mail over SMTP; without a host, e-mail goes to the file outbox like the other channels
+    smtp_host: str | None = Field(None, validation_alias=AliasChoices("PROACT_SMTP_HOST"))
+    smtp_port: int = Field(25, validation_alias=AliasChoices("PROACT_SMTP_PORT"))
+    smtp_username: str | None = Field(None, validation_alias=AliasChoices("PROACT_SMTP_USERNAME"))
+    smtp_password: SecretStr | None = Field(None, validation_alias=AliasChoices("PROACT_SMTP_PASSWORD"))
+    smtp_starttls: bool = Field(False, validation_alias=AliasChoices("PROACT_SMTP_STARTTLS"))
+    smtp_timeout_s: float = Field(10.0, gt=0, validation_alias=AliasChoices("PROACT_SMTP_TIMEOUT_S"))
+    email_from: str = Field("proact <noreply@localhost>", validation_alias=AliasChoices("PROACT_EMAIL_FROM"))
 
 
 class StorefrontSettings(Settings):

@@ -30,6 +30,7 @@ class Collections:
     ORDERS = "orders"
     SESSIONS = "sessions"
     SETTINGS = "settings"
+    CONTACTS = "contacts"  # addresses and numbers: personal data, read only by the dispatcher
 
 
 INDEXES: dict[str, list[IndexModel]] = {
@@ -56,6 +57,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     Collections.ORDERS: [IndexModel([("customer_id", ASCENDING)], name="customer")],
     Collections.SESSIONS: [IndexModel([("visitor_id", ASCENDING)], name="visitor")],
     Collections.SETTINGS: [],  # a few documents by _id
+    Collections.CONTACTS: [],  # by _id, the customer id
 }
 
 

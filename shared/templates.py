@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 Parts = dict[str, str]
@@ -50,12 +50,72 @@ BUILTIN: dict[str, dict[str, Parts]] = {
             "dismiss": "Ne, hvala",
         },
     },
+    "delay_notice": {
+        "en": {
+            "subject": "Your order {{ order_id }} is running late",
+            "text": "We are sorry: your order {{ order_id }} will not reach you when we promised."
+            "{% if estimated_delivery %} It should now arrive by {{ estimated_delivery[:10] }}.{% endif %}"
+            " We are on it, and will let you know if anything changes.",
+        },
+        "pl": {
+            "subject": "Twoje zamówienie {{ order_id }} się opóźnia",
+            "text": "Przepraszamy: zamówienie {{ order_id }} nie dotrze w obiecanym terminie."
+            "{% if estimated_delivery %} Nowy przewidywany termin to {{ estimated_delivery[:10] }}.{% endif %}"
+            " Pilnujemy sprawy i damy znać, jeśli coś się zmieni.",
+        },
+        "ru": {
+            "subject": "Ваш заказ {{ order_id }} задерживается",
+            "text": "Приносим извинения: заказ {{ order_id }} не будет доставлен в обещанный срок."
+            "{% if estimated_delivery %} Новая ожидаемая дата: {{ estimated_delivery[:10] }}.{% endif %}"
+            " Мы следим за доставкой и сообщим, если что-то изменится.",
+        },
+        "lt": {
+            "subject": "Jūsų užsakymas {{ order_id }} vėluoja",
+            "text": "Atsiprašome: užsakymas {{ order_id }} nebus pristatytas pažadėtu laiku."
+            "{% if estimated_delivery %} Nauja numatoma data: {{ estimated_delivery[:10] }}.{% endif %}"
+            " Sekame situaciją ir pranešime, jei kas nors pasikeis.",
+        },
+        "hr": {
+            "subject": "Vaša narudžba {{ order_id }} kasni",
+            "text": "Ispričavamo se: narudžba {{ order_id }} neće stići u obećanom roku."
+            "{% if estimated_delivery %} Novi očekivani datum je {{ estimated_delivery[:10] }}.{% endif %}"
+            " Pratimo isporuku i javit ćemo vam ako se nešto promijeni.",
+        },
+    },
+    "checkin": {
+        "en": {
+            "subject": "Is everything all right with order {{ order_id }}?",
+            "text": "Your order {{ order_id }} arrived a few days ago. Is all well? Tell us in one click: "
+            "how satisfied are you, from 1 to 5?",
+        },
+        "pl": {
+            "subject": "Czy wszystko w porządku z zamówieniem {{ order_id }}?",
+            "text": "Zamówienie {{ order_id }} dotarło kilka dni temu. Czy wszystko gra? Oceń nas jednym "
+            "kliknięciem, od 1 do 5.",
+        },
+        "ru": {
+            "subject": "Всё ли в порядке с заказом {{ order_id }}?",
+            "text": "Заказ {{ order_id }} пришёл несколько дней назад. Всё ли хорошо? Оцените нас одним "
+            "нажатием, от 1 до 5.",
+        },
+        "lt": {
+            "subject": "Ar viskas gerai su užsakymu {{ order_id }}?",
+            "text": "Užsakymą {{ order_id }} gavote prieš kelias dienas. Ar viskas gerai? Įvertinkite mus "
+            "vienu paspaudimu, nuo 1 iki 5.",
+        },
+        "hr": {
+            "subject": "Je li sve u redu s narudžbom {{ order_id }}?",
+            "text": "Narudžba {{ order_id }} stigla je prije nekoliko dana. Je li sve u redu? Ocijenite nas "
+            "jednim klikom, od 1 do 5.",
+        },
+    },
 }
 
 
 @lru_cache(maxsize=1)
 def _environment() -> SandboxedEnvironment:
-    return SandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
+    # a value a template names but the message lacks renders empty rather than failing the message
+    return SandboxedEnvironment(autoescape=True)
 
 
 def locale_chain(locale: str | None) -> list[str]:

@@ -7,7 +7,7 @@ import asyncio
 import uvicorn
 
 from services.dispatcher.app import build_app, build_broker
-from services.dispatcher.channels import OutboxChannel
+from services.dispatcher.channels import Channels, EmailChannel, OutboxChannel
 from shared.clock import SystemClock
 from shared.logs import setup_logging
 from shared.metrics import setup_metrics
@@ -18,6 +18,17 @@ from shared.telemetry import setup_tracing
 SERVICE = "dispatcher"
 
 
+def channels(settings: DispatcherSettings) -> Channels:
+    """E-mail over SMTP when a host is configured; everything else (and e-mail without one) to the outbox."""
+    outbox = OutboxChannel(settings.outbox_dir)
+    if not settings.smtp_host:
+        return Channels(outbox)
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    email = EmailChannel(settings.smtp_host, settings.smtp_port, settings.email_from, settings.smtp_timeout_s,
+                         settings.smtp_username, password, settings.smtp_starttls)  # fmt: skip
+    return Channels(outbox, {"email": email})
+
+
 async def main() -> None:
     settings = DispatcherSettings()
     setup_logging(SERVICE, settings.log_level)
@@ -25,8 +36,8 @@ async def main() -> None:
     setup_metrics(SERVICE, settings)
     client = mongo_client(settings)
     db = database(client, settings)
-    await ensure_indexes(db, [Collections.MESSAGES])
-    broker = build_broker(settings, db, OutboxChannel(settings.outbox_dir), SystemClock())
+    await ensure_indexes(db, [Collections.MESSAGES, Collections.CONTACTS])
+    broker = build_broker(settings, db, channels(settings), SystemClock())
     app = build_app(broker)
     server = uvicorn.Server(uvicorn.Config(app, host="0.0.0.0", port=settings.http_port, log_level="warning"))  # noqa: S104
     try:

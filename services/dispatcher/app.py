@@ -12,11 +12,12 @@ from faststream.specification import AsyncAPI
 from opentelemetry import trace
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.dispatcher.channels import Channel
+from services.dispatcher import contacts
+from services.dispatcher.channels import Channel, Channels
 from services.dispatcher.flows import deliver
 from shared.clock import Clock
 from shared.contract import InvalidEvent, Topics, decode, encode, new_event
-from shared.contract.events import ActionRequested
+from shared.contract.events import ActionRequested, CustomerUpserted
 from shared.contract.topics import dead_letter_headers
 from shared.metrics import prometheus_app
 from shared.settings import DispatcherSettings
@@ -27,7 +28,7 @@ SOURCE = "proact/dispatcher"
 
 
 def build_broker(
-    settings: DispatcherSettings, db: AsyncDatabase[Document], channel: Channel, clock: Clock
+    settings: DispatcherSettings, db: AsyncDatabase[Document], channel: Channel | Channels, clock: Clock
 ) -> KafkaBroker:
     topics = Topics.from_settings(settings)
     broker = KafkaBroker(
@@ -67,6 +68,22 @@ def build_broker(
             outcome = new_event(result.outcome_type, event.subject, result.outcome, source=SOURCE, time=clock.now())
             key, value, headers = encode(outcome)
             await broker.publish(value, topics.outcomes, key=key, headers={k: v.decode() for k, v in headers})
+
+    @broker.subscriber(
+        topics.customers,
+        group_id=f"{settings.group_id}-contacts",
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title="contact-book",
+        description="Keeps each customer's e-mail address, phone and consents for delivery.",
+    )
+    async def on_customer(body: bytes, msg: KafkaMessage) -> None:
+        try:
+            event = decode(body, msg.raw_message.headers)  # type: ignore[union-attr]
+        except InvalidEvent:
+            return  # the engine dead-letters it with the reason; the contact book skips it
+        if isinstance(event.data, CustomerUpserted):
+            await contacts.remember(db, event.data, event.time)
 
     return broker
 

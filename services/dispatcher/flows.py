@@ -9,8 +9,8 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.dispatcher import state
-from services.dispatcher.channels import Channel
+from services.dispatcher import contacts, state
+from services.dispatcher.channels import Channel, Channels, DeliveryFailed
 from shared.clock import Clock
 from shared.contract.events import ActionRequested, Outcome
 from shared.store import Document
@@ -28,8 +28,11 @@ class Result:
     outcome: Outcome | None
 
 
-async def deliver(action: ActionRequested, db: AsyncDatabase[Document], channel: Channel, clock: Clock) -> Result:
+async def deliver(
+    action: ActionRequested, db: AsyncDatabase[Document], channels: Channel | Channels, clock: Clock
+) -> Result:
     now = clock.now()
+    channel = channels.pick(action.channel) if isinstance(channels, Channels) else channels
     message = {
         "action_id": action.action_id,
         "idempotency_key": action.idempotency_key,
@@ -62,7 +65,13 @@ async def deliver(action: ActionRequested, db: AsyncDatabase[Document], channel:
             "proact.channel.via": channel.name,
         },
     ):
-        first_time = await channel.send({**message, "created_at": now.isoformat()})
+        try:
+            outgoing = {**message, "created_at": now.isoformat()}
+            if channel.name == "smtp":
+                outgoing["to"] = await _address(db, action)
+            first_time = await channel.send(outgoing)
+        except DeliveryFailed as exc:
+            return await _failed(db, action, channel, exc, clock)
     await state.mark(db, action.action_id, "delivered", clock.now(), via=channel.name)
     messages.add(1, {"proact.channel": action.channel, "outcome": "delivered"})
     log.info(
@@ -77,3 +86,30 @@ async def deliver(action: ActionRequested, db: AsyncDatabase[Document], channel:
         detail={"via": channel.name},
     )
     return Result("message.delivered", outcome)
+
+
+async def _address(db: AsyncDatabase[Document], action: ActionRequested) -> str:
+    """The customer's e-mail address, if they still consent (a withdrawn consent wins)."""
+    contact = await contacts.lookup(db, action.customer_id)
+    if contact is None or not contact.get("email"):
+        raise DeliveryFailed("no e-mail address for this customer", permanent=True)
+    if not (contact.get("consents") or {}).get("email"):
+        raise DeliveryFailed("the customer has withdrawn consent for e-mail", permanent=True)
+    return str(contact["email"])
+
+
+async def _failed(
+    db: AsyncDatabase[Document], action: ActionRequested, channel: Channel, exc: DeliveryFailed, clock: Clock
+) -> Result:
+    """Record the failure and report it; retrying transient failures with back-off is still to come."""
+    await state.mark(db, action.action_id, "failed", clock.now(), via=channel.name, reason=exc.reason)
+    messages.add(1, {"proact.channel": action.channel, "outcome": "failed"})
+    log.warning("message failed", extra={"action_id": action.action_id, "reason": exc.reason})
+    outcome = Outcome(
+        action_id=action.action_id,
+        rule_id=action.rule_id,
+        customer_id=action.customer_id,
+        channel=action.channel,
+        detail={"via": channel.name, "reason": exc.reason, "permanent": exc.permanent},
+    )
+    return Result("message.failed", outcome)

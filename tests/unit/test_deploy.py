@@ -69,7 +69,11 @@ def test_workloads_follow_pod_hygiene(rendered: list[dict[str, Any]]) -> None:
         scratch = "/tmp"  # noqa: S108 - the pod's own emptyDir, the only writable path
         assert any(m["mountPath"] == scratch for m in container["volumeMounts"])
         secret_refs = [e for e in container.get("env", []) if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]]
-        assert [e["name"] for e in secret_refs] == ["PROACT_MONGO_URL"]
+        # credentials only from the Secret: MongoDB everywhere, the SMTP password for the dispatcher
+        expected = (
+            ["PROACT_MONGO_URL", "PROACT_SMTP_PASSWORD"] if container["name"] == "dispatcher" else ["PROACT_MONGO_URL"]
+        )
+        assert [e["name"] for e in secret_refs] == expected
         if doc["kind"] != "CronJob":
             assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
             assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"

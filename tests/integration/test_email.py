@@ -1,0 +1,92 @@
+"""E-mail on the real broker, FerretDB and a real SMTP server (aiosmtpd, started here): the contact
+book fills from ``customer.upserted``, a delay notice arrives in the customer's language, once."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.dispatcher.app import build_broker
+from services.dispatcher.channels import Channels, EmailChannel, OutboxChannel
+from shared.clock import SystemClock
+from shared.contract import Topics, decode
+from shared.settings import DispatcherSettings
+from shared.store import Collections, Document
+from tests.factories import event, uid
+from tests.kafka_io import produce, read
+
+pytestmark = pytest.mark.integration
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.received: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd's hook name
+        self.received.append(message_from_bytes(envelope.content, policy=policy.default))  # type: ignore[arg-type]
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield inbox, port
+    controller.stop()
+
+
+async def test_a_delay_notice_arrives_as_an_email_in_the_customers_language_once(
+    topics: Topics, db: AsyncDatabase[Document], smtp: tuple[Inbox, int], tmp_path: Any
+) -> None:
+    inbox, port = smtp
+    polish, gone = uid("c"), uid("c")
+    await produce([
+        event("customer.upserted", subject=polish, email=f"{polish}@example.com", locale="pl-PL",
+              consents={"email": True}),
+        event("customer.upserted", subject=gone, email=f"{gone}@example.com", consents={"email": False}),
+    ], topics)  # fmt: skip
+    order = uid("o")
+    key = f"delay-notice:{order}"
+    context = {"order_id": order, "estimated_delivery": "2026-12-01T10:00:00+00:00"}
+    action = event("action.requested", subject=polish, action_id=uid("a"), customer_id=polish, locale="pl-PL",
+                   idempotency_key=key, context=context)  # fmt: skip
+    again = event("action.requested", subject=polish, action_id=action.data.model_dump()["action_id"],
+                  customer_id=polish, locale="pl-PL", idempotency_key=key, context=context)  # fmt: skip
+    withdrawn = event("action.requested", subject=gone, action_id=uid("a"), customer_id=gone,
+                      idempotency_key=f"delay-notice:{uid('o')}")  # fmt: skip
+
+    settings = DispatcherSettings(topic_prefix=topics.prefix, group_id=uid("dispatcher"))
+    channels = Channels(OutboxChannel(tmp_path), {"email": EmailChannel("127.0.0.1", port, "shop <shop@example.com>")})
+    broker = build_broker(settings, db, channels, SystemClock())
+    async with broker:
+        await broker.start()
+        for _ in range(100):  # the contact book has read both profiles
+            if await db[Collections.CONTACTS].count_documents({"_id": {"$in": [polish, gone]}}) == 2:
+                break
+            await asyncio.sleep(0.1)
+        await produce([action, again, withdrawn], topics)
+        wanted = {polish.encode(), gone.encode()}
+        outcomes = await read(topics.outcomes, lambda rs: {r.key for r in rs} >= wanted, settle_s=2)
+
+    (mail,) = inbox.received
+    assert mail["To"] == f"{polish}@example.com"
+    assert mail["Subject"] == f"Twoje zamówienie {order} się opóźnia"
+    assert mail["Content-Language"] == "pl"
+    assert "2026-12-01" in mail.get_content()
+    by_customer = {r.key: decode(r.value, r.headers) for r in outcomes if r.key in wanted}
+    assert by_customer[polish.encode()].type == "message.delivered"
+    failed = by_customer[gone.encode()]
+    assert failed.type == "message.failed"
+    assert "withdrawn consent" in failed.data.model_dump()["detail"]["reason"]
