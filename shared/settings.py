@@ -86,6 +86,13 @@ class DispatcherSettings(Settings):
     smtp_starttls: bool = Field(False, validation_alias=AliasChoices("PROACT_SMTP_STARTTLS"))
     smtp_timeout_s: float = Field(10.0, gt=0, validation_alias=AliasChoices("PROACT_SMTP_TIMEOUT_S"))
     email_from: str = Field("proact <noreply@localhost>", validation_alias=AliasChoices("PROACT_EMAIL_FROM"))
+    # SMS, push and phone through a provider's webhook: POST with an HMAC-SHA256 signature
+    webhook_url: str | None = Field(None, validation_alias=AliasChoices("PROACT_WEBHOOK_URL"))
+    webhook_secret: SecretStr | None = Field(None, validation_alias=AliasChoices("PROACT_WEBHOOK_SECRET"))
+    webhook_timeout_s: float = Field(5.0, gt=0, validation_alias=AliasChoices("PROACT_WEBHOOK_TIMEOUT_S"))
+    # a delivery that fails for a passing reason is tried again, with exponential back-off and jitter
+    max_attempts: int = Field(5, ge=1, validation_alias=AliasChoices("PROACT_DISPATCHER_MAX_ATTEMPTS"))
+    retry_base_s: float = Field(2.0, gt=0, validation_alias=AliasChoices("PROACT_DISPATCHER_RETRY_BASE_S"))
 
 
 class StorefrontSettings(Settings):

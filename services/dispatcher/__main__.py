@@ -7,7 +7,7 @@ import asyncio
 import uvicorn
 
 from services.dispatcher.app import build_app, build_broker
-from services.dispatcher.channels import Channels, EmailChannel, OutboxChannel
+from services.dispatcher.channels import Channel, Channels, EmailChannel, OutboxChannel, WebhookChannel
 from shared.clock import SystemClock
 from shared.logs import setup_logging
 from shared.metrics import setup_metrics
@@ -19,14 +19,22 @@ SERVICE = "dispatcher"
 
 
 def channels(settings: DispatcherSettings) -> Channels:
-    """E-mail over SMTP when a host is configured; everything else (and e-mail without one) to the outbox."""
-    outbox = OutboxChannel(settings.outbox_dir)
-    if not settings.smtp_host:
-        return Channels(outbox)
-    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
-    email = EmailChannel(settings.smtp_host, settings.smtp_port, settings.email_from, settings.smtp_timeout_s,
-                         settings.smtp_username, password, settings.smtp_starttls)  # fmt: skip
-    return Channels(outbox, {"email": email})
+    """E-mail over SMTP when a host is configured, SMS, push and calls through the provider's webhook
+    when one is; anything without a provider goes to the file outbox."""
+    by_kind: dict[str, Channel] = {}
+    if settings.smtp_host:
+        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+        by_kind["email"] = EmailChannel(settings.smtp_host, settings.smtp_port, settings.email_from,
+                                        settings.smtp_timeout_s, settings.smtp_username, password,
+                                        settings.smtp_starttls)  # fmt: skip
+    if settings.webhook_url:
+        if settings.webhook_secret is None:
+            raise SystemExit("PROACT_WEBHOOK_SECRET is required with PROACT_WEBHOOK_URL: requests are signed")
+        hook = WebhookChannel(
+            settings.webhook_url, settings.webhook_secret.get_secret_value(), settings.webhook_timeout_s
+        )
+        by_kind |= dict.fromkeys(("sms", "push", "phone", "webhook"), hook)
+    return Channels(OutboxChannel(settings.outbox_dir), by_kind)
 
 
 async def main() -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
+from datetime import datetime, timedelta
 
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, make_ping_asgi
@@ -25,6 +28,13 @@ from shared.store import Document
 
 log = logging.getLogger(__name__)
 SOURCE = "proact/dispatcher"
+ATTEMPT_HEADER = "proact_attempt"
+RETRY_AT_HEADER = "proact_retry_at"
+
+
+def backoff(attempt: int, base_s: float, cap_s: float = 300.0) -> timedelta:
+    """Exponential back-off with full jitter: a random wait up to base·2^(attempt-1), capped."""
+    return timedelta(seconds=random.uniform(0, min(cap_s, base_s * 2 ** (attempt - 1))))  # noqa: S311 - not security
 
 
 def build_broker(
@@ -49,6 +59,27 @@ def build_broker(
         description="Delivers each action.requested once, on its channel, and reports the outcome.",
     )
     async def on_action(body: bytes, msg: KafkaMessage) -> None:
+        await handle(body, msg, attempt=1)
+
+    @broker.subscriber(
+        topics.actions_retry,
+        group_id=f"{settings.group_id}-retry",
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title="retry-actions",
+        description="Actions whose delivery failed for a passing reason, tried again when their back-off ends.",
+    )
+    async def on_retry(body: bytes, msg: KafkaMessage) -> None:
+        headers = dict(msg.raw_message.headers or ())  # type: ignore[union-attr]
+        attempt = int(headers.get(ATTEMPT_HEADER, b"2"))
+        due = datetime.fromisoformat(headers.get(RETRY_AT_HEADER, b"1970-01-01T00:00:00+00:00").decode())
+        wait = (due - clock.now()).total_seconds()
+        if wait > 0:  # this waits on the retry topic only; new actions flow on meanwhile
+            await asyncio.sleep(wait)
+        await handle(body, msg, attempt)
+
+    async def handle(body: bytes, msg: KafkaMessage, attempt: int) -> None:
         raw = msg.raw_message
         try:
             event = decode(body, raw.headers)  # type: ignore[union-attr]
@@ -63,7 +94,23 @@ def build_broker(
             )
             log.warning("action dead-lettered", extra={"reason": exc.reason[:200]})
             return
-        result = await deliver(event.data, db, channel, clock)
+        last = attempt >= settings.max_attempts
+        result = await deliver(event.data, db, channel, clock, attempt, last_attempt=last)
+        original = {k: v.decode() for k, v in (raw.headers or ()) if not k.startswith("proact_")}  # type: ignore[union-attr]
+        if result.retry:
+            due = clock.now() + backoff(attempt, settings.retry_base_s)
+            retry_headers = {**original, ATTEMPT_HEADER: str(attempt + 1), RETRY_AT_HEADER: due.isoformat()}
+            await broker.publish(body, topics.actions_retry, key=raw.key, headers=retry_headers)  # type: ignore[union-attr]
+            log.info("delivery will be retried", extra={"action_id": event.data.action_id, "attempt": attempt,
+                                                       "reason": result.retry})  # fmt: skip
+        if result.gave_up:
+            why = RuntimeError(f"gave up after {attempt} attempts: {result.gave_up}")
+            await broker.publish(
+                body,
+                topics.dlq(topics.actions),
+                key=raw.key,  # type: ignore[union-attr]
+                headers={**original, **dead_letter_headers(why, raw.topic, raw.partition, raw.offset)},  # type: ignore[union-attr]
+            )
         if result.outcome_type and result.outcome:
             outcome = new_event(result.outcome_type, event.subject, result.outcome, source=SOURCE, time=clock.now())
             key, value, headers = encode(outcome)

@@ -26,11 +26,19 @@ messages = metrics.get_meter("proact.dispatcher").create_counter(
 class Result:
     outcome_type: str | None  # the outcome event to publish, None when nothing new happened
     outcome: Outcome | None
+    retry: str | None = None  # a passing failure: the reason, and another attempt is due
+    gave_up: str | None = None  # the last attempt failed: the reason, for the dead-letter topic
 
 
 async def deliver(
-    action: ActionRequested, db: AsyncDatabase[Document], channels: Channel | Channels, clock: Clock
+    action: ActionRequested,
+    db: AsyncDatabase[Document],
+    channels: Channel | Channels,
+    clock: Clock,
+    attempt: int = 1,
+    last_attempt: bool = True,
 ) -> Result:
+    """Deliver once; ``attempt`` counts the tries of this action (retries come back through here)."""
     now = clock.now()
     channel = channels.pick(action.channel) if isinstance(channels, Channels) else channels
     message = {
@@ -67,12 +75,18 @@ async def deliver(
     ):
         try:
             outgoing = {**message, "created_at": now.isoformat()}
-            if channel.name == "smtp":
-                outgoing["to"] = await _address(db, action)
+            if channel.name in ("smtp", "webhook"):
+                outgoing["to"] = await _address(db, action, required=channel.name == "smtp")
             first_time = await channel.send(outgoing)
         except DeliveryFailed as exc:
-            return await _failed(db, action, channel, exc, clock)
-    await state.mark(db, action.action_id, "delivered", clock.now(), via=channel.name)
+            if exc.permanent or last_attempt:
+                result = await _failed(db, action, channel, exc, clock, attempt)
+                return result if exc.permanent else Result(result.outcome_type, result.outcome, gave_up=exc.reason)
+            await state.mark(db, action.action_id, "retrying", clock.now(), via=channel.name, reason=exc.reason,
+                             attempts=attempt)  # fmt: skip
+            messages.add(1, {"proact.channel": action.channel, "outcome": "retrying"})
+            return Result(None, None, retry=exc.reason)
+    await state.mark(db, action.action_id, "delivered", clock.now(), via=channel.name, attempts=attempt)
     messages.add(1, {"proact.channel": action.channel, "outcome": "delivered"})
     log.info(
         "message delivered",
@@ -88,21 +102,32 @@ async def deliver(
     return Result("message.delivered", outcome)
 
 
-async def _address(db: AsyncDatabase[Document], action: ActionRequested) -> str:
-    """The customer's e-mail address, if they still consent (a withdrawn consent wins)."""
+ADDRESS_FIELD = {"email": "email", "sms": "phone", "phone": "phone"}
+
+
+async def _address(db: AsyncDatabase[Document], action: ActionRequested, required: bool) -> str | None:
+    """The customer's address for the channel (e-mail, or phone for SMS and calls), if they still
+    consent: a consent withdrawn after the action was requested wins."""
     contact = await contacts.lookup(db, action.customer_id)
-    if contact is None or not contact.get("email"):
-        raise DeliveryFailed("no e-mail address for this customer", permanent=True)
-    if not (contact.get("consents") or {}).get("email"):
-        raise DeliveryFailed("the customer has withdrawn consent for e-mail", permanent=True)
-    return str(contact["email"])
+    if contact is not None and not (contact.get("consents") or {}).get(action.channel):
+        raise DeliveryFailed(f"the customer has withdrawn consent for {action.channel}", permanent=True)
+    field = ADDRESS_FIELD.get(action.channel)
+    address = (contact or {}).get(field) if field else None
+    if required and not address:
+        raise DeliveryFailed(f"no {field or 'address'} for this customer", permanent=True)
+    return str(address) if address else None
 
 
 async def _failed(
-    db: AsyncDatabase[Document], action: ActionRequested, channel: Channel, exc: DeliveryFailed, clock: Clock
+    db: AsyncDatabase[Document],
+    action: ActionRequested,
+    channel: Channel,
+    exc: DeliveryFailed,
+    clock: Clock,
+    attempt: int,
 ) -> Result:
-    """Record the failure and report it; retrying transient failures with back-off is still to come."""
-    await state.mark(db, action.action_id, "failed", clock.now(), via=channel.name, reason=exc.reason)
+    """Record the final failure and report it."""
+    await state.mark(db, action.action_id, "failed", clock.now(), via=channel.name, reason=exc.reason, attempts=attempt)
     messages.add(1, {"proact.channel": action.channel, "outcome": "failed"})
     log.warning("message failed", extra={"action_id": action.action_id, "reason": exc.reason})
     outcome = Outcome(

@@ -83,6 +83,11 @@ class Topics:
         """The engine's decision log (plain JSON, not CloudEvents), appended to MongoDB by the projector."""
         return f"{self.prefix}.engine.decisions"
 
+    @property
+    def actions_retry(self) -> str:
+        """Actions whose delivery failed for a passing reason, waiting for their next attempt."""
+        return f"{self.prefix}.actions.retry"
+
     @staticmethod
     def dlq(topic: str) -> str:
         return topic + DLQ_SUFFIX
@@ -110,6 +115,7 @@ class Topics:
             TopicSpec(self.dlq(t), self.partitions, {"retention.ms": str(30 * 86400_000)}) for t in self.event_topics
         ]
         specs.append(TopicSpec(self.decisions, self.partitions, {"retention.ms": str(7 * 86400_000)}))
+        specs.append(TopicSpec(self.actions_retry, self.partitions, {"retention.ms": str(7 * 86400_000)}))
         # The engine's changelog: only the latest value per entity matters, tombstones delete.
         specs.append(
             TopicSpec(
@@ -168,9 +174,38 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], deadli
         await asyncio.sleep(0.2)
 
 
+def strimzi(topics: Topics, cluster: str = "proact-kafka", replicas: int = 3) -> str:
+    """The registry as Strimzi ``KafkaTopic`` resources (what ``ensure`` creates, for Kubernetes)."""
+    docs = [
+        "# Generated from shared/contract/topics.py by `python -m shared.contract strimzi`; do not edit.",
+    ]
+    for spec in topics.specs():
+        config = {"min.insync.replicas": "2", **spec.config}
+        lines = [
+            "---",
+            "apiVersion: kafka.strimzi.io/v1beta2",
+            "kind: KafkaTopic",
+            "metadata:",
+            f"  name: {spec.name.replace('.', '-')}",
+            "  labels:",
+            f"    strimzi.io/cluster: {cluster}",
+            "spec:",
+            f"  topicName: {spec.name}",
+            f"  partitions: {spec.partitions}",
+            f"  replicas: {replicas}",
+            "  config:",
+            *[f'    {key}: "{value}"' for key, value in sorted(config.items())],
+        ]
+        docs.append("\n".join(lines))
+    return "\n".join(docs) + "\n"
+
+
 def main(argv: list[str]) -> int:
+    if argv[1:] == ["strimzi"]:
+        print(strimzi(Topics.from_settings(Settings())), end="")
+        return 0
     if argv[1:] != ["ensure"]:
-        print("usage: python -m shared.contract ensure", file=sys.stderr)
+        print("usage: python -m shared.contract ensure|strimzi", file=sys.stderr)
         return 2
     settings = Settings()
     topics = Topics.from_settings(settings)
