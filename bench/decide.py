@@ -183,7 +183,8 @@ def main() -> None:
         work = Path(tmp)
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PROACT_TOPIC_PREFIX": prefix, "PROACT_MONGO_DATABASE": prefix,
                "PROACT_STOREFRONT_HTTP_PORT": str(STOREFRONT_PORT), "OTEL_TRACES_EXPORTER": "none",
-               "PROACT_LOG_LEVEL": "WARNING", "PROACT_MODEL_DIR": str(work / "models")}  # fmt: skip
+               "PROACT_LOG_LEVEL": "WARNING", "PROACT_MODEL_DIR": str(work / "models"),
+               "PROACT_STOREFRONT_EVENTS_PER_IP": "10000000"}  # one load generator is every visitor  # fmt: skip
         from services.trainer import flows
         from shared.models.registry import Registry
 

@@ -94,9 +94,14 @@ def build_broker(
             )
             log.warning("action dead-lettered", extra={"reason": exc.reason[:200]})
             return
+        original = {k: v.decode() for k, v in (raw.headers or ()) if not k.startswith("proact_")}  # type: ignore[union-attr]
+        not_before = event.data.not_before
+        if not_before is not None and not_before > clock.now():  # not yet: wait on the retry topic
+            held = {**original, ATTEMPT_HEADER: str(attempt), RETRY_AT_HEADER: not_before.isoformat()}
+            await broker.publish(body, topics.actions_retry, key=raw.key, headers=held)  # type: ignore[union-attr]
+            return
         last = attempt >= settings.max_attempts
         result = await deliver(event.data, db, channel, clock, attempt, last_attempt=last)
-        original = {k: v.decode() for k, v in (raw.headers or ()) if not k.startswith("proact_")}  # type: ignore[union-attr]
         if result.retry:
             due = clock.now() + backoff(attempt, settings.retry_base_s)
             retry_headers = {**original, ATTEMPT_HEADER: str(attempt + 1), RETRY_AT_HEADER: due.isoformat()}

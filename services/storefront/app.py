@@ -9,9 +9,11 @@ from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 
 from services.storefront.decide import Decider
 from services.storefront.limits import RateLimit
+from services.storefront.pages import router as pages
 from services.storefront.publisher import Publisher
 from services.storefront.view import SessionView
 from services.storefront.views import router
@@ -35,6 +37,10 @@ def create_app(settings: StorefrontSettings) -> FastAPI:
         decider = Decider(view, intent, timedelta(seconds=settings.popup_cooldown_s), settings.decide_budget_ms)
         app.state.decider = decider
         app.state.rules_loaded = asyncio.Event()
+        app.state.event_limits = (
+            RateLimit(settings.events_per_visitor_minute, 60),
+            RateLimit(settings.events_per_ip_minute, 60),
+        )
         app.state.callback_limits = (
             RateLimit(settings.callbacks_per_visitor_hour, 3600),
             RateLimit(settings.callbacks_per_ip_hour, 3600),
@@ -59,6 +65,15 @@ def create_app(settings: StorefrontSettings) -> FastAPI:
     app = FastAPI(title="proact storefront API", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.include_router(router)
+    app.include_router(pages)
+    if settings.cors_origins:  # the shops' sites that may call this API from their pages
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["POST"],
+            allow_headers=["Content-Type"],
+            max_age=3600,
+        )
     install_error_handlers(app)
 
     async def ready(request: Request) -> bool:

@@ -51,6 +51,8 @@ class Popup(BaseModel):
     body: str
     cta: str
     dismiss: str
+    field: str = Field(description="the label of the phone or e-mail field")
+    consent: str = Field(description="the consent checkbox's text")
 
 
 class DecideResponse(BaseModel):

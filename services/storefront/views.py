@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 
 from services.storefront import metrics
 from services.storefront.decide import Decider
+from services.storefront.limits import RateLimit
 from services.storefront.models import (
     Accepted,
     CallbackAccepted,
@@ -38,6 +39,19 @@ def publisher(request: Request) -> Publisher:
     return pub
 
 
+def limited(request: Request, route: str, limits: tuple[RateLimit, RateLimit], visitor_id: str) -> None:
+    """429 with ``Retry-After`` when the visitor or the client address is over its limit."""
+    client = request.client.host if request.client else "unknown"
+    for limit, key in ((limits[0], f"v:{visitor_id}"), (limits[1], f"ip:{client}")):
+        if not limit.allow(key):
+            metrics.refused.add(1, {"http.route": route})
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                "too many requests; please try again later",
+                headers={"Retry-After": str(limit.retry_after(key))},
+            )
+
+
 @router.post(
     "/v1/events",
     status_code=status.HTTP_202_ACCEPTED,
@@ -48,6 +62,8 @@ async def post_events(batch: EventBatch, request: Request, pub: Annotated[Publis
     """Accept a batch of browsing events from the widget and publish them to ``proact.browsing``.
 
     The whole batch is refused if one event is invalid, so the widget can fix and resend it."""
+    visitor_id = str(batch.events[0].data.get("visitor_id") or "") if batch.events else ""
+    limited(request, "/v1/events", request.app.state.event_limits, visitor_id)
     limit = request.app.state.settings.max_batch_events
     if len(batch.events) > limit:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"at most {limit} events per batch")
@@ -126,16 +142,7 @@ async def callback(
 ) -> CallbackAccepted:
     """A visitor asks to be called back: ``callback.requested`` on ``proact.support`` for the support
     team. The phone number and e-mail are never logged."""
-    per_visitor, per_ip = request.app.state.callback_limits
-    client = request.client.host if request.client else "unknown"
-    for limit, key in ((per_visitor, f"v:{body.visitor_id}"), (per_ip, f"ip:{client}")):
-        if not limit.allow(key):
-            metrics.refused.add(1, {"http.route": "/v1/callbacks"})
-            raise HTTPException(
-                status.HTTP_429_TOO_MANY_REQUESTS,
-                "too many callback requests; please try again later",
-                headers={"Retry-After": str(limit.retry_after(key))},
-            )
+    limited(request, "/v1/callbacks", request.app.state.callback_limits, body.visitor_id)
     session = request.app.state.view.get("session", body.session_id) if body.session_id else None
     request_id = str(uuid.uuid4())
     data = ev.CallbackRequested(

@@ -7,6 +7,7 @@ and removes them at the end.
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -19,6 +20,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.contract import Topics
 from shared.contract.topics import ensure_topics
+from shared.rules import store as rule_store
+from shared.rules.builtin import LINGERING
 from shared.settings import Settings
 from shared.store import INDEXES, Document, database, ensure_indexes, mongo_client
 
@@ -77,3 +80,23 @@ async def profiles_known(engine: Any, customer_ids: Iterable[str], timeout_s: fl
             return
         await asyncio.sleep(0.1)
     raise TimeoutError(f"the engine has not read the profiles of {sorted(wanted)}")
+
+
+def free_port() -> int:
+    """A port nothing listens on now, for a server a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def database_with_rules(
+    base_settings: Settings, name: str, lingering_conditions: list[dict[str, str]]
+) -> AsyncDatabase[Document]:
+    """A database of its own with the built-in rules seeded and the shop's version of the
+    lingering-visitor rule published with these conditions (tests cannot wait an hour)."""
+    db = mongo_client(base_settings)[name]
+    await rule_store.seed(db)
+    current = (await rule_store.versions(db, LINGERING))[0]["rule"]
+    draft = await rule_store.save_draft(db, {**current, "conditions": lingering_conditions}, author="tests")
+    await rule_store.publish(db, LINGERING, draft.version, author="tests")
+    return db

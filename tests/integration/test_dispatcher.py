@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -53,3 +54,19 @@ async def test_the_outbox_remembers_deliveries_across_restarts(tmp_path: Path) -
     assert await OutboxChannel(tmp_path).send(message) is True
     assert await OutboxChannel(tmp_path).send(message) is False
     assert len((tmp_path / "sms.ndjson").read_bytes().splitlines()) == 1
+
+
+async def test_an_action_waits_for_its_not_before(topics: Topics, db: AsyncDatabase[Document], tmp_path: Path) -> None:
+    cid = uid("c")
+    not_before = datetime.now(UTC) + timedelta(seconds=3)
+    action = event("action.requested", subject=cid, action_id=uid("a"), idempotency_key=f"checkin:{uid('o')}",
+                   not_before=not_before.isoformat())  # fmt: skip
+    settings = DispatcherSettings(topic_prefix=topics.prefix, group_id=uid("dispatcher"))
+    broker = build_broker(settings, db, OutboxChannel(tmp_path), SystemClock())
+    async with broker:
+        await broker.start()
+        await produce([action], topics)
+        outcomes = await read(topics.outcomes, lambda rs: any(r.key == cid.encode() for r in rs))
+    (delivered,) = [decode(r.value, r.headers) for r in outcomes if r.key == cid.encode()]
+    assert delivered.type == "message.delivered"
+    assert delivered.time >= not_before  # held back until then, not sent at once

@@ -4,7 +4,6 @@ book fills from ``customer.upserted``, a delay notice arrives in the customer's 
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -21,6 +20,7 @@ from shared.contract import Topics, decode
 from shared.settings import DispatcherSettings
 from shared.store import Collections, Document
 from tests.factories import event, uid
+from tests.integration.conftest import free_port
 from tests.kafka_io import produce, read
 
 pytestmark = pytest.mark.integration
@@ -37,9 +37,7 @@ class Inbox:
 
 @pytest.fixture
 def smtp() -> Iterator[tuple[Inbox, int]]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     inbox = Inbox()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()

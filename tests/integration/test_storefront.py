@@ -15,11 +15,10 @@ from fastapi import FastAPI
 
 from services.storefront.app import create_app
 from shared.contract import Topics, decode
-from shared.rules import store as rule_store
 from shared.rules.builtin import LINGERING
 from shared.settings import Settings, StorefrontSettings
-from shared.store import mongo_client
 from tests.factories import uid
+from tests.integration.conftest import database_with_rules
 from tests.kafka_io import read
 
 pytestmark = pytest.mark.integration
@@ -28,14 +27,11 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 async def app(topics: Topics, base_settings: Settings, model_registry: Path) -> AsyncIterator[FastAPI]:
     database = uid("storefront").replace("-", "")
-    db = mongo_client(base_settings)[database]
-    await rule_store.seed(db)
-    # the team's version of the lingering-visitor rule: two minutes is "far longer" in this shop, and
-    # any intent score will do (the session must still have been scored)
-    current = (await rule_store.versions(db, LINGERING))[0]["rule"]
-    conditions = [{"expr": "session.duration_s > 120.0"}, {"expr": "scores.intent != null"}, *current["conditions"][2:]]
-    draft = await rule_store.save_draft(db, {**current, "conditions": conditions}, author="tests")
-    await rule_store.publish(db, LINGERING, draft.version, author="tests")
+    # the shop's lingering visitor: two minutes is "far longer" here, and any intent score will do
+    # (the session must still have been scored)
+    conditions = ["session.duration_s > 120.0", "scores.intent != null", "size(session.pages) >= 5",
+                  "!session.checkout", "!session.offered"]  # fmt: skip
+    db = await database_with_rules(base_settings, database, [{"expr": c} for c in conditions])
     settings = StorefrontSettings(topic_prefix=topics.prefix, mongo_database=database, model_dir=model_registry)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -139,7 +135,7 @@ async def test_a_lingering_visitor_gets_one_callback_offer_and_a_buyer_none(
     assert again["show"] is False
     none = (await client.post("/v1/decide", json={"visitor_id": buyer, "session_id": f"s-{buyer}"})).json()
     assert none["show"] is False
-    assert "not in checkout" in none["reason"]
+    assert "condition not met: !session.checkout" in none["reason"]
 
     shown = {"type": "popup.shown", "visitor_id": lingerer, "session_id": f"s-{lingerer}",
              "decision_id": offer["decision_id"], "rule_id": LINGERING}  # fmt: skip

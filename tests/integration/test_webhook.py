@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from shared.contract import Topics, decode
 from shared.settings import DispatcherSettings
 from shared.store import Collections, Document
 from tests.factories import event, uid
+from tests.integration.conftest import free_port
 from tests.kafka_io import produce, read
 
 pytestmark = pytest.mark.integration
@@ -59,9 +59,7 @@ class Provider:
 
 @pytest.fixture
 async def provider() -> AsyncIterator[tuple[Provider, str]]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     receiver = Provider()
     app = Starlette(routes=[Route("/hook", receiver.receive, methods=["POST"])])
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
