@@ -119,6 +119,94 @@ BUILTIN: dict[str, dict[str, Parts]] = {
             "jednim klikom, od 1 do 5.",
         },
     },
+    "winback": {
+        "en": {
+            "subject": "We miss you",
+            "text": "It has been a while since your last order{% if last_order_at %} ({{ last_order_at[:10] }}){% endif %}. Thank you for the {{ orders }} orders so far; here is what is new since your last visit.",
+        },
+        "pl": {
+            "subject": "Tęsknimy za Tobą",
+            "text": "Minęło trochę czasu od Twojego ostatniego zamówienia{% if last_order_at %} ({{ last_order_at[:10] }}){% endif %}. Dziękujemy za {{ orders }} dotychczasowe zamówienia; oto co nowego od Twojej ostatniej wizyty.",
+        },
+        "ru": {
+            "subject": "Мы скучаем по вам",
+            "text": "С вашего последнего заказа прошло немало времени{% if last_order_at %} ({{ last_order_at[:10] }}){% endif %}. Спасибо за {{ orders }} заказов; вот что нового с вашего последнего визита.",
+        },
+        "lt": {
+            "subject": "Mes jūsų pasiilgome",
+            "text": "Nuo paskutinio jūsų užsakymo praėjo nemažai laiko{% if last_order_at %} ({{ last_order_at[:10] }}){% endif %}. Ačiū už {{ orders }} užsakymus; štai kas naujo nuo jūsų paskutinio apsilankymo.",
+        },
+        "hr": {
+            "subject": "Nedostajete nam",
+            "text": "Prošlo je neko vrijeme od vaše posljednje narudžbe{% if last_order_at %} ({{ last_order_at[:10] }}){% endif %}. Hvala na dosadašnjih {{ orders }} narudžbi; evo što je novo od vašeg posljednjeg posjeta.",
+        },
+    },
+    "ticket_followup": {
+        "en": {
+            "subject": "We are still on your request",
+            "text": "Your request has not been solved yet, and we have not forgotten it. Someone from our team is working on it and will write to you soon.",
+        },
+        "pl": {
+            "subject": "Wciąż zajmujemy się Twoim zgłoszeniem",
+            "text": "Twoje zgłoszenie nie zostało jeszcze rozwiązane, ale o nim nie zapomnieliśmy. Ktoś z naszego zespołu nad nim pracuje i wkrótce się odezwie.",
+        },
+        "ru": {
+            "subject": "Мы продолжаем работать над вашим обращением",
+            "text": "Ваше обращение ещё не решено, но мы о нём не забыли. Наш сотрудник работает над ним и скоро вам напишет.",
+        },
+        "lt": {
+            "subject": "Vis dar sprendžiame jūsų užklausą",
+            "text": "Jūsų užklausa dar neišspręsta, bet mes apie ją nepamiršome. Mūsų komandos narys ją sprendžia ir netrukus jums parašys.",
+        },
+        "hr": {
+            "subject": "I dalje radimo na vašem upitu",
+            "text": "Vaš upit još nije riješen, ali nismo ga zaboravili. Netko iz našeg tima radi na njemu i uskoro će vam se javiti.",
+        },
+    },
+    "low_csat_callback": {
+        "en": {
+            "subject": "We are sorry it did not go well",
+            "text": "Thank you for telling us. May we call you to put it right? Reply to this message with a time that suits you.",
+        },
+        "pl": {
+            "subject": "Przykro nam, że coś poszło nie tak",
+            "text": "Dziękujemy za opinię. Czy możemy zadzwonić, żeby to naprawić? Odpowiedz na tę wiadomość, podając dogodny termin.",
+        },
+        "ru": {
+            "subject": "Нам жаль, что всё прошло не так",
+            "text": "Спасибо, что рассказали нам. Можно мы позвоним, чтобы всё исправить? Ответьте на это сообщение, указав удобное время.",
+        },
+        "lt": {
+            "subject": "Atsiprašome, kad kažkas nepavyko",
+            "text": "Ačiū, kad pranešėte. Ar galime paskambinti ir viską sutvarkyti? Atsakykite į šią žinutę nurodydami jums patogų laiką.",
+        },
+        "hr": {
+            "subject": "Žao nam je što nije prošlo dobro",
+            "text": "Hvala što ste nam javili. Smijemo li vas nazvati da to ispravimo? Odgovorite na ovu poruku s terminom koji vam odgovara.",
+        },
+    },
+    "repair_overdue": {
+        "en": {
+            "subject": "Your repair is taking longer than promised",
+            "text": "We are sorry: your repair was not finished by the date we promised. We are on it and will tell you as soon as it is ready.",
+        },
+        "pl": {
+            "subject": "Naprawa trwa dłużej, niż obiecaliśmy",
+            "text": "Przepraszamy: naprawa nie została ukończona w obiecanym terminie. Pilnujemy jej i damy znać, gdy tylko będzie gotowa.",
+        },
+        "ru": {
+            "subject": "Ремонт занимает больше времени, чем мы обещали",
+            "text": "Приносим извинения: ремонт не был завершён к обещанной дате. Мы следим за ним и сообщим, как только он будет готов.",
+        },
+        "lt": {
+            "subject": "Jūsų remontas užtrunka ilgiau, nei žadėjome",
+            "text": "Atsiprašome: remontas nebuvo baigtas pažadėtą dieną. Sekame jo eigą ir pranešime, kai tik jis bus baigtas.",
+        },
+        "hr": {
+            "subject": "Popravak traje dulje nego što smo obećali",
+            "text": "Ispričavamo se: popravak nije završen do obećanog datuma. Pratimo ga i javit ćemo vam čim bude gotov.",
+        },
+    },
 }
 
 
