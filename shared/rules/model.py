@@ -12,7 +12,7 @@ import re
 from datetime import time, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.contract import events as ev
 from shared.rules.conditions import ConditionError, check_expression
@@ -42,6 +42,15 @@ def scope_field(event_type: str) -> str | None:
 SCOPES = {"order": "order_id", "ticket": "ticket_id", "service_case": "case_id"}
 
 
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be a positive duration")
+    return value
+
+
+PositiveDuration = Annotated[timedelta, AfterValidator(_positive)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -68,16 +77,9 @@ class DelayTrigger(_Strict):
 
     kind: Literal["delay"] = "delay"
     after: EventType
-    delay: timedelta = Field(description="ISO 8601 duration, e.g. P3D or PT2S")
+    delay: PositiveDuration = Field(description="ISO 8601 duration, e.g. P3D or PT2S")
 
     _check = field_validator("after")(_known_event)
-
-    @field_validator("delay")
-    @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError("delay must be positive")
-        return value
 
 
 class AbsenceTrigger(_Strict):
@@ -88,7 +90,7 @@ class AbsenceTrigger(_Strict):
     after: EventType
     absent: list[EventType] = Field(min_length=1)
     deadline_field: str | None = None
-    delay: timedelta | None = None
+    delay: PositiveDuration | None = None
 
     _check = field_validator("after")(_known_event)
 
@@ -110,8 +112,6 @@ class AbsenceTrigger(_Strict):
                     f"deadline_field {self.deadline_field!r} is not a timestamp of {self.after}; "
                     f"choose one of {stamps or 'none (use delay)'}"
                 )
-        if self.delay is not None and self.delay <= timedelta(0):
-            raise ValueError("delay must be positive")
         return self
 
 
@@ -210,14 +210,7 @@ class QuietHours(_Strict):
 
 class Cap(_Strict):
     max: int = Field(ge=1, le=1000)
-    window: timedelta
-
-    @field_validator("window")
-    @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError("window must be positive")
-        return value
+    window: PositiveDuration
 
 
 class Reeligibility(_Strict):
