@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -116,15 +116,8 @@ class StorefrontSettings(Settings):
         60, ge=1, validation_alias=AliasChoices("PROACT_STOREFRONT_EVENTS_PER_VISITOR")
     )
     events_per_ip_minute: int = Field(1200, ge=1, validation_alias=AliasChoices("PROACT_STOREFRONT_EVENTS_PER_IP"))
-    # origins (https://shop.example) whose pages may call the API; none: the widget's own origin only
-    cors_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, validation_alias=AliasChoices("PROACT_STOREFRONT_CORS_ORIGINS")
-    )
-
-    @field_validator("cors_origins", mode="before")
-    @classmethod
-    def _comma_list(cls, value: object) -> object:
-        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+    # site key → the origins of that shop's pages (JSON); none: only the storefront's own pages
+    sites: dict[str, list[str]] = Field(default_factory=dict, validation_alias=AliasChoices("PROACT_STOREFRONT_SITES"))
 
 
 class AdminSettings(Settings):

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
 from pydantic import ValidationError
+from pymongo.errors import DuplicateKeyError
 
 from shared.rules import ContactPolicy, Rule, rule_schema
 from shared.rules import store as rule_store
@@ -87,6 +88,10 @@ async def save_draft(request: Request, rule_id: RuleId, raw: Annotated[dict[str,
         rule = await rule_store.save_draft(request.app.state.db, {**raw, "rule_id": rule_id}, author="admin-api")
     except ValidationError as exc:
         raise _refusal(exc) from None
+    except DuplicateKeyError:  # two saves took the same next version: the unique _id refused the second
+        raise HTTPException(
+            409, "another version of this rule was saved at the same moment; reload and retry"
+        ) from None
     return {"rule_id": rule.rule_id, "version": rule.version, "status": "draft", "rule": rule.model_dump(mode="json")}
 
 

@@ -9,12 +9,12 @@ from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
 
 from fastapi import FastAPI, Request
-from fastapi.middleware.cors import CORSMiddleware
 
 from services.storefront.decide import Decider
 from services.storefront.limits import RateLimit
 from services.storefront.pages import router as pages
 from services.storefront.publisher import Publisher
+from services.storefront.sites import SiteGuard
 from services.storefront.view import SessionView
 from services.storefront.views import router
 from shared.contract import Topics
@@ -66,14 +66,8 @@ def create_app(settings: StorefrontSettings) -> FastAPI:
     app.state.settings = settings
     app.include_router(router)
     app.include_router(pages)
-    if settings.cors_origins:  # the shops' sites that may call this API from their pages
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["POST"],
-            allow_headers=["Content-Type"],
-            max_age=3600,
-        )
+    if settings.sites:  # the shops whose pages may call this API: site keys and their origins
+        app.add_middleware(SiteGuard, sites=settings.sites)
     install_error_handlers(app)
 
     async def ready(request: Request) -> bool:

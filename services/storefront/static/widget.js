@@ -1,9 +1,9 @@
 /* proact widget: one tag on the shop's pages,
- *   <script src="https://proact.example/widget.js" data-endpoint="https://proact.example" defer></script>
+ *   <script src="https://proact.example/widget.js" data-site="shop-a" data-endpoint="https://proact.example" defer></script>
  * sends page views and heartbeats (only while the tab is visible), asks the decision call whether to
  * offer help, shows an accessible pop-up (a dialog: labelled, keyboard-operable, Escape closes it,
  * fixed over the page so nothing moves), reports what the visitor did, and posts the callback request
- * with the visitor's explicit consent. Attributes: data-endpoint (default: the script's origin),
+ * with the visitor's explicit consent. Attributes: data-site (the shop's site key), data-endpoint (default: the script's origin),
  * data-page-type (else read from <meta name="proact:page-type">), data-heartbeat (seconds, default 15).
  */
 (function () {
@@ -11,6 +11,7 @@
   var script = document.currentScript;
   var endpoint = (script && script.getAttribute("data-endpoint")) || (script ? new URL(script.src).origin : "");
   var heartbeat = Number((script && script.getAttribute("data-heartbeat")) || 15) * 1000;
+  var site = (script && script.getAttribute("data-site")) || "";
   var meta = document.querySelector('meta[name="proact:page-type"]');
   var pageType = (script && script.getAttribute("data-page-type")) || (meta && meta.content) || "other";
 
@@ -31,7 +32,8 @@
 
   function post(path, body) {
     return fetch(endpoint + path, {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), keepalive: true,
+      method: "POST", headers: { "Content-Type": "application/json", "X-Proact-Site": site },
+      body: JSON.stringify(body), keepalive: true,
     }).then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); });
   }
   function send(events) { return post("/v1/events", { events: events }).catch(function () {}); }
