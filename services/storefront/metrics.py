@@ -18,3 +18,8 @@ fail_safe = meter.create_counter(
 refused = meter.create_counter(
     "proact.storefront.refused", unit="{request}", description="requests refused by a rate limit, by route"
 )
+decision_log_dropped = meter.create_counter(
+    "proact.storefront.decision_log.dropped",
+    unit="{record}",
+    description="pop-up decision records dropped because the broker could not take them fast enough",
+)

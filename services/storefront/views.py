@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -37,6 +38,22 @@ router = APIRouter()
 def publisher(request: Request) -> Publisher:
     pub: Publisher = request.app.state.publisher
     return pub
+
+
+_pending: set[asyncio.Task[object]] = set()
+MAX_PENDING_DECISION_RECORDS = 10_000
+
+
+def log_decision(pub: Publisher, record: dict[str, object]) -> None:
+    """Hand a decision record to the producer in the background: a slow or absent broker must not
+    slow the decision call. Beyond a bound of records in flight they are dropped, and counted."""
+    if len(_pending) >= MAX_PENDING_DECISION_RECORDS:
+        metrics.decision_log_dropped.add(1)
+        return
+    key = str(record["customer_id"]).encode()
+    task = asyncio.ensure_future(pub.producer.send(pub.topics.decisions, value=orjson.dumps(record), key=key))
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
 
 
 def limited(request: Request, route: str, limits: tuple[RateLimit, RateLimit], visitor_id: str) -> None:
@@ -101,8 +118,8 @@ async def decide(body: DecideRequest, request: Request, pub: Annotated[Publisher
     metrics.decisions.add(1, {"proact.decision": kind})
     if answer.reason.startswith("fail-safe"):
         metrics.fail_safe.add(1, {"proact.reason": answer.reason.split(":", 1)[-1].strip()[:40]})
-    for record in answer.decisions:  # the decision log, as the engine's; sent without waiting
-        await pub.producer.send(pub.topics.decisions, value=orjson.dumps(record), key=record["customer_id"].encode())
+    for record in answer.decisions:  # the decision log, as the engine's: never delays the answer
+        log_decision(pub, record)
     out: dict[str, object] = {"show": answer.show, "decision_id": answer.decision_id, "reason": answer.reason}
     if answer.rule_id:
         out["rule_id"] = answer.rule_id

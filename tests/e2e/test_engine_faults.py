@@ -194,7 +194,12 @@ async def test_sigkills_and_rebalances_lose_and_duplicate_nothing(engines: Stack
         db = client[engines.env["PROACT_MONGO_DATABASE"]]
         for _ in range(300):
             projected = {d["_id"]: d async for d in db[Collections.CUSTOMERS].find({}, {"orders": 1, "tickets": 1})}
-            if all(projected.get(f"c{c}", {}).get("orders", 0) == orders[f"c{c}"] for c in range(CUSTOMERS)):
+            # the projection is write-behind: wait until it has caught up on both counters
+            if all(
+                projected.get(f"c{c}", {}).get("orders", 0) == orders[f"c{c}"]
+                and projected.get(f"c{c}", {}).get("tickets", 0) == tickets[f"c{c}"]
+                for c in range(CUSTOMERS)
+            ):
                 break
             await asyncio.sleep(0.5)
         for c in range(CUSTOMERS):
