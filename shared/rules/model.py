@@ -18,19 +18,25 @@ from shared.contract import events as ev
 from shared.rules.conditions import ConditionError, check_expression
 
 RULE_ID = r"^[a-z0-9][a-z0-9-]{1,62}$"
-EventType = Annotated[str, Field(description="a CloudEvents type from the event contract, e.g. order.delivered")]
-# Event types whose subject is a visitor, not a customer: rules on them are pop-up (session) rules.
-BROWSING_EVENTS = frozenset(t for t, (topic, _) in ev.EVENT_TYPES.items() if topic == "browsing")
-# Messages a rule can send. "popup" is answered by the storefront's decision call, not sent.
-RuleChannel = Literal["preferred", "email", "sms", "push", "phone", "webhook", "popup"]
-# Which channel "preferred" means, in order, among those the customer consented to and can be reached on.
-CHANNEL_PREFERENCE: tuple[str, ...] = ("email", "sms", "push", "phone")
 
 
 def _known_event(name: str) -> str:
     if name not in ev.EVENT_TYPES:
         raise ValueError(f"unknown event type {name!r}; known: {', '.join(sorted(ev.EVENT_TYPES))}")
     return name
+
+
+EventType = Annotated[
+    str,
+    AfterValidator(_known_event),
+    Field(description="a CloudEvents type from the event contract, e.g. order.delivered"),
+]
+# Event types whose subject is a visitor, not a customer: rules on them are pop-up (session) rules.
+BROWSING_EVENTS = frozenset(t for t, (topic, _) in ev.EVENT_TYPES.items() if topic == "browsing")
+# Messages a rule can send. "popup" is answered by the storefront's decision call, not sent.
+RuleChannel = Literal["preferred", "email", "sms", "push", "phone", "webhook", "popup"]
+# Which channel "preferred" means, in order, among those the customer consented to and can be reached on.
+CHANNEL_PREFERENCE: tuple[str, ...] = ("email", "sms", "push", "phone")
 
 
 def scope_field(event_type: str) -> str | None:
@@ -62,8 +68,6 @@ class EventTrigger(_Strict):
     kind: Literal["event"] = "event"
     event: EventType
 
-    _check = field_validator("event")(_known_event)
-
     @field_validator("event")
     @classmethod
     def _not_browsing(cls, value: str) -> str:
@@ -79,8 +83,6 @@ class DelayTrigger(_Strict):
     after: EventType
     delay: PositiveDuration = Field(description="ISO 8601 duration, e.g. P3D or PT2S")
 
-    _check = field_validator("after")(_known_event)
-
 
 class AbsenceTrigger(_Strict):
     """Evaluate when none of ``absent`` arrived for the same order (or ticket, case) by a deadline:
@@ -91,13 +93,6 @@ class AbsenceTrigger(_Strict):
     absent: list[EventType] = Field(min_length=1)
     deadline_field: str | None = None
     delay: PositiveDuration | None = None
-
-    _check = field_validator("after")(_known_event)
-
-    @field_validator("absent")
-    @classmethod
-    def _known(cls, value: list[str]) -> list[str]:
-        return [_known_event(v) for v in value]
 
     @model_validator(mode="after")
     def _one_deadline(self) -> AbsenceTrigger:
@@ -239,11 +234,6 @@ class Guards(_Strict):
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime | None = None
     require_consent: bool = True
-
-    @field_validator("exit_events")
-    @classmethod
-    def _known(cls, value: list[str]) -> list[str]:
-        return [_known_event(v) for v in value]
 
     @model_validator(mode="after")
     def _dates(self) -> Guards:
