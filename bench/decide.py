@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+from cleanup import cleanup  # bench/ is on the path when a benchmark runs as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 STOREFRONT_PORT, TRIVIAL_PORT = 18080, 18081
@@ -136,25 +137,6 @@ def seed_sessions(n: int, rng: random.Random) -> list[bytes]:
                 json.dumps({**base, "locale": rng.choice(["en-GB", "pl-PL", "hr-HR", "ru-RU", "lt-LT"])}).encode()
             )
     return bodies
-
-
-async def cleanup(prefix: str) -> None:
-    """Remove the run's topics and database: a broker with hundreds of leftover topics is slower."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    from shared.contract import Topics
-    from shared.settings import Settings
-    from shared.store import mongo_client
-
-    admin = AIOKafkaAdminClient(bootstrap_servers="127.0.0.1:9092")
-    await admin.start()
-    try:
-        await admin.delete_topics([s.name for s in Topics(prefix=prefix).specs()])
-    finally:
-        await admin.close()
-    client = mongo_client(Settings())
-    await client.drop_database(prefix)
-    await client.close()
 
 
 TRIVIAL = """

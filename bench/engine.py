@@ -30,6 +30,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from cleanup import cleanup  # bench/ is on the path when a benchmark runs as a script
 
 from shared.contract import EVENT_TYPES, Topics, encode, new_event
 from shared.contract.topics import ensure_topics
@@ -194,7 +195,8 @@ async def latency(topics: Topics, port: int, rate: int, seconds: int, rng: rando
     # between them, so a consent sent with the slip could arrive after it
     for i in probes:
         cid, oid = f"lat{i}", f"lat-o{i}"
-        consent = new_event("customer.upserted", cid, {"customer_id": cid, "consents": {"email": True}}, source="bench")
+        profile = {"customer_id": cid, "email": f"{cid}@example.com", "consents": {"email": True}}
+        consent = new_event("customer.upserted", cid, profile, source="bench")
         placed = new_event(
             "order.placed",
             cid,
@@ -265,7 +267,7 @@ async def main() -> None:
         t0 = time.perf_counter()
         while await committed(f"{prefix}-engine", topics) < len(events):
             if engine.poll() is not None:
-                raise RuntimeError((workdir / "engine.log").read_text()[-3000:])
+                raise RuntimeError((workdir / "services.engine.log").read_text()[-3000:])
             await asyncio.sleep(0.25)
         elapsed = time.perf_counter() - t0
         throughput = len(events) / elapsed
@@ -302,10 +304,7 @@ async def main() -> None:
         print(f"  projector lag during the fixed-rate run: max {lat['max_projector_lag']:.2f} s")
         print(f"  engine peak RSS: {rss:.0f} MB")
     finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-        await admin.start()
-        await admin.delete_topics([s.name for s in topics.specs()])
-        await admin.close()
+        await cleanup(prefix)
 
 
 if __name__ == "__main__":
