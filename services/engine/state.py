@@ -15,12 +15,14 @@ from typing import Any
 
 import orjson
 
+from shared.sessions import SESSION, VISITOR  # the kind names of browsing state, defined once
+
+__all__ = ["CUSTOMER", "ORDER", "SEEN", "SESSION", "TIMER", "TRACE_FIELD", "VISITOR", "Doc", "PartitionState", "Timer"]
+
 Doc = dict[str, Any]
 
 CUSTOMER = "customer"
 ORDER = "order"
-SESSION = "session"
-VISITOR = "visitor"
 TIMER = "timer"
 SEEN = "seen"
 # where a timer keeps the W3C trace context of the event that set it, so its firing joins that trace

@@ -26,6 +26,7 @@ from services.storefront.models import (
     PopupOutcome,
 )
 from services.storefront.publisher import Publisher
+from shared import sessions
 from shared.contract import EVENT_TYPES, Event, InvalidEvent, new_event
 from shared.contract import events as ev
 
@@ -160,7 +161,7 @@ async def callback(
     """A visitor asks to be called back: ``callback.requested`` on ``proact.support`` for the support
     team. The phone number and e-mail are never logged."""
     limited(request, "/v1/callbacks", request.app.state.callback_limits, body.visitor_id)
-    session = request.app.state.view.get("session", body.session_id) if body.session_id else None
+    session = request.app.state.view.get(sessions.SESSION, body.session_id) if body.session_id else None
     request_id = str(uuid.uuid4())
     data = ev.CallbackRequested(
         request_id=request_id,

@@ -167,12 +167,12 @@ def evaluate(
 
     if guards.contact_policy:
         all_sent = g.sent(contacts)
-        if g.count_within(all_sent, now, policy.window) >= policy.max_messages:
+        recent = g.count_within(all_sent, now, policy.window)
+        if recent >= policy.max_messages:
             return stop(
                 "frequency_cap",
                 f"the contact policy allows {_n(policy.max_messages, 'message')} per {human(policy.window)} "
-                "across all rules; "
-                f"this customer had {g.count_within(all_sent, now, policy.window)}",
+                f"across all rules; this customer had {recent}",
             )
         if g.within(all_sent, now, policy.cooldown):
             since = _at(g.last_at(all_sent))
