@@ -40,6 +40,10 @@ class Settings(BaseSettings):
         Path.home() / ".cache" / "proact" / "models", validation_alias=AliasChoices("PROACT_MODEL_DIR", "model_dir")
     )
 
+    # signs the unsubscribe links in messages: the dispatcher signs, the storefront (which serves the
+    # link) checks; the same secret in both
+    unsubscribe_secret: SecretStr | None = Field(None, validation_alias=AliasChoices("PROACT_UNSUBSCRIBE_SECRET"))
+
     @property
     def traces_exporter(self) -> str:
         if self.otel_traces_exporter:
@@ -93,6 +97,8 @@ class DispatcherSettings(Settings):
     # a delivery that fails for a passing reason is tried again, with exponential back-off and jitter
     max_attempts: int = Field(5, ge=1, validation_alias=AliasChoices("PROACT_DISPATCHER_MAX_ATTEMPTS"))
     retry_base_s: float = Field(2.0, gt=0, validation_alias=AliasChoices("PROACT_DISPATCHER_RETRY_BASE_S"))
+    # where customers reach the storefront (unsubscribe links point here)
+    public_url: str = Field("http://127.0.0.1:8080", validation_alias=AliasChoices("PROACT_STOREFRONT_PUBLIC_URL"))
 
 
 class StorefrontSettings(Settings):
@@ -118,6 +124,9 @@ class StorefrontSettings(Settings):
     events_per_ip_minute: int = Field(1200, ge=1, validation_alias=AliasChoices("PROACT_STOREFRONT_EVENTS_PER_IP"))
     # site key → the origins of that shop's pages (JSON); none: only the storefront's own pages
     sites: dict[str, list[str]] = Field(default_factory=dict, validation_alias=AliasChoices("PROACT_STOREFRONT_SITES"))
+    # the shop's back end signs the signed-in customer's id with it (shared.signing) for the in-app
+    # inbox; without it the inbox is closed
+    identity_secret: SecretStr | None = Field(None, validation_alias=AliasChoices("PROACT_STOREFRONT_IDENTITY_SECRET"))
 
 
 class AdminSettings(Settings):

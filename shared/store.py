@@ -31,6 +31,7 @@ class Collections:
     SESSIONS = "sessions"
     SETTINGS = "settings"
     CONTACTS = "contacts"  # addresses and numbers: personal data, read only by the dispatcher
+    INBOX = "inbox"  # in-app messages: written by the dispatcher, shown by the storefront
 
 
 INDEXES: dict[str, list[IndexModel]] = {
@@ -40,6 +41,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("customer_id", ASCENDING), ("created_at", DESCENDING)], name="customer_recent"),
         IndexModel([("rule_id", ASCENDING), ("created_at", DESCENDING)], name="rule_recent"),
     ],
+    Collections.INBOX: [IndexModel([("customer_id", ASCENDING), ("created_at", DESCENDING)], name="customer_recent")],
     Collections.DECISIONS: [
         IndexModel([("customer_id", ASCENDING), ("at", DESCENDING)], name="customer_recent"),
         IndexModel([("rule_id", ASCENDING), ("at", DESCENDING)], name="rule_recent"),

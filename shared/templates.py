@@ -210,6 +210,47 @@ BUILTIN: dict[str, dict[str, Parts]] = {
 }
 
 
+# The unsubscribe footer every e-mail carries, and the page its link opens (served by the storefront).
+UNSUBSCRIBE: dict[str, Parts] = {
+    "en": {
+        "footer": "You get this e-mail because you agreed to hear from us. To stop these e-mails: {{ url }}",
+        "title": "Unsubscribe",
+        "question": "Stop receiving our {{ channel }} messages?",
+        "button": "Unsubscribe",
+        "done": "Done: you will not receive our {{ channel }} messages any more.",
+    },
+    "pl": {
+        "footer": "Otrzymujesz tę wiadomość, ponieważ zgodziłeś się na kontakt. Aby zrezygnować z tych e-maili: {{ url }}",
+        "title": "Wypisz się",
+        "question": "Zrezygnować z naszych wiadomości ({{ channel }})?",
+        "button": "Wypisz mnie",
+        "done": "Gotowe: nie będziesz już otrzymywać naszych wiadomości ({{ channel }}).",
+    },
+    "ru": {
+        "footer": "Вы получили это письмо, потому что согласились получать от нас сообщения. Чтобы отписаться: {{ url }}",
+        "title": "Отписаться",
+        "question": "Больше не получать наши сообщения ({{ channel }})?",
+        "button": "Отписаться",
+        "done": "Готово: вы больше не будете получать наши сообщения ({{ channel }}).",
+    },
+    "lt": {
+        "footer": "Gaunate šį laišką, nes sutikote gauti mūsų žinutes. Norėdami jų atsisakyti: {{ url }}",
+        "title": "Atsisakyti",
+        "question": "Nebegauti mūsų žinučių ({{ channel }})?",
+        "button": "Atsisakyti",
+        "done": "Atlikta: mūsų žinučių ({{ channel }}) nebegausite.",
+    },
+    "hr": {
+        "footer": "Ovu poruku primate jer ste pristali na kontakt. Za odjavu s ovih e-poruka: {{ url }}",
+        "title": "Odjava",
+        "question": "Prestati primati naše poruke ({{ channel }})?",
+        "button": "Odjavi me",
+        "done": "Gotovo: više nećete primati naše poruke ({{ channel }}).",
+    },
+}
+BUILTIN["unsubscribe"] = UNSUBSCRIBE
+
+
 @lru_cache(maxsize=1)
 def _environment() -> SandboxedEnvironment:
     # a value a template names but the message lacks renders empty rather than failing the message

@@ -7,6 +7,12 @@ source "$HERE/lib.sh"
 ROOT="$(cd "$HERE/../.." && pwd)"
 export PYTHON="$ROOT/.venv/bin/python"
 export PROACT_DISPATCHER_OUTBOX_DIR="${PROACT_DISPATCHER_OUTBOX_DIR:-$PROACT_CACHE/outbox}"
+# local secrets (unsubscribe links, the inbox's customer identity): generated once, kept in the cache
+for name in unsubscribe identity; do
+  [[ -s "$PROACT_CACHE/$name.secret" ]] || (umask 077 && "$PYTHON" -c 'import secrets; print(secrets.token_hex(32))' >"$PROACT_CACHE/$name.secret")
+done
+export PROACT_UNSUBSCRIBE_SECRET="${PROACT_UNSUBSCRIBE_SECRET:-$(cat "$PROACT_CACHE/unsubscribe.secret")}"
+export PROACT_STOREFRONT_IDENTITY_SECRET="${PROACT_STOREFRONT_IDENTITY_SECRET:-$(cat "$PROACT_CACHE/identity.secret")}"
 # the console span exporter would flood the service logs; `make run` keeps traces off unless asked
 export OTEL_TRACES_EXPORTER="${OTEL_TRACES_EXPORTER:-none}"
 

@@ -5,28 +5,41 @@ from __future__ import annotations
 import asyncio
 
 import uvicorn
+from pymongo.asynchronous.database import AsyncDatabase
 
 from services.dispatcher.app import build_app, build_broker
-from services.dispatcher.channels import Channel, Channels, EmailChannel, OutboxChannel, WebhookChannel
+from services.dispatcher.channels import (
+    Channel,
+    Channels,
+    EmailChannel,
+    InboxChannel,
+    OutboxChannel,
+    UnsubscribeLinks,
+    WebhookChannel,
+)
 from shared.clock import SystemClock
 from shared.logs import setup_logging
 from shared.metrics import setup_metrics
 from shared.settings import DispatcherSettings
-from shared.store import Collections, database, ensure_indexes, mongo_client
+from shared.store import Collections, Document, database, ensure_indexes, mongo_client
 from shared.telemetry import setup_tracing
 
 SERVICE = "dispatcher"
 
 
-def channels(settings: DispatcherSettings) -> Channels:
-    """E-mail over SMTP when a host is configured, SMS, push and calls through the provider's webhook
-    when one is; anything without a provider goes to the file outbox."""
-    by_kind: dict[str, Channel] = {}
+def channels(settings: DispatcherSettings, db: AsyncDatabase[Document]) -> Channels:
+    """E-mail over SMTP when a host is configured (with signed unsubscribe links, so the secret for
+    them is then required), SMS, push and calls through the provider's webhook when one is, in-app
+    messages to the inbox in MongoDB; anything else without a provider goes to the file outbox."""
+    by_kind: dict[str, Channel] = {"inapp": InboxChannel(db)}
     if settings.smtp_host:
+        if settings.unsubscribe_secret is None:
+            raise SystemExit("PROACT_UNSUBSCRIBE_SECRET is required with PROACT_SMTP_HOST (unsubscribe links)")
+        links = UnsubscribeLinks(settings.public_url, settings.unsubscribe_secret.get_secret_value())
         password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
         by_kind["email"] = EmailChannel(settings.smtp_host, settings.smtp_port, settings.email_from,
                                         settings.smtp_timeout_s, settings.smtp_username, password,
-                                        settings.smtp_starttls)  # fmt: skip
+                                        settings.smtp_starttls, links)  # fmt: skip
     if settings.webhook_url:
         if settings.webhook_secret is None:
             raise SystemExit("PROACT_WEBHOOK_SECRET is required with PROACT_WEBHOOK_URL: requests are signed")
@@ -44,8 +57,8 @@ async def main() -> None:
     setup_metrics(SERVICE, settings)
     client = mongo_client(settings)
     db = database(client, settings)
-    await ensure_indexes(db, [Collections.MESSAGES, Collections.CONTACTS])
-    broker = build_broker(settings, db, channels(settings), SystemClock())
+    await ensure_indexes(db, [Collections.MESSAGES, Collections.CONTACTS, Collections.INBOX])
+    broker = build_broker(settings, db, channels(settings, db), SystemClock())
     app = build_app(broker)
     server = uvicorn.Server(uvicorn.Config(app, host="0.0.0.0", port=settings.http_port, log_level="warning"))  # noqa: S104
     try:

@@ -13,15 +13,22 @@ import hmac
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
 import aiosmtplib
 import httpx
 import orjson
+from markupsafe import Markup
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
-from shared import templates
+from shared import signing, templates
+from shared.store import Collections, Document
 
 
 class Channel(Protocol):
@@ -53,8 +60,26 @@ class Channels:
         return self.by_kind.get(kind, self.default)
 
 
+@dataclass(frozen=True)
+class UnsubscribeLinks:
+    """Signed one-click unsubscribe links to the storefront's ``/unsubscribe`` page (shared.signing)."""
+
+    base_url: str
+    secret: str
+
+    def url(self, customer_id: str, channel: str, locale: str | None) -> str:
+        query = {"token": signing.unsubscribe_token(self.secret, customer_id, channel)}
+        if locale:
+            query["lang"] = locale
+        return f"{self.base_url.rstrip('/')}/unsubscribe?{urlencode(query)}"
+
+
 class EmailChannel:
-    """E-mail over SMTP (aiosmtplib): the template rendered in the customer's locale, in the sandbox."""
+    """E-mail over SMTP (aiosmtplib): the template rendered in the customer's locale, in the sandbox.
+
+    With ``links``, every e-mail ends with an unsubscribe link in its language and carries the
+    RFC 8058 one-click headers (``List-Unsubscribe`` and ``List-Unsubscribe-Post``), which mail
+    clients show as an "unsubscribe" button; the link sets the customer's e-mail consent off."""
 
     name = "smtp"
 
@@ -67,9 +92,11 @@ class EmailChannel:
         username: str | None = None,
         password: str | None = None,
         starttls: bool = False,
+        links: UnsubscribeLinks | None = None,
     ) -> None:
         self.host, self.port, self.sender, self.timeout_s = host, port, sender, timeout_s
         self.username, self.password, self.starttls = username, password, starttls
+        self.links = links
 
     async def send(self, message: dict[str, Any]) -> bool:
         to = message.get("to")
@@ -85,7 +112,14 @@ class EmailChannel:
         mail["To"] = to
         mail["Subject"] = parts.get("subject") or parts.get("title", "")
         mail["Message-ID"] = f"<{message['idempotency_key'].replace(':', '.')}@proact>"
-        mail.set_content(parts.get("text") or parts.get("body", ""))
+        text = parts.get("text") or parts.get("body", "")
+        if self.links is not None:
+            url = self.links.url(message["customer_id"], "email", message.get("locale"))
+            footer = templates.render("unsubscribe", locale, {"url": Markup(url)})[1]["footer"]  # noqa: S704 - our own URL
+            text = f"{text}\n\n--\n{footer}\n"
+            mail["List-Unsubscribe"] = f"<{url}>"
+            mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        mail.set_content(text)
         mail["Content-Language"] = locale  # after set_content, which resets the Content-* headers
         try:
             await aiosmtplib.send(
@@ -140,6 +174,40 @@ class WebhookChannel:
             return True
         passing = response.status_code in (408, 429) or response.status_code >= 500
         raise DeliveryFailed(f"provider answered {response.status_code}", permanent=not passing)
+
+
+class InboxChannel:
+    """The in-app inbox: the message stored in MongoDB's ``inbox`` collection, keyed by its
+    idempotency key (a second delivery is refused by the key), for the storefront to show to the
+    signed-in customer (``GET /v1/inbox``)."""
+
+    name = "inbox"
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.db = db
+
+    async def send(self, message: dict[str, Any]) -> bool:
+        values = {**message.get("context", {}), "customer_id": message["customer_id"]}
+        try:
+            locale, parts = templates.render(message["template_id"], message.get("locale"), values)
+        except (KeyError, ValueError) as exc:
+            raise DeliveryFailed(f"template: {exc}", permanent=True) from None
+        item = {
+            "_id": message["idempotency_key"],
+            "action_id": message["action_id"],
+            "rule_id": message["rule_id"],
+            "customer_id": message["customer_id"],
+            "locale": locale,
+            "title": parts.get("subject") or parts.get("title", ""),
+            "text": parts.get("text") or parts.get("body", ""),
+            "created_at": datetime.fromisoformat(message["created_at"]),
+            "read_at": None,
+        }
+        try:
+            await self.db[Collections.INBOX].insert_one(item)
+        except DuplicateKeyError:
+            return False
+        return True
 
 
 class OutboxChannel:

@@ -18,13 +18,13 @@ from shared.store import Collections, Document
 async def remember(db: AsyncDatabase[Document], data: CustomerUpserted, at: datetime) -> None:
     """Store the latest profile; an older one read late does not overwrite a newer one."""
     contacts = db[Collections.CONTACTS]
-    known = await contacts.find_one({"_id": data.customer_id}, {"updated_at": 1})
+    known = await contacts.find_one({"_id": data.customer_id}, {"updated_at": 1, "email": 1, "phone": 1, "locale": 1})
     if known is not None and known["updated_at"] > at:
         return
     doc = {
         "email": data.email or (known or {}).get("email"),
         "phone": data.phone or (known or {}).get("phone"),
-        "locale": data.locale,
+        "locale": data.locale or (known or {}).get("locale"),
         "consents": data.consents.model_dump(),
         "updated_at": at,
     }

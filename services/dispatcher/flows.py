@@ -13,6 +13,7 @@ from services.dispatcher import contacts, state
 from services.dispatcher.channels import Channel, Channels, DeliveryFailed
 from shared.clock import Clock
 from shared.contract.events import ActionRequested, Outcome
+from shared.rules.guards import consented
 from shared.store import Document
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ async def deliver(
     ):
         try:
             outgoing = {**message, "created_at": now.isoformat()}
-            if channel.name in ("smtp", "webhook"):
+            if channel.name in ("smtp", "webhook", "inbox"):
                 outgoing["to"] = await _address(db, action, required=channel.name == "smtp")
             first_time = await channel.send(outgoing)
         except DeliveryFailed as exc:
@@ -109,7 +110,7 @@ async def _address(db: AsyncDatabase[Document], action: ActionRequested, require
     """The customer's address for the channel (e-mail, or phone for SMS and calls), if they still
     consent: a consent withdrawn after the action was requested wins."""
     contact = await contacts.lookup(db, action.customer_id)
-    if contact is not None and not (contact.get("consents") or {}).get(action.channel):
+    if contact is not None and not consented(contact.get("consents") or {}, action.channel):
         raise DeliveryFailed(f"the customer has withdrawn consent for {action.channel}", permanent=True)
     field = ADDRESS_FIELD.get(action.channel)
     address = (contact or {}).get(field) if field else None

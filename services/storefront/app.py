@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 
 from services.storefront.decide import Decider
 from services.storefront.limits import RateLimit
+from services.storefront.messages import router as messages
 from services.storefront.pages import router as pages
 from services.storefront.publisher import Publisher
 from services.storefront.sites import SiteGuard
@@ -21,6 +22,7 @@ from shared.contract import Topics
 from shared.models.registry import ModelHandle, Registry
 from shared.rules import store as rule_store
 from shared.settings import StorefrontSettings
+from shared.store import database, mongo_client
 from shared.web import install_error_handlers, install_health
 
 
@@ -31,6 +33,8 @@ def create_app(settings: StorefrontSettings) -> FastAPI:
         publisher = Publisher(settings.kafka_bootstrap_servers, topics)
         await publisher.start()
         app.state.publisher = publisher
+        client = mongo_client(settings)  # the in-app inbox, and consents for unsubscribe links
+        app.state.db = database(client, settings)
         view = SessionView(timedelta(seconds=settings.session_ttl_s))
         app.state.view = view
         intent = ModelHandle(Registry(settings.model_dir), "intent")
@@ -61,11 +65,13 @@ def create_app(settings: StorefrontSettings) -> FastAPI:
                 with suppress(asyncio.CancelledError):
                     await task
             await publisher.stop()
+            await client.close()
 
     app = FastAPI(title="proact storefront API", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.include_router(router)
     app.include_router(pages)
+    app.include_router(messages)
     if settings.sites:  # the shops whose pages may call this API: site keys and their origins
         app.add_middleware(SiteGuard, sites=settings.sites)
     install_error_handlers(app)

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SITE_HEADER = "x-proact-site"
-ALLOWED_HEADERS = "Content-Type, X-Proact-Site"
+ALLOWED_HEADERS = "Content-Type, X-Proact-Site, X-Proact-Identity"
 
 
 class SiteGuard:
@@ -65,7 +65,7 @@ class SiteGuard:
             status_code=204,
             headers={
                 "Access-Control-Allow-Origin": origin,
-                "Access-Control-Allow-Methods": "POST",
+                "Access-Control-Allow-Methods": "GET, POST",
                 "Access-Control-Allow-Headers": ALLOWED_HEADERS,
                 "Access-Control-Max-Age": "3600",
                 "Vary": "Origin",

@@ -200,7 +200,7 @@ class CallbackRequested(EventData):
 
 
 # --- proact.actions, proact.outcomes, proact.timers -------------------------------------------
-Channel = Literal["email", "sms", "push", "phone", "popup", "webhook"]
+Channel = Literal["email", "sms", "push", "phone", "popup", "webhook", "inapp"]
 
 
 class ActionRequested(EventData):

@@ -98,6 +98,16 @@ def within(contacts: Iterable[Contact], now: datetime, period: timedelta) -> boo
     return last is not None and now - last < period
 
 
+# In-app messages appear only on the shop's own pages, to the signed-in customer: like an order's status
+# page they need no opt-in, but a profile can switch them off with ``consents.inapp: false``. They are
+# never picked by "preferred" (which reaches out), only named by a rule.
+NO_OPT_IN = frozenset({"inapp"})
+
+
+def consented(consents: Mapping[str, Any], channel: str) -> bool:
+    return bool(consents.get(channel, channel in NO_OPT_IN))
+
+
 def choose_channel(
     wanted: str, fallback: str, consents: Mapping[str, Any], reachable: Mapping[str, bool], require_consent: bool
 ) -> str | None:
@@ -106,7 +116,7 @@ def choose_channel(
     and reachable (an address or number known)."""
 
     def allowed(channel: str) -> bool:
-        return (not require_consent or bool(consents.get(channel))) and reachable.get(channel, True)
+        return (not require_consent or consented(consents, channel)) and reachable.get(channel, True)
 
     if wanted != "preferred" and allowed(wanted):
         return wanted

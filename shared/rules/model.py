@@ -34,7 +34,7 @@ EventType = Annotated[
 # Event types whose subject is a visitor, not a customer: rules on them are pop-up (session) rules.
 BROWSING_EVENTS = frozenset(t for t, (topic, _) in ev.EVENT_TYPES.items() if topic == "browsing")
 # Messages a rule can send. "popup" is answered by the storefront's decision call, not sent.
-RuleChannel = Literal["preferred", "email", "sms", "push", "phone", "webhook", "popup"]
+RuleChannel = Literal["preferred", "email", "sms", "push", "phone", "webhook", "inapp", "popup"]
 # Which channel "preferred" means, in order, among those the customer consented to and can be reached on.
 CHANNEL_PREFERENCE: tuple[str, ...] = ("email", "sms", "push", "phone")
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from aiosmtpd.controller import Controller
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -100,3 +103,24 @@ async def database_with_rules(
     draft = await rule_store.save_draft(db, {**current, "conditions": lingering_conditions}, author="tests")
     await rule_store.publish(db, LINGERING, draft.version, author="tests")
     return db
+
+
+class Mailbox:
+    """What a real SMTP server (aiosmtpd, the ``smtp`` fixture) received."""
+
+    def __init__(self) -> None:
+        self.received: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd's hook name
+        self.received.append(message_from_bytes(envelope.content, policy=policy.default))  # type: ignore[arg-type]
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Mailbox, int]]:
+    port = free_port()
+    inbox = Mailbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield inbox, port
+    controller.stop()

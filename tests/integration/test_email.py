@@ -4,13 +4,9 @@ book fills from ``customer.upserted``, a delay notice arrives in the customer's 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.dispatcher.app import build_broker
@@ -20,33 +16,14 @@ from shared.contract import Topics, decode
 from shared.settings import DispatcherSettings
 from shared.store import Collections, Document
 from tests.factories import event, uid
-from tests.integration.conftest import free_port
+from tests.integration.conftest import Mailbox
 from tests.kafka_io import produce, read
 
 pytestmark = pytest.mark.integration
 
 
-class Inbox:
-    def __init__(self) -> None:
-        self.received: list[EmailMessage] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd's hook name
-        self.received.append(message_from_bytes(envelope.content, policy=policy.default))  # type: ignore[arg-type]
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    port = free_port()
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield inbox, port
-    controller.stop()
-
-
 async def test_a_delay_notice_arrives_as_an_email_in_the_customers_language_once(
-    topics: Topics, db: AsyncDatabase[Document], smtp: tuple[Inbox, int], tmp_path: Any
+    topics: Topics, db: AsyncDatabase[Document], smtp: tuple[Mailbox, int], tmp_path: Any
 ) -> None:
     inbox, port = smtp
     polish, gone = uid("c"), uid("c")
