@@ -75,11 +75,12 @@ def test_workloads_follow_pod_hygiene(rendered: list[dict[str, Any]]) -> None:
         if container["name"] == "otel-collector":
             continue  # not one of proact's own images: the checks below are about proact's services
         secret_refs = [e for e in container.get("env", []) if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]]
-        # credentials only from the Secret: MongoDB everywhere, the SMTP password for the dispatcher
-        expected = (
-            ["PROACT_MONGO_URL", "PROACT_SMTP_PASSWORD"] if container["name"] == "dispatcher" else ["PROACT_MONGO_URL"]
-        )
-        assert [e["name"] for e in secret_refs] == expected
+        # credentials only from the Secret: MongoDB everywhere, and each service's own secrets
+        own = {
+            "dispatcher": ["PROACT_SMTP_PASSWORD", "PROACT_UNSUBSCRIBE_SECRET"],
+            "storefront": ["PROACT_UNSUBSCRIBE_SECRET", "PROACT_STOREFRONT_IDENTITY_SECRET"],
+        }
+        assert [e["name"] for e in secret_refs] == ["PROACT_MONGO_URL", *own.get(container["name"], [])]
         if doc["kind"] != "CronJob":
             assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
             assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
