@@ -60,7 +60,7 @@ class Inbox(BaseModel):
     unread: int
 
 
-def database(request: Request) -> AsyncDatabase[Document]:
+async def database(request: Request) -> AsyncDatabase[Document]:
     db: AsyncDatabase[Document] = request.app.state.db
     return db
 

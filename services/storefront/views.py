@@ -36,7 +36,7 @@ SOURCE = "proact/storefront"
 router = APIRouter()
 
 
-def publisher(request: Request) -> Publisher:
+async def publisher(request: Request) -> Publisher:
     pub: Publisher = request.app.state.publisher
     return pub
 

@@ -104,7 +104,7 @@ BUILTIN: list[dict[str, Any]] = [
                 "expr": "scores.intent != null && scores.intent < 0.6",
                 "description": "the intent model does not expect them to buy on their own",
             },
-            {"expr": "size(session.pages) >= 5", "description": "they are looking around, not lost"},
+            {"expr": "session.page_count >= 5", "description": "they are looking around, not lost"},
             {"expr": "!session.checkout", "description": "not in checkout"},
             {"expr": "!session.offered", "description": "nothing offered in this session yet"},
         ],

@@ -9,7 +9,7 @@ What a condition can see (the *facts*), all plain JSON-like values:
             ``consents``, ``last_order_at``, histories (``order_history``, ``ticket_history``,
             ``return_history``, ``csat_history``, ...), ``contacts`` (messages proact sent)
 ``order``   the order the event is about (``status``, ``promised_ship_by``, ``estimated_delivery``…)
-``session`` the live browsing session (pop-up rules): ``pages``, ``duration_s``, ``checkout``…
+``session`` the live browsing session (pop-up rules): ``pages``, ``page_count``, ``duration_s``, ``checkout``…
 ``scores``  ``churn`` and ``intent`` (0..1, or null when no model has scored yet)
 ``trigger`` ``kind`` (event, delay, absence, score, session, deferred) and ``event`` (its type)
 ``now``     the evaluation time, a CEL timestamp

@@ -29,7 +29,7 @@ async def app(topics: Topics, base_settings: Settings, model_registry: Path) -> 
     database = uid("storefront").replace("-", "")
     # the shop's lingering visitor: two minutes is "far longer" here, and any intent score will do
     # (the session must still have been scored)
-    conditions = ["session.duration_s > 120.0", "scores.intent != null", "size(session.pages) >= 5",
+    conditions = ["session.duration_s > 120.0", "scores.intent != null", "session.page_count >= 5",
                   "!session.checkout", "!session.offered"]  # fmt: skip
     db = await database_with_rules(base_settings, database, [{"expr": c} for c in conditions])
     settings = StorefrontSettings(topic_prefix=topics.prefix, mongo_database=database, model_dir=model_registry)
