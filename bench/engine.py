@@ -3,7 +3,8 @@
 1. Produces N events of a realistic mix (mostly browsing) to fresh topics.
 2. Baseline: a raw aiokafka ``getmany`` + ``json.loads`` loop over the same events.
 3. Throughput: an engine process (transactions, changelog, scoring) works through the backlog;
-   events/s from its start until its committed offsets reach the end.
+   events/s from its start until its committed offsets reach the end, and sustained: from its
+   first commit (imports, group join and restore done) to the end.
 4. The projector process catches up with that backlog into MongoDB (FerretDB here).
 5. Latency: at a fixed rate (default 1,000 events/s) with ETA slips mixed in, event-to-action p50/p99
    (produce time to the action's arrival at a read_committed reader), projector lag, peak RSS.
@@ -169,6 +170,7 @@ async def latency(topics: Topics, port: int, rate: int, seconds: int, rng: rando
         group_id=None,
         auto_offset_reset="latest",
         isolation_level="read_committed",
+        fetch_max_wait_ms=50,  # as a downstream service tuned for latency would
     )
     await reader.start()
     await asyncio.sleep(1.0)
@@ -265,12 +267,18 @@ async def main() -> None:
         raw = await raw_loop(topics, len(events))
         engine = start("services.engine", prefix, port, workdir)
         t0 = time.perf_counter()
-        while await committed(f"{prefix}-engine", topics) < len(events):
+        first: tuple[float, int] | None = None  # the first commit seen: start-up (imports, group join) is over
+        while (done := await committed(f"{prefix}-engine", topics)) < len(events):
             if engine.poll() is not None:
                 raise RuntimeError((workdir / "services.engine.log").read_text()[-3000:])
+            if first is None and done > 0:
+                first = (time.perf_counter(), done)
             await asyncio.sleep(0.25)
-        elapsed = time.perf_counter() - t0
-        throughput = len(events) / elapsed
+        end = time.perf_counter()
+        throughput = len(events) / (end - t0)
+        first = first or (t0, 0)
+        sustained = (len(events) - first[1]) / (end - first[0])
+        startup = first[0] - t0
         projector = start("services.engine.projector", prefix, port, workdir)
         t0 = time.perf_counter()
         written = 0
@@ -294,7 +302,10 @@ async def main() -> None:
         print(f"engine benchmark, {args.events:,} events, 6 partitions, {os.cpu_count()} cores, {day}")
         print(f"  producer (pre-encoded):           {produce_rate:10,.0f} events/s")
         print(f"  raw aiokafka getmany + json.loads: {raw:10,.0f} events/s   (baseline)")
-        print(f"  engine, start to all committed:   {throughput:10,.0f} events/s   ratio to raw {throughput / raw:.3f}")
+        print(f"  engine, start to all committed:   {throughput:10,.0f} events/s   (with start-up {startup:.1f} s)")
+        print(
+            f"  engine, sustained (first commit to last): {sustained:,.0f} events/s   ratio to raw {sustained / raw:.3f}"
+        )
         print(
             f"  at {lat['achieved_rate']:,.0f} events/s: event-to-action p50 {lat['p50_ms']:.1f} ms, "
             f"p99 {lat['p99_ms']:.1f} ms ({lat['samples']} actions, {lat['missing']} missing)"

@@ -56,6 +56,7 @@ class EngineSettings(Settings):
     http_port: int = Field(8081, validation_alias=AliasChoices("PROACT_ENGINE_HTTP_PORT"))
     batch_max_records: int = Field(1000, validation_alias=AliasChoices("PROACT_ENGINE_BATCH_MAX_RECORDS"))
     poll_timeout_ms: int = Field(100, validation_alias=AliasChoices("PROACT_ENGINE_POLL_TIMEOUT_MS"))
+    fetch_max_wait_ms: int = Field(50, ge=0, validation_alias=AliasChoices("PROACT_ENGINE_FETCH_MAX_WAIT_MS"))
     # how many CloudEvents ids are remembered per key for de-duplication
     seen_ids_per_key: int = Field(64, validation_alias=AliasChoices("PROACT_ENGINE_SEEN_IDS_PER_KEY"))
     transaction_timeout_ms: int = Field(60000, validation_alias=AliasChoices("PROACT_ENGINE_TRANSACTION_TIMEOUT_MS"))
@@ -67,6 +68,8 @@ class EngineSettings(Settings):
     # a rule due for a customer whose profile has not arrived yet is tried again after this, up to the max
     profile_wait_s: float = Field(30.0, gt=0, validation_alias=AliasChoices("PROACT_ENGINE_PROFILE_WAIT_S"))
     profile_wait_max_s: float = Field(600.0, ge=0, validation_alias=AliasChoices("PROACT_ENGINE_PROFILE_WAIT_MAX_S"))
+    # a session's intent score (for the projection) is refreshed at most this often, in event time
+    intent_refresh_s: float = Field(30.0, ge=0, validation_alias=AliasChoices("PROACT_ENGINE_INTENT_REFRESH_S"))
 
 
 class ProjectorSettings(EngineSettings):

@@ -6,6 +6,8 @@ import asyncio
 import signal
 import time
 
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
 from services.engine import metrics
 from services.engine.app import Engine
 from shared.health import kafka_reachable, start_health_server
@@ -22,6 +24,9 @@ async def main() -> None:
     setup_logging(SERVICE, settings.log_level)
     provider = setup_tracing(SERVICE, settings)
     setup_metrics(SERVICE, settings)
+    # Scoring batches are small (the sessions of one poll): OpenMP's worker threads would cost more
+    # to wake, and spin, than they save. The engine scales by partitions and processes instead.
+    threadpool_limits(1)
     engine = Engine(settings)
     metrics.observe(lambda: sum(st.pending_timers() for st in list(engine.states.values())), lambda: dict(engine.lag))
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -70,9 +70,10 @@ class Engine:
         )
         self.topics = Topics.from_settings(settings)
         self.states: dict[int, PartitionState] = {}
-        self.scorers = Scorers(Registry(settings.model_dir))
+        self.scorers = Scorers(Registry(settings.model_dir), None, timedelta(seconds=settings.intent_refresh_s))
         self.stats = Stats()
         self.lag: dict[tuple[str, int], int] = {}  # (topic, partition) -> records behind, after the last batch
+        self._consumed: Counter[tuple[str, str]] = Counter()  # (topic, event type) -> events, this batch
         self.restoring = True
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -128,6 +129,9 @@ class Engine:
             # range assignment gives partition N of every input topic to one instance (co-partitioning)
             partition_assignment_strategy=(RangePartitionAssignor,),
             max_poll_interval_ms=300000,
+            # how long the broker may hold a fetch that has nothing (committed) to return: an event
+            # that arrives meanwhile waits for it, so this bounds the latency added at each hop
+            fetch_max_wait_ms=s.fetch_max_wait_ms,
         )
         await self._consumer.start()
         self._consumer.subscribe(list(self.topics.engine_inputs), listener=_Rebalance(self))
@@ -182,6 +186,10 @@ class Engine:
         await asyncio.gather(*(self._process_task(p, by_partition.get(p, []), due.get(p, []), now) for p in work))
         self.stats.batches += 1
         metrics.batch_duration.record(time.perf_counter() - started)
+        # counted per batch, not per event: a metric update costs about as much as a small event
+        for (topic, event_type), n in self._consumed.items():
+            metrics.events.add(n, {"messaging.destination.name": topic, "cloudevents.event_type": event_type})
+        self._consumed.clear()
         assert self._consumer is not None
         for tp, records in batch.items():
             stable = self._consumer.last_stable_offset(tp)
@@ -293,7 +301,7 @@ class Engine:
             span.set_attribute("messaging.message.id", event.id)
             span.set_attribute("cloudevents.event_type", event.type)
         self.stats.by_type[event.type] += 1
-        metrics.events.add(1, {"messaging.destination.name": tp.topic, "cloudevents.event_type": event.type})
+        self._consumed[(tp.topic, event.type)] += 1
         try:
             outputs = handle(state, event, now, self.scorers, self.rules)
         except (ValueError, KeyError, TypeError) as exc:

@@ -168,6 +168,22 @@ def test_sessions_and_customers_are_scored_with_the_promoted_models(model_regist
     assert loyal < one_order  # a regular buyer is less likely to leave than a one-time one
 
 
+def test_a_session_score_is_refreshed_at_most_every_intent_refresh(model_registry: Path) -> None:
+    scorers, state = Scorers(Registry(model_registry), intent_refresh=timedelta(seconds=30)), PartitionState(0)
+
+    def view(i: int, at: timedelta) -> None:
+        e = event("page.viewed", subject="v-1", session_id="s-1", url=f"/p/{i}", page_type="product", time=T0 + at)
+        handle(state, e, T0 + at, scorers)
+        scorers.flush(state)
+
+    view(0, timedelta(0))
+    first = state.get("session", "s-1")["intent"]  # type: ignore[index]
+    view(1, timedelta(seconds=10))
+    assert state.get("session", "s-1")["intent"] == first  # type: ignore[index]
+    view(2, timedelta(seconds=31))
+    assert state.get("session", "s-1")["intent"]["at"] == (T0 + timedelta(seconds=31)).isoformat()  # type: ignore[index]
+
+
 def test_without_a_promoted_model_nothing_is_scored(tmp_path: Path) -> None:
     scorers = Scorers(Registry(tmp_path))
     state = PartitionState(0)
