@@ -33,9 +33,14 @@ trap cleanup INT TERM EXIT
 "$HERE/kafka.sh" start
 "$HERE/models.sh"
 "$HERE/services.sh" start
+# the admin API needs a key: one admin key for this machine, made once and kept in the cache
+if [[ ! -s "$PROACT_CACHE/admin.key" ]]; then
+  (umask 077 && cd "$ROOT" && "$PYTHON" -m services.admin create-key --name local --role admin >"$PROACT_CACHE/admin.key")
+fi
 cat <<MSG
 
   proact is running.  storefront http://127.0.0.1:8080/docs   admin http://127.0.0.1:8090/docs
+  admin API key (Authorization: Bearer …) in $PROACT_CACHE/admin.key
   dispatcher AsyncAPI http://127.0.0.1:8082/docs/asyncapi     logs $LOG_DIR
   delivered messages: $PROACT_DISPATCHER_OUTBOX_DIR/*.ndjson     Ctrl-C stops everything.
   journeys as trace trees: make traces (in another terminal)

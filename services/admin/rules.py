@@ -3,8 +3,8 @@
 A saved rule is a draft (a new version); publishing puts it in force and the engine picks it up at
 its next refresh (``PROACT_ENGINE_RULES_REFRESH_S``). A rule that does not validate is refused
 with 422 and the field that is wrong (``conditions.1.expr``), CEL errors with their position.
-Who may do what (API keys and roles) is the access layer of the marketing admin, added in front of
-these routes.
+Every route needs an API key whose role allows it (``services.admin.access``); changes are in the
+audit log under the key's name.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
 from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
+from services.admin.access import Admin, Marketer, Publisher, Viewer
 from shared.rules import ContactPolicy, Rule, rule_schema
 from shared.rules import store as rule_store
 from shared.rules.explain import explain
@@ -37,13 +38,13 @@ def _public(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/rules/schema")
-async def schema() -> dict[str, Any]:
+async def schema(_: Viewer) -> dict[str, Any]:
     """The JSON Schema a rule must follow."""
     return rule_schema()
 
 
 @router.get("/rules")
-async def list_rules(request: Request) -> list[dict[str, Any]]:
+async def list_rules(request: Request, _: Viewer) -> list[dict[str, Any]]:
     """Every rule: the version in force (if any) and the newest draft."""
     db = request.app.state.db
     rows: dict[str, dict[str, Any]] = {}
@@ -61,7 +62,7 @@ async def list_rules(request: Request) -> list[dict[str, Any]]:
 
 
 @router.get("/rules/{rule_id}")
-async def rule_versions(request: Request, rule_id: RuleId) -> list[dict[str, Any]]:
+async def rule_versions(request: Request, rule_id: RuleId, _: Viewer) -> list[dict[str, Any]]:
     """All versions of a rule, newest first."""
     found = await rule_store.versions(request.app.state.db, rule_id)
     if not found:
@@ -70,7 +71,7 @@ async def rule_versions(request: Request, rule_id: RuleId) -> list[dict[str, Any
 
 
 @router.post("/rules/validate")
-async def validate(raw: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+async def validate(raw: Annotated[dict[str, Any], Body()], _: Viewer) -> dict[str, Any]:
     """Check a rule without saving it: ``valid`` and the errors with their fields."""
     try:
         Rule.model_validate({**raw, "version": 1})
@@ -80,12 +81,14 @@ async def validate(raw: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
 
 
 @router.put("/rules/{rule_id}", status_code=201)
-async def save_draft(request: Request, rule_id: RuleId, raw: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+async def save_draft(
+    request: Request, rule_id: RuleId, raw: Annotated[dict[str, Any], Body()], who: Marketer
+) -> dict[str, Any]:
     """Save a rule as a new draft version (publish it to put it in force)."""
     if raw.get("rule_id", rule_id) != rule_id:
         raise HTTPException(422, {"detail": "rule_id: differs from the path", "field": "rule_id"})
     try:
-        rule = await rule_store.save_draft(request.app.state.db, {**raw, "rule_id": rule_id}, author="admin-api")
+        rule = await rule_store.save_draft(request.app.state.db, {**raw, "rule_id": rule_id}, author=who.who)
     except ValidationError as exc:
         raise _refusal(exc) from None
     except DuplicateKeyError:  # two saves took the same next version: the unique _id refused the second
@@ -96,33 +99,36 @@ async def save_draft(request: Request, rule_id: RuleId, raw: Annotated[dict[str,
 
 
 @router.post("/rules/{rule_id}/versions/{version}/publish")
-async def publish(request: Request, rule_id: RuleId, version: Annotated[int, Path(ge=1)]) -> dict[str, Any]:
+async def publish(
+    request: Request, rule_id: RuleId, version: Annotated[int, Path(ge=1)], who: Publisher
+) -> dict[str, Any]:
     """Put a version in force: the newest draft itself, or an older version again as a new one (rollback)."""
-    rule = await rule_store.publish(request.app.state.db, rule_id, version, author="admin-api")
+    rule = await rule_store.publish(request.app.state.db, rule_id, version, author=who.who)
     if rule is None:
         raise HTTPException(404, f"no version {version} of rule {rule_id}")
     return {"rule_id": rule.rule_id, "version": rule.version, "status": "published"}
 
 
 @router.get("/policy")
-async def get_policy(request: Request) -> dict[str, Any]:
+async def get_policy(request: Request, _: Viewer) -> dict[str, Any]:
     """The contact policy: messages per customer per window across all rules, and the cool-down."""
     return (await rule_store.policy(request.app.state.db)).model_dump(mode="json")
 
 
 @router.put("/policy")
-async def set_policy(request: Request, raw: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+async def set_policy(request: Request, raw: Annotated[dict[str, Any], Body()], who: Admin) -> dict[str, Any]:
     try:
         value = ContactPolicy.model_validate(raw)
     except ValidationError as exc:
         raise _refusal(exc) from None
-    await rule_store.set_policy(request.app.state.db, value, author="admin-api")
+    await rule_store.set_policy(request.app.state.db, value, author=who.who)
     return value.model_dump(mode="json")
 
 
 @router.get("/customers/{customer_id}/why")
 async def why(
     request: Request,
+    _: Viewer,
     customer_id: Annotated[str, Path(min_length=1, max_length=200)],
     rule_id: Annotated[str | None, Query(pattern=RULE_ID)] = None,
     action_id: Annotated[str | None, Query(max_length=200)] = None,

@@ -1,11 +1,15 @@
-"""Admin HTTP routes: recent messages for now; rules, templates and results follow."""
+"""Admin HTTP routes: recent messages, the audit log, API keys."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
+from pydantic import BaseModel, Field
 
+from services.admin import access
+from services.admin.access import Admin, Viewer
 from shared.store import Collections
 
 router = APIRouter(prefix="/v1")
@@ -14,6 +18,7 @@ router = APIRouter(prefix="/v1")
 @router.get("/messages")
 async def recent_messages(
     request: Request,
+    _: Viewer,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     rule_id: Annotated[str | None, Query(max_length=200)] = None,
 ) -> list[dict[str, Any]]:
@@ -21,3 +26,42 @@ async def recent_messages(
     query: dict[str, Any] = {"rule_id": rule_id} if rule_id else {}
     cursor = request.app.state.db[Collections.MESSAGES].find(query).sort("created_at", -1).limit(limit)
     return [{**doc, "_id": str(doc["_id"])} async for doc in cursor]
+
+
+@router.get("/audit")
+async def audit_log(
+    request: Request,
+    _: Viewer,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    subject: Annotated[str | None, Query(max_length=200)] = None,
+) -> list[dict[str, Any]]:
+    """Every change, newest first: who, when, what, before and after (append-only)."""
+    query: dict[str, Any] = {"subject": {"$regex": f"^{re.escape(subject)}"}} if subject else {}
+    cursor = request.app.state.db[Collections.AUDIT].find(query, {"_id": 0}).sort("at", -1).limit(limit)
+    return [doc async for doc in cursor]
+
+
+class NewKey(BaseModel):
+    name: str = Field(min_length=1, max_length=100, description="who or what uses the key")
+    role: access.Role
+
+
+@router.post("/keys", status_code=201)
+async def create_key(request: Request, body: Annotated[NewKey, Body()], who: Admin) -> dict[str, Any]:
+    """A new API key. The key is in this answer only: store it now; proact keeps only its hash."""
+    key, record = await access.create_key(request.app.state.db, body.name, body.role, who.who)
+    return {**record, "key": key}
+
+
+@router.get("/keys")
+async def list_keys(request: Request, _: Admin) -> list[dict[str, Any]]:
+    """The API keys (never the keys themselves nor their hashes)."""
+    cursor = request.app.state.db[Collections.API_KEYS].find({}).sort("created_at", -1)
+    return [access.public(doc) async for doc in cursor]
+
+
+@router.delete("/keys/{key_id}", status_code=204)
+async def revoke_key(request: Request, key_id: Annotated[str, Path(pattern="^[0-9a-f]{8}$")], who: Admin) -> None:
+    """Revoke a key: it is refused from now on (the record stays, for the audit log)."""
+    if not await access.revoke_key(request.app.state.db, key_id, who.who):
+        raise HTTPException(404, f"no active key {key_id}")

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from services.admin import access
 from services.admin.app import create_app
 from shared.rules import store as rule_store
 from shared.rules.builtin import CHECKIN
@@ -32,9 +33,17 @@ async def app(base_settings: Settings) -> AsyncIterator[FastAPI]:
     await client.close()
 
 
+@pytest.fixture(scope="module")
+async def admin_key(app: FastAPI) -> str:
+    key, _ = await access.create_key(app.state.db, "tests", "admin", by="tests")
+    return key
+
+
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://admin") as client:
+async def client(app: FastAPI, admin_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    auth = {"Authorization": f"Bearer {admin_key}"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://admin", headers=auth) as client:
         yield client
 
 
