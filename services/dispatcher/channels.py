@@ -15,7 +15,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from email import policy
 from email.message import EmailMessage
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -58,6 +60,12 @@ class Channels:
 
     def pick(self, kind: str) -> Channel:
         return self.by_kind.get(kind, self.default)
+
+
+# Flattened with lines up to RFC 5322's 998 characters: at the usual 78 the library folds a long
+# List-Unsubscribe URL into RFC 2047 encoded words, which mail clients do not decode in that header
+# (RFC 2369), and the one-click link would be lost.
+MAIL_POLICY = policy.SMTP.clone(max_line_length=998)
 
 
 @dataclass(frozen=True)
@@ -123,7 +131,9 @@ class EmailChannel:
         mail["Content-Language"] = locale  # after set_content, which resets the Content-* headers
         try:
             await aiosmtplib.send(
-                mail,
+                mail.as_bytes(policy=MAIL_POLICY),
+                sender=parseaddr(self.sender)[1],  # the envelope's bare address
+                recipients=[to],
                 hostname=self.host,
                 port=self.port,
                 timeout=self.timeout_s,

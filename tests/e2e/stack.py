@@ -61,6 +61,14 @@ class Stack:
             stderr=subprocess.STDOUT,
         )
 
+    def api_key(self, role: str = "viewer") -> str:
+        """An admin API key, made the way an operator makes one (the command line)."""
+        made = subprocess.run(
+            [sys.executable, "-m", "services.admin", "create-key", "--name", f"e2e-{role}", "--role", role],
+            env=self.env, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        return made.stdout.strip()
+
     def kill(self, name: str) -> None:
         """SIGKILL: no drain, no commit, no goodbye to the group."""
         process = self.processes.pop(name)

@@ -76,7 +76,8 @@ async def test_late_orders_get_one_notice_each_despite_engine_kills(stack: Stack
     await asyncio.sleep(3)  # a duplicate would arrive now
     delivered = [orjson.loads(line)["context"]["order_id"] for line in stack.outbox_lines()]
     assert sorted(delivered) == sorted(late), stack.log_tail("engine")
-    messages = httpx.get(stack.url("admin", "/v1/messages"), params={"limit": 200}, timeout=5).json()
+    auth = {"Authorization": f"Bearer {stack.api_key()}"}
+    messages = httpx.get(stack.url("admin", "/v1/messages"), params={"limit": 200}, headers=auth, timeout=5).json()
     assert sorted(m["context"]["order_id"] for m in messages) == sorted(late)
     assert {m["status"] for m in messages} == {"delivered"}
 

@@ -110,8 +110,10 @@ class Mailbox:
 
     def __init__(self) -> None:
         self.received: list[EmailMessage] = []
+        self.raw: list[bytes] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd's hook name
+        self.raw.append(envelope.content)
         self.received.append(message_from_bytes(envelope.content, policy=policy.default))  # type: ignore[arg-type]
         return "250 OK"
 

@@ -113,6 +113,7 @@ async def test_an_email_unsubscribe_link_turns_the_consent_off_and_stops_further
         assert url.startswith("http://shop/unsubscribe?token=")
         assert url.endswith("&lang=pl-PL")
         assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert f"List-Unsubscribe: <{url}>".encode() in inbox.raw[0]  # on one line, not in encoded words
         assert f"Aby zrezygnować z tych e-maili: {url}" in mail.get_content()  # the footer, in Polish
 
         target = urlsplit(url)
