@@ -51,6 +51,16 @@ class DeliveryFailed(Exception):
         self.permanent = permanent
 
 
+def render(message: dict[str, Any]) -> tuple[str, templates.Parts]:
+    """The message's template in the customer's locale, with its context; a template that is missing
+    or does not render fails the message for good."""
+    values = {**message.get("context", {}), "customer_id": message["customer_id"]}
+    try:
+        return templates.render(message["template_id"], message.get("locale"), values)
+    except (KeyError, ValueError) as exc:
+        raise DeliveryFailed(f"template: {exc}", permanent=True) from None
+
+
 class Channels:
     """Which channel delivers which kind of message: configured providers, else the outbox."""
 
@@ -110,11 +120,7 @@ class EmailChannel:
         to = message.get("to")
         if not to:
             raise DeliveryFailed("no e-mail address for this customer", permanent=True)
-        values = {**message.get("context", {}), "customer_id": message["customer_id"]}
-        try:
-            locale, parts = templates.render(message["template_id"], message.get("locale"), values)
-        except (KeyError, ValueError) as exc:
-            raise DeliveryFailed(f"template: {exc}", permanent=True) from None
+        locale, parts = render(message)
         mail = EmailMessage()
         mail["From"] = self.sender
         mail["To"] = to
@@ -165,11 +171,7 @@ class WebhookChannel:
         return f"t={timestamp},v1={digest}"
 
     async def send(self, message: dict[str, Any]) -> bool:
-        values = {**message.get("context", {}), "customer_id": message["customer_id"]}
-        try:
-            locale, parts = templates.render(message["template_id"], message.get("locale"), values)
-        except (KeyError, ValueError) as exc:
-            raise DeliveryFailed(f"template: {exc}", permanent=True) from None
+        locale, parts = render(message)
         body = orjson.dumps({
             "id": message["action_id"], "channel": message["channel"], "to": message.get("to"),
             "locale": locale, "text": parts.get("text") or parts.get("body", ""),
@@ -197,11 +199,7 @@ class InboxChannel:
         self.db = db
 
     async def send(self, message: dict[str, Any]) -> bool:
-        values = {**message.get("context", {}), "customer_id": message["customer_id"]}
-        try:
-            locale, parts = templates.render(message["template_id"], message.get("locale"), values)
-        except (KeyError, ValueError) as exc:
-            raise DeliveryFailed(f"template: {exc}", permanent=True) from None
+        locale, parts = render(message)
         item = {
             "_id": message["idempotency_key"],
             "action_id": message["action_id"],
