@@ -18,14 +18,16 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiosmtpd.controller import Controller
+from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.admin.app import create_app
 from shared.contract import Topics
 from shared.contract.topics import ensure_topics
 from shared.rules import store as rule_store
 from shared.rules.builtin import LINGERING
-from shared.settings import Settings
+from shared.settings import AdminSettings, Settings
 from shared.store import INDEXES, Document, database, ensure_indexes, mongo_client
 
 RUN = uuid.uuid4().hex[:8]
@@ -56,6 +58,18 @@ async def isolated_topics(bootstrap_servers: str, prefix: str) -> AsyncIterator[
 async def topics(base_settings: Settings) -> AsyncIterator[Topics]:
     async with isolated_topics(base_settings.kafka_bootstrap_servers, base_settings.topic_prefix) as topics:
         yield topics
+
+
+@pytest.fixture(scope="module")
+async def admin_app(base_settings: Settings) -> AsyncIterator[FastAPI]:
+    """The admin service in process, on a database of its own (dropped afterwards)."""
+    name = f"admin{uuid.uuid4().hex[:10]}"
+    app = create_app(AdminSettings(mongo_database=name))
+    async with app.router.lifespan_context(app):
+        yield app
+    client = mongo_client(base_settings)
+    await client.drop_database(name)
+    await client.close()
 
 
 @pytest.fixture(scope="session")

@@ -13,34 +13,21 @@ import pytest
 from fastapi import FastAPI
 
 from services.admin import access
-from services.admin.app import create_app
 from shared.rules.builtin import CHECKIN
-from shared.settings import AdminSettings, Settings
-from shared.store import Collections, mongo_client
-from tests.factories import uid
+from shared.store import Collections
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-async def app(base_settings: Settings) -> AsyncIterator[FastAPI]:
-    database = uid("access").replace("-", "")
-    app = create_app(AdminSettings(mongo_database=database))
-    async with app.router.lifespan_context(app):
-        yield app
-    client = mongo_client(base_settings)
-    await client.drop_database(database)
-    await client.close()
-
-
-@pytest.fixture(scope="module")
-async def keys(app: FastAPI) -> dict[str, str]:
-    return {role: (await access.create_key(app.state.db, f"{role}-key", role, by="tests"))[0] for role in access.ROLES}
+async def keys(admin_app: FastAPI) -> dict[str, str]:
+    db = admin_app.state.db
+    return {role: (await access.create_key(db, f"{role}-key", role, by="tests"))[0] for role in access.ROLES}
 
 
 @pytest.fixture
-async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://admin") as client:
+async def http(admin_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=admin_app), base_url="http://admin") as client:
         yield client
 
 
@@ -91,12 +78,12 @@ async def test_each_role_is_refused_where_it_must_be(
 
 
 async def test_a_key_is_shown_once_stored_hashed_and_can_be_revoked(
-    app: FastAPI, http: httpx.AsyncClient, keys: dict[str, str]
+    admin_app: FastAPI, http: httpx.AsyncClient, keys: dict[str, str]
 ) -> None:
     made = await http.post("/v1/keys", json={"name": "reporting", "role": "viewer"}, headers=as_(keys["admin"]))
     assert made.status_code == 201
     key, key_id = made.json()["key"], made.json()["key_id"]
-    stored = await app.state.db[Collections.API_KEYS].find_one({"_id": key_id})
+    stored = await admin_app.state.db[Collections.API_KEYS].find_one({"_id": key_id})
     assert stored["key_hash"] == hashlib.sha256(key.encode()).hexdigest()
     assert key not in str(stored)
     listed = (await http.get("/v1/keys", headers=as_(keys["admin"]))).json()

@@ -12,37 +12,24 @@ import pytest
 from fastapi import FastAPI
 
 from services.admin import access
-from services.admin.app import create_app
 from shared.rules import store as rule_store
 from shared.rules.builtin import CHECKIN
-from shared.settings import AdminSettings, Settings
-from shared.store import Collections, mongo_client
+from shared.store import Collections
 from tests.factories import uid
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-async def app(base_settings: Settings) -> AsyncIterator[FastAPI]:
-    database = uid("admin").replace("-", "")
-    app = create_app(AdminSettings(mongo_database=database))
-    async with app.router.lifespan_context(app):
-        yield app
-    client = mongo_client(base_settings)
-    await client.drop_database(database)
-    await client.close()
-
-
-@pytest.fixture(scope="module")
-async def admin_key(app: FastAPI) -> str:
-    key, _ = await access.create_key(app.state.db, "tests", "admin", by="tests")
+async def admin_key(admin_app: FastAPI) -> str:
+    key, _ = await access.create_key(admin_app.state.db, "tests", "admin", by="tests")
     return key
 
 
 @pytest.fixture
-async def client(app: FastAPI, admin_key: str) -> AsyncIterator[httpx.AsyncClient]:
+async def client(admin_app: FastAPI, admin_key: str) -> AsyncIterator[httpx.AsyncClient]:
     auth = {"Authorization": f"Bearer {admin_key}"}
-    transport = httpx.ASGITransport(app=app)
+    transport = httpx.ASGITransport(app=admin_app)
     async with httpx.AsyncClient(transport=transport, base_url="http://admin", headers=auth) as client:
         yield client
 
@@ -54,35 +41,35 @@ async def checkin(client: httpx.AsyncClient) -> dict[str, Any]:
     return rule
 
 
-async def test_the_builtin_rules_are_seeded_once(client: httpx.AsyncClient, app: FastAPI) -> None:
+async def test_the_builtin_rules_are_seeded_once(client: httpx.AsyncClient, admin_app: FastAPI) -> None:
     rules = {r["rule_id"]: r for r in (await client.get("/v1/rules")).json()}
     assert rules[CHECKIN]["published"]["version"] == 1
     assert rules["churn-winback"]["published"]["enabled"] is False
-    assert await rule_store.seed(app.state.db) == 0  # a restart adds nothing, overwrites nothing
+    assert await rule_store.seed(admin_app.state.db) == 0  # a restart adds nothing, overwrites nothing
 
 
 async def test_an_edit_is_a_draft_until_published_and_an_old_version_can_come_back(
-    client: httpx.AsyncClient, app: FastAPI
+    client: httpx.AsyncClient, admin_app: FastAPI
 ) -> None:
     rule = await checkin(client)
     rule["triggers"][0]["delay"] = "P5D"
     saved = await client.put(f"/v1/rules/{CHECKIN}", json=rule)
     assert saved.status_code == 201, saved.text
     draft = saved.json()["version"]
-    in_force = {r.rule_id: r for r in await rule_store.published(app.state.db)}
+    in_force = {r.rule_id: r for r in await rule_store.published(admin_app.state.db)}
     assert in_force[CHECKIN].version == 1  # a draft changes nothing yet
 
     assert (await client.post(f"/v1/rules/{CHECKIN}/versions/{draft}/publish")).status_code == 200
-    in_force = {r.rule_id: r for r in await rule_store.published(app.state.db)}
+    in_force = {r.rule_id: r for r in await rule_store.published(admin_app.state.db)}
     assert (in_force[CHECKIN].version, in_force[CHECKIN].triggers[0].delay.days) == (draft, 5)  # type: ignore[union-attr]
 
     rollback = await client.post(f"/v1/rules/{CHECKIN}/versions/1/publish")
     assert rollback.json()["version"] == draft + 1
-    in_force = {r.rule_id: r for r in await rule_store.published(app.state.db)}
+    in_force = {r.rule_id: r for r in await rule_store.published(admin_app.state.db)}
     assert in_force[CHECKIN].triggers[0].delay.days == 3  # type: ignore[union-attr]
     versions = (await client.get(f"/v1/rules/{CHECKIN}")).json()
     assert [v["version"] for v in versions] == [draft + 1, draft, 1]  # the history stays whole
-    trail = [a async for a in app.state.db[Collections.AUDIT].find({"subject": {"$regex": f"^{CHECKIN}@"}})]
+    trail = [a async for a in admin_app.state.db[Collections.AUDIT].find({"subject": {"$regex": f"^{CHECKIN}@"}})]
     assert [a["action"] for a in trail] == ["rule.draft_saved", "rule.published", "rule.republished"]
     assert trail[0]["before"]["triggers"][0]["delay"] == "P3D"
     assert trail[0]["after"]["triggers"][0]["delay"] == "P5D"
@@ -122,17 +109,17 @@ async def test_the_schema_and_the_policy(client: httpx.AsyncClient) -> None:
     assert (refused.status_code, refused.json()["field"]) == (422, "max_messages")
 
 
-async def test_why_did_a_customer_get_or_not_get_a_rule(client: httpx.AsyncClient, app: FastAPI) -> None:
+async def test_why_did_a_customer_get_or_not_get_a_rule(client: httpx.AsyncClient, admin_app: FastAPI) -> None:
     cid = uid("c")
     base = {"rule_id": CHECKIN, "rule_version": 1, "rule_name": "Post-purchase check-in", "customer_id": cid,
             "order_id": "o-1", "scope": "o-1", "conditions": [], "inputs": {}}  # fmt: skip
-    await app.state.db[Collections.DECISIONS].insert_many([
+    await admin_app.state.db[Collections.DECISIONS].insert_many([
         {**base, "_id": uid("d"), "at": datetime(2026, 11, 20, 9, tzinfo=UTC).isoformat(), "outcome": "suppressed",
          "guard": "frequency_cap", "why": "the contact policy allows 1 message per 3 days"},
         {**base, "_id": uid("d"), "at": datetime(2026, 11, 24, 9, tzinfo=UTC).isoformat(), "outcome": "fired",
          "channel": "email", "action_id": "a-77", "why": "conditions held"},
     ])  # fmt: skip
-    await app.state.db[Collections.MESSAGES].insert_one(
+    await admin_app.state.db[Collections.MESSAGES].insert_one(
         {"action_id": "a-77", "idempotency_key": uid("k"), "status": "delivered", "customer_id": cid}
     )
     answer = (await client.get(f"/v1/customers/{cid}/why", params={"rule_id": CHECKIN})).json()
