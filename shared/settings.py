@@ -108,6 +108,8 @@ class StorefrontSettings(Settings):
     http_host: str = Field("127.0.0.1", validation_alias=AliasChoices("PROACT_STOREFRONT_HTTP_HOST"))
     http_port: int = Field(8080, validation_alias=AliasChoices("PROACT_STOREFRONT_HTTP_PORT"))
     max_batch_events: int = Field(100, validation_alias=AliasChoices("PROACT_STOREFRONT_MAX_BATCH_EVENTS"))
+    # a larger request body is refused with 413 before it is read whole (100 events fit in far less)
+    max_body_bytes: int = Field(262144, ge=1024, validation_alias=AliasChoices("PROACT_STOREFRONT_MAX_BODY_BYTES"))
     # the decision call: an answer later than this is "no pop-up" (fail-safe)
     decide_budget_ms: float = Field(8.0, gt=0, validation_alias=AliasChoices("PROACT_STOREFRONT_DECIDE_BUDGET_MS"))
     # no pop-up for a visitor offered one this recently (besides never twice in one session)

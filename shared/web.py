@@ -23,6 +23,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]
+        if first["type"] == "json_invalid":  # loc is ("body", <character position>): not a field
+            position = first["loc"][-1]
+            return JSONResponse({"detail": f"the body is not valid JSON (at character {position})"}, status_code=422)
         field = ".".join(str(p) for p in first["loc"] if p != "body")
         return JSONResponse({"detail": f"{field}: {first['msg']}", "field": field}, status_code=422)
 

@@ -38,7 +38,8 @@ def create_app(settings: AdminSettings) -> FastAPI:
         finally:
             await client.close()
 
-    app = FastAPI(title="proact admin API", version="0.1.0", lifespan=lifespan)
+    # a rule or a policy is a few kilobytes; a larger body is refused with 413 before it is read whole
+    app = FastAPI(title="proact admin API", version="0.1.0", lifespan=lifespan, max_body_size=1_048_576)
     app.include_router(router)
     app.include_router(rules_router)
     install_error_handlers(app)

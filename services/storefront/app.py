@@ -67,7 +67,9 @@ def create_app(settings: StorefrontSettings) -> FastAPI:
             await publisher.stop()
             await client.close()
 
-    app = FastAPI(title="proact storefront API", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="proact storefront API", version="0.1.0", lifespan=lifespan, max_body_size=settings.max_body_bytes
+    )
     app.state.settings = settings
     app.include_router(router)
     app.include_router(pages)

@@ -1,0 +1,105 @@
+"""Hostile input at the HTTP edges, on the real broker and FerretDB: each gets a clear 4xx and the
+service goes on answering. (Bad events on Kafka: tests/e2e/test_engine_faults.py and
+tests/integration/test_engine.py; forged site keys and origins: tests/unit/test_sites.py; tampered
+model files: tests/unit/test_models.py; missing and wrong API keys: test_admin_access.py;
+schemathesis: tests/e2e/test_api_fuzz.py.)"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from services.admin import access
+from services.storefront.app import create_app
+from shared.contract import Topics
+from shared.rules.builtin import CHECKIN
+from shared.rules.conditions import context, evaluate, example_facts
+from shared.settings import StorefrontSettings
+from shared.store import mongo_client
+from tests.factories import uid
+
+pytestmark = pytest.mark.integration
+
+JSON = {"Content-Type": "application/json"}
+HOSTILE_BODIES = {
+    "larger than the limit": (b'{"events":[{"type":"page.viewed","data":{"x":"' + b"a" * 2_000_000 + b'"}}]}', 413),
+    "nested 100,000 deep": (b'{"events":' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400),
+    "invalid UTF-8": (b'{"events":[{"type":"page.viewed","data":{"visitor_id":"\xff\xfe"}}]}', 400),
+    "cut short": (b'{"events":[{"type":', 422),
+    "not an object": (b"[1, 2, 3]", 422),
+}
+
+
+@pytest.fixture(scope="module")
+async def storefront(topics: Topics, model_registry: Path) -> AsyncIterator[httpx.AsyncClient]:
+    settings = StorefrontSettings(topic_prefix=topics.prefix, mongo_database=uid("hostile").replace("-", ""),
+                                  model_dir=model_registry)  # fmt: skip
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop") as client:
+            yield client
+    mongo = mongo_client(settings)
+    await mongo.drop_database(settings.mongo_database)
+    await mongo.close()
+
+
+@pytest.mark.parametrize("path", ["/v1/events", "/v1/decide", "/v1/callbacks", "/v1/outcomes"])
+async def test_hostile_bodies_get_a_clear_refusal_and_the_storefront_goes_on(
+    storefront: httpx.AsyncClient, path: str
+) -> None:
+    for name, (body, status) in HOSTILE_BODIES.items():
+        answer = await storefront.post(path, content=body, headers=JSON)
+        assert answer.status_code == status, (name, answer.text[:200])
+        assert answer.text, name  # a message, not an empty refusal
+    data = {"visitor_id": uid("v"), "session_id": uid("s"), "url": "/", "page_type": "home"}
+    event = {"type": "page.viewed", "data": data}
+    assert (await storefront.post("/v1/events", json={"events": [event]})).status_code == 202
+
+
+@pytest.fixture(scope="module")
+async def admin(admin_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    key, _ = await access.create_key(admin_app.state.db, "hostile", "admin", by="tests")
+    auth = {"Authorization": f"Bearer {key}"}
+    transport = httpx.ASGITransport(app=admin_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://admin", headers=auth) as client:
+        yield client
+
+
+INJECTIONS = [
+    "__import__('os').system('true')",  # Python
+    "true; drop",  # statements
+    "{{ 7*7 }}",  # template syntax
+    "size(customer.orders) > 0 || exec('x')",  # an unknown function
+    "a" * 5000,  # an unknown, very long name
+]
+
+
+@pytest.mark.parametrize("expr", INJECTIONS, ids=range(len(INJECTIONS)))
+async def test_code_in_a_rule_condition_is_refused_naming_the_field(admin: httpx.AsyncClient, expr: str) -> None:
+    rule: dict[str, Any] = (await admin.get(f"/v1/rules/{CHECKIN}")).json()[-1]["rule"]
+    answer = await admin.put(f"/v1/rules/{CHECKIN}", json={**rule, "conditions": [{"expr": expr}]})
+    assert answer.status_code == 422, answer.text[:300]
+    assert answer.json()["field"].startswith("conditions.0"), answer.json()
+    assert (await admin.get("/v1/rules")).status_code == 200  # and the admin goes on
+
+
+def test_attribute_walking_in_a_condition_reaches_nothing() -> None:
+    """CEL has no reflection: ``__class__`` is only a missing key of the customer record, so such a
+    condition saves (a field the example lacks may exist in real records) and never holds."""
+    held, error = evaluate("customer.__class__.__mro__ != null", context(example_facts()))
+    assert not held
+    assert error is not None
+
+
+async def test_hostile_bodies_to_the_admin_get_a_clear_refusal(admin: httpx.AsyncClient) -> None:
+    for name, (body, status) in HOSTILE_BODIES.items():
+        if name == "larger than the limit":
+            body = b'{"x":"' + b"a" * 2_000_000 + b'"}'
+        answer = await admin.put("/v1/policy", content=body, headers=JSON)
+        assert answer.status_code == status, (name, answer.text[:200])
+    assert (await admin.get("/v1/policy")).status_code == 200
