@@ -94,7 +94,7 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: fl
         if proc.poll() is not None:
             raise RuntimeError(log.read_text()[-3000:])
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
+            if httpx.get(url, timeout=2).is_success:  # 200, or 204 (the dispatcher)
                 return
         except httpx.HTTPError:
             pass

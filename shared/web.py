@@ -9,12 +9,18 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.telemetry import TelemetryConfig
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.logs import setup_logging
 from shared.metrics import prometheus_app, setup_metrics
 from shared.telemetry import setup_tracing
+
+# FastAPI's own OpenTelemetry support is on by default; with the OpenTelemetry FastAPI
+# instrumentation that ``serve`` installs (one server span per request, the HTTP semantic-convention
+# metrics, excluded routes), it made every request's span and metrics twice. The instrumentation stays.
+NO_NATIVE_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -48,13 +54,15 @@ def install_health(app: FastAPI, ready: Callable[[Request], Awaitable[bool]]) ->
         return JSONResponse({"status": "ready" if ok else "not ready"}, status_code=200 if ok else 503)
 
 
-def serve(service: str, settings: Any, create_app: Callable[[Any], FastAPI]) -> None:
-    """Logging, tracing with the FastAPI instrumentation, then uvicorn until SIGTERM."""
+def serve(service: str, settings: Any, create_app: Callable[[Any], FastAPI], untraced: tuple[str, ...] = ()) -> None:
+    """Logging, tracing with the FastAPI instrumentation, then uvicorn until SIGTERM. ``untraced``
+    routes get no automatic span or HTTP metrics (a hot route traces its traced callers itself)."""
     setup_logging(service, settings.log_level)
     setup_tracing(service, settings)
     setup_metrics(service, settings)
     app = create_app(settings)
     app.mount("/metrics", prometheus_app())
     # one server span per request; the ASGI receive/send sub-spans cost more than they tell
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="health", exclude_spans=["receive", "send"])
+    excluded = ",".join(("health", *untraced))
+    FastAPIInstrumentor.instrument_app(app, excluded_urls=excluded, exclude_spans=["receive", "send"])
     uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning", access_log=False)

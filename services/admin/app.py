@@ -12,7 +12,7 @@ from services.admin.views import router
 from shared.rules import store as rule_store
 from shared.settings import AdminSettings
 from shared.store import Collections, database, ensure_indexes, mongo_client, ping
-from shared.web import install_error_handlers, install_health
+from shared.web import NO_NATIVE_TELEMETRY, install_error_handlers, install_health
 
 # what the marketing team edits; the admin service is the only writer of these
 OWNED_COLLECTIONS = (
@@ -39,7 +39,13 @@ def create_app(settings: AdminSettings) -> FastAPI:
             await client.close()
 
     # a rule or a policy is a few kilobytes; a larger body is refused with 413 before it is read whole
-    app = FastAPI(title="proact admin API", version="0.1.0", lifespan=lifespan, max_body_size=1_048_576)
+    app = FastAPI(
+        title="proact admin API",
+        version="0.1.0",
+        lifespan=lifespan,
+        max_body_size=1_048_576,
+        telemetry=NO_NATIVE_TELEMETRY,
+    )
     app.include_router(router)
     app.include_router(rules_router)
     install_error_handlers(app)

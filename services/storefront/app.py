@@ -23,7 +23,7 @@ from shared.models.registry import ModelHandle, Registry
 from shared.rules import store as rule_store
 from shared.settings import StorefrontSettings
 from shared.store import database, mongo_client
-from shared.web import install_error_handlers, install_health
+from shared.web import NO_NATIVE_TELEMETRY, install_error_handlers, install_health
 
 
 def create_app(settings: StorefrontSettings) -> FastAPI:
@@ -68,7 +68,11 @@ def create_app(settings: StorefrontSettings) -> FastAPI:
             await client.close()
 
     app = FastAPI(
-        title="proact storefront API", version="0.1.0", lifespan=lifespan, max_body_size=settings.max_body_bytes
+        title="proact storefront API",
+        version="0.1.0",
+        lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
+        telemetry=NO_NATIVE_TELEMETRY,
     )
     app.state.settings = settings
     app.include_router(router)

@@ -11,6 +11,8 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
 
 from services.storefront import metrics
 from services.storefront.decide import Decider
@@ -31,6 +33,7 @@ from shared.contract import EVENT_TYPES, Event, InvalidEvent, new_event
 from shared.contract import events as ev
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("proact.storefront")
 
 SOURCE = "proact/storefront"
 router = APIRouter()
@@ -111,6 +114,23 @@ async def decide(body: DecideRequest, request: Request, pub: Annotated[Publisher
     """Whether to show this visitor a pop-up now, and its content in their locale.
 
     Always answers quickly: on any internal fault the answer is "no pop-up" with the reason."""
+    if "traceparent" not in request.headers:
+        # The shop asks many times a second: a server span and HTTP metrics per call cost more than
+        # the decision (about 0.4 ms of 1 ms). Untraced calls are counted and timed by the decision
+        # metrics below; a caller that traces gets its span, as untraced Kafka producers do not.
+        return _decide(body, request, pub)
+    with tracer.start_as_current_span(
+        "POST /v1/decide",
+        context=propagate.extract(request.headers),
+        kind=SpanKind.SERVER,
+        attributes={"http.request.method": "POST", "http.route": "/v1/decide", "url.path": "/v1/decide"},
+    ) as span:
+        response = _decide(body, request, pub)
+        span.set_attribute("http.response.status_code", response.status_code)
+        return response
+
+
+def _decide(body: DecideRequest, request: Request, pub: Publisher) -> Response:
     started = time.perf_counter()
     decider: Decider = request.app.state.decider
     answer = decider.decide(body.visitor_id, body.session_id, body.locale, datetime.now(UTC))

@@ -7,6 +7,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -18,11 +19,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.dispatcher.app import build_broker
 from services.dispatcher.channels import OutboxChannel
 from services.engine.app import Engine
+from services.storefront.app import create_app
 from shared.clock import SystemClock
 from shared.contract import EVENT_TYPES, Topics, encode
 from shared.rules import RuleSet, builtin_rules
-from shared.settings import DispatcherSettings, EngineSettings
-from shared.store import Document
+from shared.settings import DispatcherSettings, EngineSettings, StorefrontSettings
+from shared.store import Document, mongo_client
 from shared.telemetry import inject_headers
 from tests.factories import event, uid
 from tests.integration.conftest import profiles_known
@@ -97,3 +99,28 @@ async def test_a_delay_notice_is_one_connected_trace_from_order_to_message(
     assert timer.links  # and the firing is linked to the span that set the timer
     send = next(s for s in journey if s.name == "send email")
     assert "@" not in str(dict(send.attributes or {}))  # no e-mail address on the span
+
+
+async def test_the_decision_call_is_traced_when_the_caller_traces(
+    spans: InMemorySpanExporter, topics: Topics, model_registry: Path
+) -> None:
+    settings = StorefrontSettings(topic_prefix=topics.prefix, mongo_database=uid("trace").replace("-", ""),
+                                  model_dir=model_registry)  # fmt: skip
+    app = create_app(settings)
+    body = {"visitor_id": uid("v"), "session_id": uid("s")}
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop") as client:
+            traced = await client.post("/v1/decide", json=body,
+                                       headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})  # fmt: skip
+            untraced = await client.post("/v1/decide", json=body)
+    mongo = mongo_client(settings)
+    await mongo.drop_database(settings.mongo_database)
+    await mongo.close()
+    assert traced.status_code == untraced.status_code == 200
+    decide_spans = [s for s in spans.get_finished_spans() if s.name == "POST /v1/decide"]
+    (span,) = decide_spans  # the untraced call made none
+    assert format(span.context.trace_id, "032x") == trace_id
+    assert span.kind == SpanKind.SERVER
+    assert span.attributes is not None
+    assert span.attributes["http.response.status_code"] == 200
