@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 
+from services.admin.dryrun import router as dry_run_router
 from services.admin.rules import router as rules_router
 from services.admin.views import router
 from shared.rules import store as rule_store
@@ -48,6 +49,7 @@ def create_app(settings: AdminSettings) -> FastAPI:
     )
     app.include_router(router)
     app.include_router(rules_router)
+    app.include_router(dry_run_router)
     install_error_handlers(app)
 
     async def ready(request: Request) -> bool:

@@ -19,6 +19,12 @@ from shared.store import Collections
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(scope="module", autouse=True)
+async def known_customer(admin_app: FastAPI) -> None:
+    """A customer in the engine's projection, for the routes that read one."""
+    await admin_app.state.db[Collections.CUSTOMERS].insert_one({"_id": "c-1", "customer_id": "c-1", "orders": 0})
+
+
 @pytest.fixture(scope="module")
 async def keys(admin_app: FastAPI) -> dict[str, str]:
     db = admin_app.state.db
@@ -50,6 +56,7 @@ ROUTES: list[tuple[str, str, Any, str]] = [
     ("GET", "/v1/messages", None, "viewer"),
     ("GET", "/v1/audit", None, "viewer"),
     ("GET", "/v1/customers/c-1/why", None, "viewer"),
+    ("GET", f"/v1/rules/{CHECKIN}/dry-run?customer_id=c-1", None, "viewer"),
     ("PUT", f"/v1/rules/{CHECKIN}", "checkin", "marketer"),
     ("POST", f"/v1/rules/{CHECKIN}/versions/1/publish", None, "publisher"),
     ("PUT", "/v1/policy", {"max_messages": 3, "window": "P7D"}, "admin"),

@@ -133,3 +133,39 @@ async def test_why_did_a_customer_get_or_not_get_a_rule(client: httpx.AsyncClien
     never = (await client.get(f"/v1/customers/{cid}/why", params={"rule_id": "churn-winback"})).json()
     assert "has not been evaluated" in never["answer"]
     assert (await client.get(f"/v1/customers/{cid}/why", params={"rule_id": "Not A Rule"})).status_code == 422
+
+
+async def test_a_dry_run_says_whether_a_rule_would_fire_for_a_customer_now(
+    client: httpx.AsyncClient, admin_app: FastAPI
+) -> None:
+    db = admin_app.state.db
+    customer = uid("c")
+    # what the engine's projection holds (the projector's documents)
+    profile = {"customer_id": customer, "orders": 2, "tickets": 0, "timezone": "UTC", "consents": {"email": True},
+               "has_email": True}  # fmt: skip
+    await db[Collections.CUSTOMERS].insert_one({"_id": customer, **profile})
+    await db[Collections.ORDERS].insert_many([
+        {"_id": "o-old", "order_id": "o-old", "customer_id": customer, "status": "returned",
+         "placed_at": "2026-01-01T10:00:00+00:00"},
+        {"_id": "o-new", "order_id": "o-new", "customer_id": customer, "status": "delivered",
+         "placed_at": "2026-02-01T10:00:00+00:00"},
+    ])  # fmt: skip
+
+    latest = (await client.get(f"/v1/rules/{CHECKIN}/dry-run", params={"customer_id": customer})).json()
+    assert latest["order_id"] == "o-new"  # the customer's latest order
+    assert [c["held"] for c in latest["conditions"]] == [True]
+    # sent, held out, or postponed to the end of quiet hours, depending on the customer and the hour
+    assert latest["outcome"] in ("fired", "holdout", "deferred"), latest
+    assert latest["would_send"] == (latest["outcome"] == "fired")
+
+    returned = await client.get(f"/v1/rules/{CHECKIN}/dry-run", params={"customer_id": customer, "order_id": "o-old"})
+    answer = returned.json()
+    assert answer["outcome"] == "not_matched"
+    assert answer["why"] == "condition not met: the order is delivered, not returned"
+    assert not answer["would_send"]
+
+    unknown = await client.get(f"/v1/rules/{CHECKIN}/dry-run", params={"customer_id": "nobody"})
+    assert unknown.status_code == 404
+    assert unknown.json()["field"] == "customer_id"
+    missing = await client.get("/v1/rules/no-such-rule/dry-run", params={"customer_id": customer})
+    assert missing.status_code == 404
