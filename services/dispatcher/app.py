@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 from datetime import datetime, timedelta
+from typing import Any
 
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, make_ping_asgi
@@ -58,8 +59,11 @@ def build_broker(
         title="dispatch-actions",
         description="Delivers each action.requested once, on its channel, and reports the outcome.",
     )
-    async def on_action(body: bytes, msg: KafkaMessage) -> None:
-        await handle(body, msg, attempt=1)
+    # Handlers take the record's own bytes (``msg.body``), never FastStream's decoding of them: a JSON
+    # value without a content-type header would arrive as a dict, fail a ``bytes`` parameter, be
+    # nacked and come back forever, a poison message that kept the subscriber spinning.
+    async def on_action(body: Any, msg: KafkaMessage) -> None:
+        await handle(msg.body, msg, attempt=1)
 
     @broker.subscriber(
         topics.actions_retry,
@@ -70,14 +74,14 @@ def build_broker(
         title="retry-actions",
         description="Actions whose delivery failed for a passing reason, tried again when their back-off ends.",
     )
-    async def on_retry(body: bytes, msg: KafkaMessage) -> None:
+    async def on_retry(body: Any, msg: KafkaMessage) -> None:
         headers = dict(msg.raw_message.headers or ())  # type: ignore[union-attr]
         attempt = int(headers.get(ATTEMPT_HEADER, b"2"))
         due = datetime.fromisoformat(headers.get(RETRY_AT_HEADER, b"1970-01-01T00:00:00+00:00").decode())
         wait = (due - clock.now()).total_seconds()
         if wait > 0:  # this waits on the retry topic only; new actions flow on meanwhile
             await asyncio.sleep(wait)
-        await handle(body, msg, attempt)
+        await handle(msg.body, msg, attempt)
 
     async def handle(body: bytes, msg: KafkaMessage, attempt: int) -> None:
         raw = msg.raw_message
@@ -129,9 +133,9 @@ def build_broker(
         title="contact-book",
         description="Keeps each customer's e-mail address, phone and consents for delivery.",
     )
-    async def on_customer(body: bytes, msg: KafkaMessage) -> None:
+    async def on_customer(body: Any, msg: KafkaMessage) -> None:
         try:
-            event = decode(body, msg.raw_message.headers)  # type: ignore[union-attr]
+            event = decode(msg.body, msg.raw_message.headers)  # type: ignore[union-attr]
         except InvalidEvent:
             return  # the engine dead-letters it with the reason; the contact book skips it
         if isinstance(event.data, CustomerUpserted):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.dispatcher.app import build_broker
 from services.dispatcher.channels import OutboxChannel
 from shared.clock import SystemClock
-from shared.contract import Topics, decode
+from shared.contract import Topics, decode, encode
 from shared.settings import DispatcherSettings
 from shared.store import Collections, Document
 from tests.factories import event, uid
@@ -31,7 +32,9 @@ async def test_an_action_read_twice_is_delivered_once(
         "action.requested", subject=cid, action_id=action.data.model_dump()["action_id"], idempotency_key=key
     )
     await produce_raw(topics.actions, b"not an event", cid.encode())
-    await produce([action, replayed], topics)
+    await produce([action], topics)
+    # the replay as another producer may write it: structured JSON without a content-type header
+    await produce_raw(topics.actions, encode(replayed)[1], cid.encode())
     settings = DispatcherSettings(topic_prefix=topics.prefix, group_id=uid("dispatcher"))
     broker = build_broker(settings, db, OutboxChannel(tmp_path), SystemClock())
     async with broker:
@@ -70,3 +73,23 @@ async def test_an_action_waits_for_its_not_before(topics: Topics, db: AsyncDatab
     (delivered,) = [decode(r.value, r.headers) for r in outcomes if r.key == cid.encode()]
     assert delivered.type == "message.delivered"
     assert delivered.time >= not_before  # held back until then, not sent at once
+
+
+async def test_the_contact_book_reads_profiles_without_a_content_type(
+    topics: Topics, db: AsyncDatabase[Document], tmp_path: Path
+) -> None:
+    """A profile as another producer may write it, structured JSON without headers, is read, not
+    refused and retried for ever (which kept the subscriber spinning)."""
+    cid = uid("c")
+    profile = event("customer.upserted", subject=cid, email=f"{cid}@example.com", consents={"email": True})
+    await produce_raw(topics.customers, encode(profile)[1], cid.encode())
+    settings = DispatcherSettings(topic_prefix=topics.prefix, group_id=uid("dispatcher"))
+    async with build_broker(settings, db, OutboxChannel(tmp_path), SystemClock()) as broker:
+        await broker.start()
+        for _ in range(100):
+            if await db[Collections.CONTACTS].find_one({"_id": cid}):
+                break
+            await asyncio.sleep(0.1)
+    contact = await db[Collections.CONTACTS].find_one({"_id": cid})
+    assert contact is not None
+    assert contact["email"] == f"{cid}@example.com"
