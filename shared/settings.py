@@ -56,6 +56,8 @@ class EngineSettings(Settings):
     http_port: int = Field(8081, validation_alias=AliasChoices("PROACT_ENGINE_HTTP_PORT"))
     batch_max_records: int = Field(1000, validation_alias=AliasChoices("PROACT_ENGINE_BATCH_MAX_RECORDS"))
     poll_timeout_ms: int = Field(100, validation_alias=AliasChoices("PROACT_ENGINE_POLL_TIMEOUT_MS"))
+    # after a poll returns records, what else arrives this soon joins the same batch (and transaction)
+    batch_linger_ms: int = Field(50, ge=0, validation_alias=AliasChoices("PROACT_ENGINE_BATCH_LINGER_MS"))
     fetch_max_wait_ms: int = Field(50, ge=0, validation_alias=AliasChoices("PROACT_ENGINE_FETCH_MAX_WAIT_MS"))
     # how many CloudEvents ids are remembered per key for de-duplication
     seen_ids_per_key: int = Field(64, validation_alias=AliasChoices("PROACT_ENGINE_SEEN_IDS_PER_KEY"))

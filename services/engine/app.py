@@ -137,11 +137,33 @@ class Engine:
         self._consumer.subscribe(list(self.topics.engine_inputs), listener=_Rebalance(self))
         log.info("engine started", extra={"group_id": s.group_id, "instance_id": s.instance_id})
         while not self._stopping.is_set():
-            batch = await self._consumer.getmany(timeout_ms=s.poll_timeout_ms, max_records=s.batch_max_records)
+            batch = await self._poll()
             self.stats.last_poll_ok = time.monotonic()
             async with self._lock:
                 await self._process(batch)
         log.info("engine draining: last batch committed, leaving the group")
+
+    async def _poll(self) -> dict[TopicPartition, list[Any]]:
+        """One batch: what the poll returns, plus what arrives within ``batch_linger_ms`` after it.
+        Each batch costs a transaction per partition whatever its size; at a low rate, polls that
+        return a record or two each made the engine (and the broker) busier than at a high one."""
+        s = self.settings
+        assert self._consumer is not None
+        batch: dict[TopicPartition, list[Any]] = await self._consumer.getmany(
+            timeout_ms=s.poll_timeout_ms, max_records=s.batch_max_records
+        )
+        count = sum(len(records) for records in batch.values())
+        if not count or s.batch_linger_ms <= 0:
+            return batch
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + s.batch_linger_ms / 1000
+        while count < s.batch_max_records and (left := deadline - loop.time()) > 0:
+            wait_ms = max(int(left * 1000), 1)
+            more = await self._consumer.getmany(timeout_ms=wait_ms, max_records=s.batch_max_records - count)
+            for tp, records in more.items():
+                batch.setdefault(tp, []).extend(records)
+                count += len(records)
+        return batch
 
     async def _close(self) -> None:
         if self._consumer is not None:

@@ -62,6 +62,10 @@ class _Trees:
         return self.baseline + float(self.value[idx].sum())
 
 
+# Below this many rows the single-row path, row by row, is faster than one predict_proba call.
+FEW_ROWS = 32
+
+
 class CompiledModel:
     """A probability model with a fast single-row path and a batch path."""
 
@@ -113,6 +117,8 @@ class CompiledModel:
         return float(y0 + (y1 - y0) * (p - x0) / (x1 - x0)) if x1 > x0 else float(y1)
 
     def score_many(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+        if len(X) <= FEW_ROWS:  # scikit-learn's fixed cost per call (validation, threads) is the larger part
+            return np.array([self.score_one(row) for row in X], dtype=np.float64)
         p = self.estimator.predict_proba(X)[:, 1]
         if self.calibrator is not None:
             p = self.calibrator.predict(p)

@@ -65,6 +65,7 @@ def test_compiled_scoring_equals_scikit_learn(intent_model: Path, churn_model: P
     X = intent.intent_matrix(sessions[:500])
     model = load_artifact(intent_model, "intent").model
     assert np.array([model.score_one(list(x)) for x in X]) == pytest.approx(model.score_many(X), abs=1e-9)
+    assert model.score_many(X[:5]) == pytest.approx(model.score_many(X)[:5], abs=1e-9)  # few rows: compiled path
     c = load_artifact(churn_model, "churn")
     histories = data.read_histories(ORDERS)
     hs = list(histories.values())[:300]
