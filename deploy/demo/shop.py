@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -197,9 +198,11 @@ class Shop:
         )
 
 
-async def demo_speed_checkin(admin_url: str, delay: str) -> None:
-    """Publish a version of the check-in rule with a delay of seconds, through the admin API."""
-    async with httpx.AsyncClient(base_url=admin_url, timeout=10) as admin:
+async def demo_speed_checkin(admin_url: str, delay: str, key: str) -> None:
+    """Publish a version of the check-in rule with a delay of seconds, through the admin API (as a
+    publisher, with the API key ``make run`` made)."""
+    auth = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=admin_url, timeout=10, headers=auth) as admin:
         versions = (await admin.get(f"/v1/rules/{CHECKIN}")).raise_for_status().json()
         in_force = next(v for v in versions if v["status"] == "published")["rule"]
         if in_force["triggers"][0].get("delay") == delay:
@@ -223,9 +226,12 @@ async def main() -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_idempotence=True)
     await producer.start()
     base_url = f"http://{settings.http_host}:{settings.http_port}"
-    if args.checkin_delay:
+    key = os.environ.get("PROACT_ADMIN_KEY")
+    if args.checkin_delay and key:
         admin = AdminSettings()
-        await demo_speed_checkin(f"http://{admin.http_host}:{admin.http_port}", args.checkin_delay)
+        await demo_speed_checkin(f"http://{admin.http_host}:{admin.http_port}", args.checkin_delay, key)
+    elif args.checkin_delay:
+        print("demo shop: no PROACT_ADMIN_KEY, the check-in keeps its delay", flush=True)
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
         shop = Shop(producer, http, Topics.from_settings(settings), rng)
         try:

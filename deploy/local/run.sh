@@ -46,7 +46,7 @@ cat <<MSG
   journeys as trace trees: make traces (in another terminal)
 
 MSG
-(cd "$ROOT" && PYTHONPATH="$ROOT" OTEL_SERVICE_NAME=demo-shop PROACT_TRACES_FILE="$LOG_DIR/traces-shop.jsonl" \
+(cd "$ROOT" && PYTHONPATH="$ROOT" PROACT_ADMIN_KEY="$(cat "$PROACT_CACHE/admin.key")" OTEL_SERVICE_NAME=demo-shop PROACT_TRACES_FILE="$LOG_DIR/traces-shop.jsonl" \
   "$PYTHON" deploy/demo/shop.py ${DEMO_ARGS:-} >>"$LOG_DIR/demo.log" 2>&1) &
 demo_pid=$!
 cd "$ROOT" && PYTHONPATH="$ROOT" "$PYTHON" deploy/demo/watch.py
