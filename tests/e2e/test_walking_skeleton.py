@@ -4,16 +4,19 @@ notice each even when the engine is killed with SIGKILL while the deadlines run.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import random
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 
 from shared.contract import Topics
+from shared.rules.builtin import CHECKIN
 from tests.e2e.stack import SERVICES, Stack
 from tests.factories import event, uid
 from tests.kafka_io import produce
@@ -114,3 +117,17 @@ def test_the_engine_drains_and_exits_cleanly_on_sigterm(stack: Stack) -> None:
     assert stack.stop("engine") == 0
     stack.start("engine")
     stack.wait_ready("engine")
+
+
+async def test_the_demo_shop_shortens_the_checkin_through_the_admin_with_its_key(stack: Stack) -> None:
+    """What ``make run`` does first: the demo shop publishes a faster check-in as a publisher would."""
+    spec = importlib.util.spec_from_file_location("demo_shop", Path(__file__).parents[2] / "deploy/demo/shop.py")
+    assert spec is not None
+    assert spec.loader is not None
+    shop = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shop)
+    await shop.demo_speed_checkin(stack.url("admin", ""), "PT30S", stack.api_key("publisher"))
+    auth = {"Authorization": f"Bearer {stack.api_key()}"}
+    versions = httpx.get(stack.url("admin", f"/v1/rules/{CHECKIN}"), headers=auth, timeout=5).json()
+    in_force = next(v for v in versions if v["status"] == "published")
+    assert in_force["rule"]["triggers"][0]["delay"] == "PT30S"
