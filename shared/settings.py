@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     # signs the unsubscribe links in messages: the dispatcher signs, the storefront (which serves the
     # link) checks; the same secret in both
     unsubscribe_secret: SecretStr | None = Field(None, validation_alias=AliasChoices("PROACT_UNSUBSCRIBE_SECRET"))
+    # how often services that render messages re-read the published templates from MongoDB
+    templates_refresh_s: float = Field(5.0, gt=0, validation_alias=AliasChoices("PROACT_TEMPLATES_REFRESH_S"))
 
     @property
     def traces_exporter(self) -> str:
@@ -80,14 +82,10 @@ class ProjectorSettings(EngineSettings):
     http_port: int = Field(8083, validation_alias=AliasChoices("PROACT_PROJECTOR_HTTP_PORT"))
 
 
-class DispatcherSettings(Settings):
-    group_id: str = Field("proact-dispatcher", validation_alias=AliasChoices("PROACT_DISPATCHER_GROUP_ID"))
-    http_port: int = Field(8082, validation_alias=AliasChoices("PROACT_DISPATCHER_HTTP_PORT"))
-    outbox_dir: Path = Field(
-        Path.home() / ".cache" / "proact" / "outbox",
-        validation_alias=AliasChoices("PROACT_DISPATCHER_OUTBOX_DIR"),
-    )
-    # e-mail over SMTP; without a host, e-mail goes to the file outbox like the other channels
+class MailSettings(Settings):
+    """The mail server: the dispatcher sends e-mail through it, the admin its template test-sends."""
+
+    # e-mail over SMTP; without a host, the dispatcher's e-mail goes to the file outbox like the other channels
     smtp_host: str | None = Field(None, validation_alias=AliasChoices("PROACT_SMTP_HOST"))
     smtp_port: int = Field(25, validation_alias=AliasChoices("PROACT_SMTP_PORT"))
     smtp_username: str | None = Field(None, validation_alias=AliasChoices("PROACT_SMTP_USERNAME"))
@@ -95,6 +93,15 @@ class DispatcherSettings(Settings):
     smtp_starttls: bool = Field(False, validation_alias=AliasChoices("PROACT_SMTP_STARTTLS"))
     smtp_timeout_s: float = Field(10.0, gt=0, validation_alias=AliasChoices("PROACT_SMTP_TIMEOUT_S"))
     email_from: str = Field("proact <noreply@localhost>", validation_alias=AliasChoices("PROACT_EMAIL_FROM"))
+
+
+class DispatcherSettings(MailSettings):
+    group_id: str = Field("proact-dispatcher", validation_alias=AliasChoices("PROACT_DISPATCHER_GROUP_ID"))
+    http_port: int = Field(8082, validation_alias=AliasChoices("PROACT_DISPATCHER_HTTP_PORT"))
+    outbox_dir: Path = Field(
+        Path.home() / ".cache" / "proact" / "outbox",
+        validation_alias=AliasChoices("PROACT_DISPATCHER_OUTBOX_DIR"),
+    )
     # SMS, push and phone through a provider's webhook: POST with an HMAC-SHA256 signature
     webhook_url: str | None = Field(None, validation_alias=AliasChoices("PROACT_WEBHOOK_URL"))
     webhook_secret: SecretStr | None = Field(None, validation_alias=AliasChoices("PROACT_WEBHOOK_SECRET"))
@@ -136,7 +143,7 @@ class StorefrontSettings(Settings):
     identity_secret: SecretStr | None = Field(None, validation_alias=AliasChoices("PROACT_STOREFRONT_IDENTITY_SECRET"))
 
 
-class AdminSettings(Settings):
+class AdminSettings(MailSettings):
     http_host: str = Field("127.0.0.1", validation_alias=AliasChoices("PROACT_ADMIN_HTTP_HOST"))
     http_port: int = Field(8090, validation_alias=AliasChoices("PROACT_ADMIN_HTTP_PORT"))
 

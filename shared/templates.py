@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
 
-from jinja2 import TemplateError
+from jinja2 import TemplateError, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 Parts = dict[str, str]
 
@@ -283,9 +285,29 @@ def _compiled(source: str) -> Any:
     return _environment().from_string(source)
 
 
-def render(template_id: str, locale: str | None, values: Mapping[str, Any] | None = None) -> tuple[str, Parts]:
-    """The template's parts in the best locale, rendered with ``values``; (locale used, parts)."""
-    template = BUILTIN.get(template_id)
+# What the marketing team published (``shared.template_store.follow`` keeps it current): a published
+# template replaces the built-in one of its id as a whole.
+PUBLISHED: dict[str, dict[str, Parts]] = {}
+
+
+def install(published: Mapping[str, Mapping[str, Parts]]) -> None:
+    PUBLISHED.clear()
+    PUBLISHED.update({k: {loc: dict(p) for loc, p in v.items()} for k, v in published.items()})
+
+
+def lookup(template_id: str) -> dict[str, Parts] | None:
+    return PUBLISHED.get(template_id) or BUILTIN.get(template_id)
+
+
+def render(
+    template_id: str,
+    locale: str | None,
+    values: Mapping[str, Any] | None = None,
+    template: Mapping[str, Parts] | None = None,
+) -> tuple[str, Parts]:
+    """The template's parts in the best locale, rendered with ``values``; (locale used, parts).
+    ``template`` renders those parts instead of the ones in force (a preview of a draft)."""
+    template = template or lookup(template_id)
     if template is None:
         raise KeyError(f"no template {template_id!r}")
     used, parts = pick(template, locale)
@@ -293,3 +315,57 @@ def render(template_id: str, locale: str | None, values: Mapping[str, Any] | Non
         return used, {name: _compiled(source).render(**(values or {})) for name, source in parts.items()}
     except TemplateError as exc:
         raise ValueError(f"template {template_id} ({used}) does not render: {exc}") from None
+
+
+# --- templates as the marketing team edits them ----------------------------------------------------
+TEMPLATE_ID = r"^[a-z0-9][a-z0-9_-]{1,62}$"
+LOCALE = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
+PART = r"^[a-z][a-z0-9_]{0,39}$"
+
+
+def _compiles(source: str) -> str:
+    """A part must parse in the sandbox; a syntax error is refused with its line, not at send time."""
+    try:
+        _environment().parse(source)
+    except TemplateSyntaxError as exc:
+        raise ValueError(f"line {exc.lineno}: {exc.message}") from None
+    return source
+
+
+Source = Annotated[str, StringConstraints(max_length=20_000), AfterValidator(_compiles)]
+Locale = Annotated[str, StringConstraints(pattern=LOCALE)]
+PartName = Annotated[str, StringConstraints(pattern=PART)]
+
+
+class Template(BaseModel):
+    """A message template: its parts (``subject``, ``text`` …) per locale, Jinja2 in the sandbox."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    template_id: str = Field(pattern=TEMPLATE_ID)
+    version: int = Field(ge=1)
+    description: str = Field("", max_length=500)
+    locales: dict[Locale, dict[PartName, Source]] = Field(min_length=1, max_length=50)
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> Template:
+        """Validate, and check that every locale has the parts the template's users read (those of the
+        built-in template of the same id: a pop-up needs its ``title``, ``cta`` …, an e-mail its
+        ``subject`` and ``text``); errors name the field, as pydantic's do."""
+        template = cls.model_validate(raw)
+        builtin = BUILTIN.get(template.template_id)
+        required = set(builtin["en"]) if builtin else set()
+        errors = [
+            InitErrorDetails(
+                type=PydanticCustomError(
+                    "missing_parts", "missing parts: {parts}", {"parts": ", ".join(sorted(missing))}
+                ),
+                loc=("locales", locale),
+                input=parts,
+            )
+            for locale, parts in template.locales.items()
+            if (missing := required - set(parts))
+        ]
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return template

@@ -32,8 +32,8 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pymongo.asynchronous.database import AsyncDatabase
 
-from shared.rules import store as rule_store
 from shared.store import Collections, Document
+from shared.versioned import audit
 
 Role = Literal["viewer", "marketer", "publisher", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "marketer", "publisher", "admin")
@@ -67,7 +67,7 @@ async def create_key(db: AsyncDatabase[Document], name: str, role: Role, by: str
     record = {"_id": key_id, "name": name, "role": role, "created_at": datetime.now(UTC), "created_by": by,
               "revoked_at": None}  # fmt: skip
     await db[Collections.API_KEYS].insert_one({**record, "key_hash": _hash(key)})
-    await rule_store.audit(db, by, "key.created", key_id, None, {"name": name, "role": role})
+    await audit(db, by, "key.created", key_id, None, {"name": name, "role": role})
     return key, public(record)
 
 
@@ -76,7 +76,7 @@ async def revoke_key(db: AsyncDatabase[Document], key_id: str, by: str) -> bool:
         {"_id": key_id, "revoked_at": None}, {"$set": {"revoked_at": datetime.now(UTC), "revoked_by": by}}
     )
     if found is not None:
-        await rule_store.audit(db, by, "key.revoked", key_id, {"revoked": False}, {"revoked": True})
+        await audit(db, by, "key.revoked", key_id, {"revoked": False}, {"revoked": True})
     return found is not None
 
 

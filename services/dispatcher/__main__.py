@@ -17,8 +17,10 @@ from services.dispatcher.channels import (
     UnsubscribeLinks,
     WebhookChannel,
 )
+from shared import template_store
 from shared.clock import SystemClock
 from shared.logs import setup_logging
+from shared.mail import Mailer
 from shared.metrics import setup_metrics
 from shared.settings import DispatcherSettings
 from shared.store import Collections, Document, database, ensure_indexes, mongo_client
@@ -36,10 +38,9 @@ def channels(settings: DispatcherSettings, db: AsyncDatabase[Document]) -> Chann
         if settings.unsubscribe_secret is None:
             raise SystemExit("PROACT_UNSUBSCRIBE_SECRET is required with PROACT_SMTP_HOST (unsubscribe links)")
         links = UnsubscribeLinks(settings.public_url, settings.unsubscribe_secret.get_secret_value())
-        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
-        by_kind["email"] = EmailChannel(settings.smtp_host, settings.smtp_port, settings.email_from,
-                                        settings.smtp_timeout_s, settings.smtp_username, password,
-                                        settings.smtp_starttls, links)  # fmt: skip
+        mailer = Mailer.from_settings(settings)
+        assert mailer is not None
+        by_kind["email"] = EmailChannel(mailer, links)
     if settings.webhook_url:
         if settings.webhook_secret is None:
             raise SystemExit("PROACT_WEBHOOK_SECRET is required with PROACT_WEBHOOK_URL: requests are signed")
@@ -61,9 +62,11 @@ async def main() -> None:
     broker = build_broker(settings, db, channels(settings, db), SystemClock())
     app = build_app(broker)
     server = uvicorn.Server(uvicorn.Config(app, host="0.0.0.0", port=settings.http_port, log_level="warning"))  # noqa: S104
+    following = asyncio.create_task(template_store.follow(settings, settings.templates_refresh_s))
     try:
         await server.serve()  # runs the broker through the ASGI lifespan; SIGTERM drains it
     finally:
+        following.cancel()
         await client.close()
         provider.shutdown()
 

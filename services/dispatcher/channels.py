@@ -15,14 +15,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from email import policy
-from email.message import EmailMessage
-from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
-import aiosmtplib
 import httpx
 import orjson
 from markupsafe import Markup
@@ -30,6 +26,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from shared import signing, templates
+from shared.mail import Mailer, MailRefused
 from shared.store import Collections, Document
 
 
@@ -72,12 +69,6 @@ class Channels:
         return self.by_kind.get(kind, self.default)
 
 
-# Flattened with lines up to RFC 5322's 998 characters: at the usual 78 the library folds a long
-# List-Unsubscribe URL into RFC 2047 encoded words, which mail clients do not decode in that header
-# (RFC 2369), and the one-click link would be lost.
-MAIL_POLICY = policy.SMTP.clone(max_line_length=998)
-
-
 @dataclass(frozen=True)
 class UnsubscribeLinks:
     """Signed one-click unsubscribe links to the storefront's ``/unsubscribe`` page (shared.signing)."""
@@ -101,19 +92,8 @@ class EmailChannel:
 
     name = "smtp"
 
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        sender: str,
-        timeout_s: float = 10.0,
-        username: str | None = None,
-        password: str | None = None,
-        starttls: bool = False,
-        links: UnsubscribeLinks | None = None,
-    ) -> None:
-        self.host, self.port, self.sender, self.timeout_s = host, port, sender, timeout_s
-        self.username, self.password, self.starttls = username, password, starttls
+    def __init__(self, mailer: Mailer, links: UnsubscribeLinks | None = None) -> None:
+        self.mailer = mailer
         self.links = links
 
     async def send(self, message: dict[str, Any]) -> bool:
@@ -121,36 +101,18 @@ class EmailChannel:
         if not to:
             raise DeliveryFailed("no e-mail address for this customer", permanent=True)
         locale, parts = render(message)
-        mail = EmailMessage()
-        mail["From"] = self.sender
-        mail["To"] = to
-        mail["Subject"] = parts.get("subject") or parts.get("title", "")
-        mail["Message-ID"] = f"<{message['idempotency_key'].replace(':', '.')}@proact>"
+        headers = {"Message-ID": f"<{message['idempotency_key'].replace(':', '.')}@proact>"}
         text = parts.get("text") or parts.get("body", "")
         if self.links is not None:
             url = self.links.url(message["customer_id"], "email", message.get("locale"))
             footer = templates.render("unsubscribe", locale, {"url": Markup(url)})[1]["footer"]  # noqa: S704 - our own URL
             text = f"{text}\n\n--\n{footer}\n"
-            mail["List-Unsubscribe"] = f"<{url}>"
-            mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        mail.set_content(text)
-        mail["Content-Language"] = locale  # after set_content, which resets the Content-* headers
+            headers |= {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+        mail = self.mailer.compose(to, parts.get("subject") or parts.get("title", ""), text, locale, headers)
         try:
-            await aiosmtplib.send(
-                mail.as_bytes(policy=MAIL_POLICY),
-                sender=parseaddr(self.sender)[1],  # the envelope's bare address
-                recipients=[to],
-                hostname=self.host,
-                port=self.port,
-                timeout=self.timeout_s,
-                username=self.username,
-                password=self.password,
-                start_tls=self.starttls,
-            )
-        except aiosmtplib.SMTPRecipientsRefused:
-            raise DeliveryFailed("the mail server refused the recipient", permanent=True) from None
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            raise DeliveryFailed(f"mail server: {type(exc).__name__}", permanent=False) from None
+            await self.mailer.send(mail, to)
+        except MailRefused as exc:
+            raise DeliveryFailed(exc.reason, exc.permanent) from None
         return True
 
 

@@ -18,6 +18,7 @@ from services.storefront.publisher import Publisher
 from services.storefront.sites import SiteGuard
 from services.storefront.view import SessionView
 from services.storefront.views import router
+from shared import template_store
 from shared.contract import Topics
 from shared.models.registry import ModelHandle, Registry
 from shared.rules import store as rule_store
@@ -56,6 +57,7 @@ def create_app(settings: StorefrontSettings) -> FastAPI:
             ),
         ]
         tasks.append(asyncio.create_task(_freeze_when_caught_up(view)))
+        tasks.append(asyncio.create_task(template_store.follow(settings, settings.templates_refresh_s)))
         try:
             yield
         finally:

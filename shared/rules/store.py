@@ -15,7 +15,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
@@ -24,22 +23,13 @@ from shared.rules.evaluator import RuleSet
 from shared.rules.model import ContactPolicy, Rule
 from shared.settings import Settings
 from shared.store import Collections, Document, database, mongo_client
+from shared.versioned import VersionedStore, audit
 
 POLICY_ID = "contact_policy"
 log = logging.getLogger(__name__)
 
 
-def _doc(rule: Rule, status: str, author: str, now: datetime) -> Document:
-    return {
-        "_id": f"{rule.rule_id}@{rule.version}",
-        "rule_id": rule.rule_id,
-        "version": rule.version,
-        "status": status,
-        "rule": rule.model_dump(mode="json"),
-        "created_at": now,
-        "created_by": author,
-        "published_at": now if status == "published" else None,
-    }
+RULES: VersionedStore[Rule] = VersionedStore(Collections.RULES, "rule", Rule.model_validate)
 
 
 async def seed(db: AsyncDatabase[Document], now: datetime | None = None) -> int:
@@ -51,7 +41,7 @@ async def seed(db: AsyncDatabase[Document], now: datetime | None = None) -> int:
         if await db[Collections.RULES].find_one({"rule_id": rule.rule_id}, {"_id": 1}) is not None:
             continue
         try:
-            await db[Collections.RULES].insert_one(_doc(rule, "published", "proact (built-in)", now))
+            await db[Collections.RULES].insert_one(RULES.doc(rule, "published", "proact (built-in)", now))
             added += 1
         except DuplicateKeyError:
             pass  # another service seeded it at the same moment
@@ -77,68 +67,28 @@ async def set_policy(db: AsyncDatabase[Document], value: ContactPolicy, author: 
 
 
 async def versions(db: AsyncDatabase[Document], rule_id: str) -> list[Document]:
-    cursor = db[Collections.RULES].find({"rule_id": rule_id}).sort("version", DESCENDING)
-    return [d async for d in cursor]
+    return await RULES.versions(db, rule_id)
 
 
 async def published(db: AsyncDatabase[Document]) -> list[Rule]:
     """The rule in force for each rule id: its highest published version."""
-    latest: dict[str, Document] = {}
-    async for doc in db[Collections.RULES].find({"status": "published"}):
-        if doc["rule_id"] not in latest or doc["version"] > latest[doc["rule_id"]]["version"]:
-            latest[doc["rule_id"]] = doc
-    return [Rule.model_validate(d["rule"]) for d in sorted(latest.values(), key=lambda d: d["rule_id"])]
+    latest = await RULES.in_force(db)
+    return [Rule.model_validate(latest[k]["rule"]) for k in sorted(latest)]
 
 
 async def active(db: AsyncDatabase[Document]) -> RuleSet:
     return RuleSet(await published(db), await policy(db))
 
 
-async def audit(
-    db: AsyncDatabase[Document], who: str, action: str, subject: str, before: Any = None, after: Any = None
-) -> None:
-    """An append-only record of a change: who, when, what, before and after."""
-    entry = {
-        "at": datetime.now(UTC),
-        "who": who,
-        "action": action,
-        "subject": subject,
-        "before": before,
-        "after": after,
-    }
-    await db[Collections.AUDIT].insert_one(entry)
-
-
 async def save_draft(db: AsyncDatabase[Document], raw: dict[str, Any], author: str) -> Rule:
     """Validate a rule and store it as the next version, a draft (pydantic's ValidationError names
-    the field that is wrong). The version number is the store's, whatever the input says."""
-    existing = await versions(db, str(raw.get("rule_id", "")))
-    version = (existing[0]["version"] + 1) if existing else 1
-    rule = Rule.model_validate({**raw, "version": version})
-    await db[Collections.RULES].insert_one(_doc(rule, "draft", author, datetime.now(UTC)))
-    before = existing[0]["rule"] if existing else None
-    await audit(db, author, "rule.draft_saved", f"{rule.rule_id}@{version}", before, rule.model_dump(mode="json"))
-    return rule
+    the field that is wrong)."""
+    return await RULES.save_draft(db, raw, author)
 
 
 async def publish(db: AsyncDatabase[Document], rule_id: str, version: int, author: str) -> Rule | None:
     """Put a draft in force. Publishing an older version again (a rollback) copies it as a new one."""
-    doc = await db[Collections.RULES].find_one({"_id": f"{rule_id}@{version}"})
-    if doc is None:
-        return None
-    now = datetime.now(UTC)
-    newest = (await versions(db, rule_id))[0]["version"]
-    if doc["status"] == "draft" and version == newest:
-        await db[Collections.RULES].update_one(
-            {"_id": doc["_id"]}, {"$set": {"status": "published", "published_at": now, "published_by": author}}
-        )
-        await audit(db, author, "rule.published", doc["_id"], {"status": "draft"}, {"status": "published"})
-        return Rule.model_validate(doc["rule"])
-    again = Rule.model_validate({**doc["rule"], "version": newest + 1})
-    await db[Collections.RULES].insert_one(_doc(again, "published", author, now))
-    await audit(db, author, "rule.republished", f"{rule_id}@{again.version}", {"from_version": version},
-                again.model_dump(mode="json"))  # fmt: skip
-    return again
+    return await RULES.publish(db, rule_id, version, author)
 
 
 async def follow(
@@ -159,11 +109,7 @@ async def follow(
                     await seed(db)
                     seeded = True
                 # which versions are in force, and the policy: only a change is validated and compiled
-                signature = (
-                    sorted([(d["rule_id"], d["version"]) async for d in db[Collections.RULES].find(
-                        {"status": "published"}, {"rule_id": 1, "version": 1})]),
-                    await db[Collections.SETTINGS].find_one({"_id": POLICY_ID}),
-                )  # fmt: skip
+                signature = (await RULES.signature(db), await db[Collections.SETTINGS].find_one({"_id": POLICY_ID}))
                 if signature != last:
                     rules = await active(db)
                     if on_rules(rules):

@@ -13,6 +13,7 @@ from services.dispatcher.app import build_broker
 from services.dispatcher.channels import Channels, EmailChannel, OutboxChannel
 from shared.clock import SystemClock
 from shared.contract import Topics, decode
+from shared.mail import Mailer
 from shared.settings import DispatcherSettings
 from shared.store import Collections, Document
 from tests.factories import event, uid
@@ -43,7 +44,9 @@ async def test_a_delay_notice_arrives_as_an_email_in_the_customers_language_once
                       idempotency_key=f"delay-notice:{uid('o')}")  # fmt: skip
 
     settings = DispatcherSettings(topic_prefix=topics.prefix, group_id=uid("dispatcher"))
-    channels = Channels(OutboxChannel(tmp_path), {"email": EmailChannel("127.0.0.1", port, "shop <shop@example.com>")})
+    channels = Channels(
+        OutboxChannel(tmp_path), {"email": EmailChannel(Mailer("127.0.0.1", port, "shop <shop@example.com>"))}
+    )
     broker = build_broker(settings, db, channels, SystemClock())
     async with broker:
         await broker.start()

@@ -25,6 +25,7 @@ from services.dispatcher.channels import Channels, EmailChannel, InboxChannel, O
 from services.storefront.app import create_app
 from shared.clock import SystemClock
 from shared.contract import Topics, decode
+from shared.mail import Mailer
 from shared.settings import DispatcherSettings, Settings, StorefrontSettings
 from shared.signing import identity_signature, unsubscribe_token
 from shared.store import INDEXES, Collections, Document, database, ensure_indexes, mongo_client
@@ -96,7 +97,7 @@ async def test_an_email_unsubscribe_link_turns_the_consent_off_and_stops_further
     # what the engine's projection knows of the customer (the storefront keeps the other consents)
     await own_db[Collections.CUSTOMERS].insert_one({"_id": customer, "consents": {"email": True, "sms": True}})
     links = UnsubscribeLinks("http://shop", UNSUBSCRIBE_SECRET)
-    email = EmailChannel("127.0.0.1", port, "shop <shop@example.com>", links=links)
+    email = EmailChannel(Mailer("127.0.0.1", port, "shop <shop@example.com>"), links=links)
     settings = DispatcherSettings(topic_prefix=topics.prefix, group_id=uid("dispatcher"))
     broker = build_broker(settings, own_db, Channels(OutboxChannel(tmp_path), {"email": email}), SystemClock())
 

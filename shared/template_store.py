@@ -1,0 +1,68 @@
+"""Templates in MongoDB, versioned like the rules (draft, publish, roll back), and how services follow them.
+
+The built-in templates (``shared.templates.BUILTIN``) are in force until a team publishes its own
+version of one; a published template replaces the built-in one of its id as a whole. The dispatcher
+(messages) and the storefront (pop-ups) re-read what is published every ``PROACT_TEMPLATES_REFRESH_S``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+from shared import templates
+from shared.settings import Settings
+from shared.store import Collections, Document, database, mongo_client
+from shared.templates import Template
+from shared.versioned import VersionedStore
+
+log = logging.getLogger(__name__)
+
+TEMPLATES: VersionedStore[Template] = VersionedStore(Collections.TEMPLATES, "template", Template.parse)
+
+
+def builtin(template_id: str) -> dict[str, Any] | None:
+    """A built-in template in the shape of a stored one (version 0: never saved)."""
+    parts = templates.BUILTIN.get(template_id)
+    if parts is None:
+        return None
+    return {"template_id": template_id, "version": 0, "status": "built-in", "template": {
+        "template_id": template_id, "version": 0, "description": "built in", "locales": parts}}  # fmt: skip
+
+
+async def published(db: AsyncDatabase[Document]) -> dict[str, dict[str, templates.Parts]]:
+    """The parts per locale of every published template, by id (a stored one that no longer
+    validates is left out, and the built-in one stays in force)."""
+    found: dict[str, dict[str, templates.Parts]] = {}
+    for key, doc in (await TEMPLATES.in_force(db)).items():
+        try:
+            found[key] = Template.parse(doc["template"]).locales
+        except ValidationError as exc:
+            log.error("invalid template %s in the store, left out: %s", key, str(exc)[:300])
+    return found
+
+
+async def follow(settings: Settings, interval_s: float) -> None:
+    """Install what is published now, then again whenever that changes. Runs until cancelled; while
+    MongoDB is unreachable the templates last read stay in force."""
+    client = mongo_client(settings)
+    db = database(client, settings)
+    last: Any = None
+    try:
+        while True:
+            try:
+                signature = await TEMPLATES.signature(db)
+                if signature != last:
+                    templates.install(await published(db))
+                    log.info("templates loaded", extra={"templates": [k for k, _ in signature]})
+                    last = signature
+            except PyMongoError as exc:
+                log.warning("cannot read the templates from MongoDB: %s", exc.__class__.__name__)
+            await asyncio.sleep(interval_s)
+    finally:
+        await client.close()
