@@ -7,9 +7,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 
+from services.admin.content import router as templates_router
 from services.admin.dryrun import router as dry_run_router
 from services.admin.rules import router as rules_router
 from services.admin.views import router
+from shared.mail import Mailer
 from shared.rules import store as rule_store
 from shared.settings import AdminSettings
 from shared.store import Collections, database, ensure_indexes, mongo_client, ping
@@ -32,6 +34,7 @@ def create_app(settings: AdminSettings) -> FastAPI:
         client = mongo_client(settings)
         app.state.mongo = client
         app.state.db = database(client, settings)
+        app.state.mailer = Mailer.from_settings(settings)  # template test-sends
         await ensure_indexes(app.state.db, OWNED_COLLECTIONS)
         await rule_store.seed(app.state.db)  # the built-in rules, where missing (the engine does the same)
         try:
@@ -50,6 +53,7 @@ def create_app(settings: AdminSettings) -> FastAPI:
     app.include_router(router)
     app.include_router(rules_router)
     app.include_router(dry_run_router)
+    app.include_router(templates_router)
     install_error_handlers(app)
 
     async def ready(request: Request) -> bool:

@@ -15,13 +15,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pymongo import DESCENDING
+from pymongo.asynchronous.database import AsyncDatabase
 
 from services.admin.access import Viewer
 from shared.rules import Rule, evaluate
 from shared.rules import store as rule_store
 from shared.rules.conditions import context
 from shared.rules.model import RULE_ID, scope_field
-from shared.store import Collections
+from shared.store import Collections, Document
 
 router = APIRouter(prefix="/v1", tags=["rules"])
 
@@ -30,6 +31,35 @@ def _trigger_event(rule: Rule) -> str | None:
     """The event type the rule's first trigger waits for (what the dry run pretends just happened)."""
     trigger = rule.triggers[0]
     return getattr(trigger, "event", None) or getattr(trigger, "after", None)
+
+
+async def known_facts(
+    db: AsyncDatabase[Document], rule: Rule | None, customer_id: str, order_id: str | None, now: datetime
+) -> dict[str, Any]:
+    """The facts a rule would see for this customer now, from the engine's projection: the customer,
+    the order named (else their latest, when the rule is about orders), and the rule's trigger
+    pretended to have just happened. 404 naming the field for an unknown customer or order."""
+    customer = await db[Collections.CUSTOMERS].find_one({"_id": customer_id}, {"_id": 0, "projected_at": 0})
+    if customer is None:
+        raise HTTPException(404, {"detail": f"the engine knows no customer {customer_id}", "field": "customer_id"})
+    event_type = _trigger_event(rule) if rule else None
+    order: dict[str, Any] = {}
+    if order_id or (event_type and scope_field(event_type) == "order_id"):
+        query = {"_id": order_id} if order_id else {"customer_id": customer_id}
+        order = await db[Collections.ORDERS].find_one(query, {"_id": 0, "projected_at": 0},
+                                                      sort=[("placed_at", DESCENDING)]) or {}  # fmt: skip
+        if order_id and not order:
+            raise HTTPException(404, {"detail": f"the engine knows no order {order_id}", "field": "order_id"})
+    data = {"customer_id": customer_id, **({"order_id": order["order_id"]} if order else {})}
+    return {
+        "event": {"type": event_type or "dry_run", "id": "dry-run", "time": now.isoformat(), "data": data},
+        "customer": customer,
+        "order": order,
+        "session": {},
+        "scores": {"churn": (customer.get("churn") or {}).get("score"), "intent": None},
+        "trigger": {"kind": rule.triggers[0].kind if rule else "event", "event": event_type},
+        "now": now,
+    }
 
 
 @router.get("/rules/{rule_id}/dry-run")
@@ -52,30 +82,11 @@ async def dry_run(
     if not docs:
         raise HTTPException(404, f"no rule {rule_id}" + (f" version {version}" if version else ""))
     rule = Rule.model_validate(docs[0]["rule"])
-    customer = await db[Collections.CUSTOMERS].find_one({"_id": customer_id}, {"_id": 0, "projected_at": 0})
-    if customer is None:
-        raise HTTPException(404, {"detail": f"the engine knows no customer {customer_id}", "field": "customer_id"})
-    event_type = _trigger_event(rule)
-    order: dict[str, Any] = {}
-    if event_type and scope_field(event_type) == "order_id":
-        query = {"_id": order_id} if order_id else {"customer_id": customer_id}
-        order = await db[Collections.ORDERS].find_one(query, {"_id": 0, "projected_at": 0},
-                                                      sort=[("placed_at", DESCENDING)]) or {}  # fmt: skip
-        if order_id and not order:
-            raise HTTPException(404, {"detail": f"the engine knows no order {order_id}", "field": "order_id"})
     now = datetime.now(UTC)
+    facts = await known_facts(db, rule, customer_id, order_id, now)
+    order = facts["order"]
     scope = str(order.get("order_id") or customer_id)
-    data = {"customer_id": customer_id, **({"order_id": order["order_id"]} if order else {})}
-    facts = {
-        "event": {"type": event_type or "dry_run", "id": "dry-run", "time": now.isoformat(), "data": data},
-        "customer": customer,
-        "order": order,
-        "session": {},
-        "scores": {"churn": (customer.get("churn") or {}).get("score"), "intent": None},
-        "trigger": {"kind": rule.triggers[0].kind, "event": event_type},
-        "now": now,
-    }
-    verdict = evaluate(rule, context(facts), customer, scope, now, await rule_store.policy(db))
+    verdict = evaluate(rule, context(facts), facts["customer"], scope, now, await rule_store.policy(db))
     return {
         "rule_id": rule.rule_id,
         "version": rule.version,

@@ -26,8 +26,14 @@ router = APIRouter(prefix="/v1", tags=["rules"])
 RuleId = Annotated[str, Path(pattern=RULE_ID)]
 
 
-def _refusal(exc: ValidationError) -> HTTPException:
-    errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
+def refusal(exc: ValidationError, within: str | None = None) -> HTTPException:
+    """422 naming the field that is wrong (``conditions.1.expr``); ``within`` replaces the first part
+    of each field's path (the body names it otherwise)."""
+    errors = [
+        {"field": ".".join(str(p) for p in ((within, *e["loc"][1:]) if within and e["loc"] else e["loc"])),
+         "message": e["msg"]}
+        for e in exc.errors()
+    ]  # fmt: skip
     first = errors[0]
     return HTTPException(422, {"detail": f"{first['field']}: {first['message']}", "field": first["field"],
                                "errors": errors})  # fmt: skip
@@ -76,7 +82,7 @@ async def validate(raw: Annotated[dict[str, Any], Body()], _: Viewer) -> dict[st
     try:
         Rule.model_validate({**raw, "version": 1})
     except ValidationError as exc:
-        return {"valid": False, "errors": _refusal(exc).detail["errors"]}  # type: ignore[index]
+        return {"valid": False, "errors": refusal(exc).detail["errors"]}  # type: ignore[index]
     return {"valid": True, "errors": []}
 
 
@@ -90,7 +96,7 @@ async def save_draft(
     try:
         rule = await rule_store.save_draft(request.app.state.db, {**raw, "rule_id": rule_id}, author=who.who)
     except ValidationError as exc:
-        raise _refusal(exc) from None
+        raise refusal(exc) from None
     except DuplicateKeyError:  # two saves took the same next version: the unique _id refused the second
         raise HTTPException(
             409, "another version of this rule was saved at the same moment; reload and retry"
@@ -120,7 +126,7 @@ async def set_policy(request: Request, raw: Annotated[dict[str, Any], Body()], w
     try:
         value = ContactPolicy.model_validate(raw)
     except ValidationError as exc:
-        raise _refusal(exc) from None
+        raise refusal(exc) from None
     await rule_store.set_policy(request.app.state.db, value, author=who.who)
     return value.model_dump(mode="json")
 

@@ -13,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 
 from services.admin import access
+from shared import templates
 from shared.rules.builtin import CHECKIN
 from shared.store import Collections
 
@@ -60,6 +61,13 @@ ROUTES: list[tuple[str, str, Any, str]] = [
     ("PUT", f"/v1/rules/{CHECKIN}", "checkin", "marketer"),
     ("POST", f"/v1/rules/{CHECKIN}/versions/1/publish", None, "publisher"),
     ("PUT", "/v1/policy", {"max_messages": 3, "window": "P7D"}, "admin"),
+    ("GET", "/v1/templates", None, "viewer"),
+    ("GET", "/v1/templates/checkin", None, "viewer"),
+    ("POST", "/v1/templates/validate", {"template_id": "x"}, "viewer"),
+    ("POST", "/v1/templates/checkin/preview", {}, "viewer"),
+    ("PUT", "/v1/templates/checkin", "checkin-template", "marketer"),
+    ("POST", "/v1/templates/checkin/test-send", {"to": "qa@example.com"}, "marketer"),
+    ("POST", "/v1/templates/checkin/versions/1/publish", None, "publisher"),
     ("GET", "/v1/keys", None, "admin"),
     ("POST", "/v1/keys", {"name": "a tool", "role": "viewer"}, "admin"),
 ]
@@ -71,11 +79,15 @@ async def test_each_role_is_refused_where_it_must_be(
 ) -> None:
     if body == "checkin":
         body = await builtin_checkin(http, keys["viewer"])
+    elif body == "checkin-template":
+        body = {"locales": templates.BUILTIN["checkin"]}
     for role, key in keys.items():
         answer = await http.request(method, path, json=body, headers=as_(key))
         if access.ROLES.index(role) < access.ROLES.index(lowest):  # type: ignore[arg-type]
             assert answer.status_code == 403, (role, answer.text)
             assert lowest in answer.json()["detail"]
+        elif path.endswith("/test-send"):  # allowed, but this admin has no mail server configured
+            assert answer.status_code == 409, (role, answer.text)
         else:
             assert answer.status_code < 400, (role, answer.text)
     for headers in ({}, as_("pk_00000000_not-a-key"), as_("not even the format"), {"Authorization": "Basic eDp5"}):
