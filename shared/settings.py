@@ -146,6 +146,8 @@ class StorefrontSettings(Settings):
 class AdminSettings(MailSettings):
     http_host: str = Field("127.0.0.1", validation_alias=AliasChoices("PROACT_ADMIN_HTTP_HOST"))
     http_port: int = Field(8090, validation_alias=AliasChoices("PROACT_ADMIN_HTTP_PORT"))
+    # results per rule: an order this soon after a message counts as a conversion
+    conversion_window_h: int = Field(168, ge=1, validation_alias=AliasChoices("PROACT_ADMIN_CONVERSION_WINDOW_H"))
 
 
 class TrainerSettings(Settings):

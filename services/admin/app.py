@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 
 from services.admin.content import router as templates_router
 from services.admin.dryrun import router as dry_run_router
+from services.admin.results import router as results_router
 from services.admin.rules import router as rules_router
 from services.admin.views import router
 from shared.mail import Mailer
@@ -54,6 +55,8 @@ def create_app(settings: AdminSettings) -> FastAPI:
     app.include_router(rules_router)
     app.include_router(dry_run_router)
     app.include_router(templates_router)
+    app.include_router(results_router)
+    app.state.settings = settings
     install_error_handlers(app)
 
     async def ready(request: Request) -> bool:

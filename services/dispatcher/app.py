@@ -16,12 +16,12 @@ from faststream.specification import AsyncAPI
 from opentelemetry import trace
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.dispatcher import contacts
+from services.dispatcher import contacts, state
 from services.dispatcher.channels import Channel, Channels
 from services.dispatcher.flows import deliver
 from shared.clock import Clock
 from shared.contract import InvalidEvent, Topics, decode, encode, new_event
-from shared.contract.events import ActionRequested, CustomerUpserted
+from shared.contract.events import ActionRequested, CustomerUpserted, Outcome
 from shared.contract.topics import dead_letter_headers
 from shared.metrics import prometheus_app
 from shared.settings import DispatcherSettings
@@ -141,7 +141,29 @@ def build_broker(
         if isinstance(event.data, CustomerUpserted):
             await contacts.remember(db, event.data, event.time)
 
+    @broker.subscriber(
+        topics.outcomes,
+        group_id=f"{settings.group_id}-engagement",
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title="engagement",
+        description="Records on each message when it was first opened or clicked (for the results per rule).",
+    )
+    async def on_outcome(body: Any, msg: KafkaMessage) -> None:
+        try:
+            event = decode(msg.body, msg.raw_message.headers)  # type: ignore[union-attr]
+        except InvalidEvent:
+            return  # the engine dead-letters it with the reason
+        field = ENGAGEMENT.get(event.type)
+        if field is not None and isinstance(event.data, Outcome) and event.data.action_id:
+            await state.engaged(db, event.data.action_id, field, event.time)
+
     return broker
+
+
+# outcome → the field of the message it sets (once: the first time counts)
+ENGAGEMENT = {"message.opened": "opened_at", "message.clicked": "clicked_at"}
 
 
 def build_app(broker: KafkaBroker) -> AsgiFastStream:

@@ -27,3 +27,8 @@ async def mark(db: AsyncDatabase[Document], action_id: str, status: str, at: dat
     await db[Collections.MESSAGES].update_one(
         {"_id": action_id}, {"$set": {"status": status, f"{status}_at": at, **fields}}
     )
+
+
+async def engaged(db: AsyncDatabase[Document], action_id: str, field: str, at: datetime) -> None:
+    """The first open (or click) of a message; a repeat, or a replayed outcome, changes nothing."""
+    await db[Collections.MESSAGES].update_one({"_id": action_id, field: None}, {"$set": {field: at}})

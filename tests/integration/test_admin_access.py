@@ -61,6 +61,7 @@ ROUTES: list[tuple[str, str, Any, str]] = [
     ("PUT", f"/v1/rules/{CHECKIN}", "checkin", "marketer"),
     ("POST", f"/v1/rules/{CHECKIN}/versions/1/publish", None, "publisher"),
     ("PUT", "/v1/policy", {"max_messages": 3, "window": "P7D"}, "admin"),
+    ("GET", f"/v1/rules/{CHECKIN}/results", None, "viewer"),
     ("GET", "/v1/templates", None, "viewer"),
     ("GET", "/v1/templates/checkin", None, "viewer"),
     ("POST", "/v1/templates/validate", {"template_id": "x"}, "viewer"),

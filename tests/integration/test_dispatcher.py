@@ -93,3 +93,30 @@ async def test_the_contact_book_reads_profiles_without_a_content_type(
     contact = await db[Collections.CONTACTS].find_one({"_id": cid})
     assert contact is not None
     assert contact["email"] == f"{cid}@example.com"
+
+
+async def test_the_first_open_and_click_of_a_message_are_recorded_on_it(
+    topics: Topics, db: AsyncDatabase[Document], tmp_path: Path
+) -> None:
+    cid, aid = uid("c"), uid("a")
+    action = event("action.requested", subject=cid, action_id=aid, idempotency_key=f"winback:{cid}")
+    first = datetime.now(UTC).replace(microsecond=0)
+    opened = [
+        event("message.opened", cid, first + timedelta(minutes=m), action_id=aid, rule_id="winback") for m in (0, 5)
+    ]
+    clicked = event("message.clicked", cid, action_id=aid, rule_id="winback")
+    settings = DispatcherSettings(topic_prefix=topics.prefix, group_id=uid("dispatcher"))
+    async with build_broker(settings, db, OutboxChannel(tmp_path), SystemClock()) as broker:
+        await broker.start()
+        await produce([action], topics)
+        await read(topics.outcomes, lambda rs: any(r.key == cid.encode() for r in rs))
+        await produce([*opened, clicked], topics)
+        for _ in range(100):
+            doc = await db[Collections.MESSAGES].find_one({"_id": aid})
+            if doc and doc.get("opened_at") and doc.get("clicked_at"):
+                break
+            await asyncio.sleep(0.1)
+    assert doc is not None
+    assert doc["status"] == "delivered"
+    assert doc["opened_at"] == first  # the first open, not the later one
+    assert doc["clicked_at"] is not None
