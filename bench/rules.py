@@ -18,10 +18,10 @@ import random
 import time
 from datetime import UTC, datetime, timedelta
 
-from services.engine.handlers import handle
-from services.engine.rules import RuleBook, RuleRunner
-from services.engine.state import PartitionState
 from shared.contract import Event, new_event
+from shared.engine.handlers import handle
+from shared.engine.rules import RuleBook, RuleRunner
+from shared.engine.state import PartitionState
 from shared.rules import ContactPolicy, Rule, RuleSet
 
 TRIGGERS = [

@@ -29,13 +29,13 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from services.engine import metrics
-from services.engine.handlers import handle, timer_event
-from services.engine.rules import RuleBook, RuleRunner
 from services.engine.scoring import Scorers
-from services.engine.state import TRACE_FIELD, PartitionState, Timer
 from shared.clock import Clock, SystemClock
 from shared.contract import EVENT_TYPES, Event, InvalidEvent, Topics, decode, encode
 from shared.contract.topics import DLQ_HEADER_PREFIX, dead_letter_headers
+from shared.engine.handlers import handle, timer_event
+from shared.engine.rules import RuleBook, RuleRunner
+from shared.engine.state import TRACE_FIELD, PartitionState, Timer
 from shared.models.registry import Registry
 from shared.rules import RuleSet
 from shared.rules import store as rule_store

@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from services.engine.handlers import handle, timer_event
-from services.engine.rules import RuleBook, RuleRunner, timer_id
 from services.engine.scoring import Scorers
-from services.engine.state import ORDER, PartitionState
 from shared.clock import ManualClock
 from shared.contract import Event
+from shared.engine.handlers import handle, timer_event
+from shared.engine.rules import RuleBook, RuleRunner, timer_id
+from shared.engine.state import ORDER, PartitionState
 from shared.models.registry import Registry
 from shared.rules import RuleSet, builtin_rules
 from tests.factories import event

@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.engine.handlers import handle, timer_event
-from services.engine.rules import RuleBook, RuleRunner
-from services.engine.state import PartitionState
 from shared.clock import ManualClock
 from shared.contract import Event
+from shared.engine.handlers import handle, timer_event
+from shared.engine.rules import RuleBook, RuleRunner
+from shared.engine.state import PartitionState
 from shared.rules import ContactPolicy, Rule, RuleSet, builtin_rules, rule_schema
 from shared.rules import guards as g
 from shared.rules.builtin import BUILTIN, CHECKIN

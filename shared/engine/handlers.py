@@ -1,7 +1,7 @@
 """What each event does to partition state: plain data in, events out.
 
 The handlers keep the state (customers, orders, sessions); what the configured rules then do with
-it (timers, decisions, actions) is ``services.engine.rules``.
+it (timers, decisions, actions) is ``shared.engine.rules``.
 """
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import Protocol
 
-from services.engine.rules import RuleRunner
-from services.engine.scoring import Scorers
-from services.engine.state import CUSTOMER, ORDER, TRACE_FIELD, Doc, PartitionState, Timer
 from shared import sessions
 from shared.contract import Event, new_event
 from shared.contract import events as ev
+from shared.engine.rules import RuleRunner
+from shared.engine.state import CUSTOMER, ORDER, TRACE_FIELD, Doc, PartitionState, Timer
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +24,17 @@ SOURCE = "proact/engine"
 Handler = Callable[[PartitionState, Event, datetime], list[Event]]
 
 
+class Scores(Protocol):
+    """Told of each event, to re-score what it changed (the engine's models; none in a back-test)."""
+
+    def changed(self, state: PartitionState, event: Event) -> None: ...
+
+
 def handle(
     state: PartitionState,
     event: Event,
     now: datetime,
-    scorers: Scorers | None = None,
+    scorers: Scores | None = None,
     rules: RuleRunner | None = None,
 ) -> list[Event]:
     """Apply one event, then the rules; return the events to publish. Duplicate event ids have no effect."""

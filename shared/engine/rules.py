@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.engine.state import CUSTOMER, ORDER, Doc, PartitionState, Timer
 from shared.contract import Event, new_event
 from shared.contract import events as ev
+from shared.engine.state import CUSTOMER, ORDER, Doc, PartitionState, Timer
 from shared.rules import ContactPolicy, Rule, RuleSet, Verdict, arbitrate, evaluate, scope_field
 from shared.rules.conditions import context, select
 from shared.rules.evaluator import merge
