@@ -32,6 +32,7 @@ class Collections:
     SETTINGS = "settings"
     CONTACTS = "contacts"  # addresses and numbers: personal data, read only by the dispatcher
     INBOX = "inbox"  # in-app messages: written by the dispatcher, shown by the storefront
+    BACKTESTS = "backtests"  # back-test jobs and their results (admin)
 
 
 INDEXES: dict[str, list[IndexModel]] = {
@@ -58,6 +59,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     Collections.CUSTOMERS: [IndexModel([("last_order_at", DESCENDING)], name="recent_buyers")],
     Collections.ORDERS: [IndexModel([("customer_id", ASCENDING)], name="customer")],
     Collections.SESSIONS: [IndexModel([("visitor_id", ASCENDING)], name="visitor")],
+    Collections.BACKTESTS: [IndexModel([("rule_id", ASCENDING), ("created_at", DESCENDING)], name="rule_recent")],
     Collections.SETTINGS: [],  # a few documents by _id
     Collections.CONTACTS: [],  # by _id, the customer id
 }

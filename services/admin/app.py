@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 
+from services.admin.backtests import router as backtests_router
 from services.admin.content import router as templates_router
 from services.admin.dryrun import router as dry_run_router
 from services.admin.results import router as results_router
@@ -26,6 +28,7 @@ OWNED_COLLECTIONS = (
     Collections.AUDIT,
     Collections.MODELS,
     Collections.SETTINGS,
+    Collections.BACKTESTS,
 )
 
 
@@ -38,9 +41,13 @@ def create_app(settings: AdminSettings) -> FastAPI:
         app.state.mailer = Mailer.from_settings(settings)  # template test-sends
         await ensure_indexes(app.state.db, OWNED_COLLECTIONS)
         await rule_store.seed(app.state.db)  # the built-in rules, where missing (the engine does the same)
+        app.state.jobs = set()  # back-tests running in this process
         try:
             yield
         finally:
+            for job in list(app.state.jobs):
+                job.cancel()
+            await asyncio.gather(*app.state.jobs, return_exceptions=True)
             await client.close()
 
     # a rule or a policy is a few kilobytes; a larger body is refused with 413 before it is read whole
@@ -56,6 +63,7 @@ def create_app(settings: AdminSettings) -> FastAPI:
     app.include_router(dry_run_router)
     app.include_router(templates_router)
     app.include_router(results_router)
+    app.include_router(backtests_router)
     app.state.settings = settings
     install_error_handlers(app)
 

@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError
 from shared import sessions
 from shared.contract import Event, InvalidEvent, Topics, decode
 from shared.contract import events as ev
+from shared.contract.topics import partitions_of
 
 log = logging.getLogger(__name__)
 # Applying a busy shop's browsing stream takes the storefront's one thread; it gives way to the
@@ -92,7 +93,7 @@ class SessionView:
         partitions = [
             TopicPartition(topic, p)
             for topic in (topics.browsing, topics.outcomes)
-            for p in (consumer.partitions_for_topic(topic) or await _partitions(consumer, topic))
+            for p in await partitions_of(consumer, topic)
         ]
         consumer.assign(partitions)
         since = int((datetime.now(UTC) - self.ttl).timestamp() * 1000)
@@ -121,8 +122,3 @@ class SessionView:
             if time.monotonic() - last_expiry > 60:
                 self.expire(datetime.now(UTC))
                 last_expiry = time.monotonic()
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    await consumer._client.force_metadata_update()
-    return consumer.partitions_for_topic(topic) or set()

@@ -9,6 +9,7 @@ import asyncio
 import sys
 from dataclasses import dataclass, field
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
@@ -129,6 +130,16 @@ class Topics:
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
         return cls(prefix=settings.topic_prefix, partitions=settings.topic_partitions)
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    """The topic's partitions, fetching the cluster's metadata when the consumer has none of it yet
+    (a consumer that assigns partitions by hand has subscribed to nothing that would fetch it)."""
+    found = consumer.partitions_for_topic(topic)
+    if not found:
+        await consumer._client.force_metadata_update()  # aiokafka has no public call for this
+        found = consumer.partitions_for_topic(topic)
+    return set(found or ())
 
 
 async def ensure_topics(bootstrap_servers: str, topics: Topics, timeout_s: float = 60.0) -> list[str]:

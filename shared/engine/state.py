@@ -119,6 +119,10 @@ class PartitionState:
     def pending_timers(self) -> int:
         return len(self._timers)
 
+    def timers(self) -> list[Timer]:
+        """The pending timers, in no particular order."""
+        return list(self._timers.values())
+
     def due(self, now: datetime) -> list[Timer]:
         """Remove and return the timers due at ``now``; cancelled or rescheduled heap entries are skipped."""
         fired: list[Timer] = []

@@ -64,7 +64,7 @@ async def topics(base_settings: Settings) -> AsyncIterator[Topics]:
 async def admin_app(base_settings: Settings) -> AsyncIterator[FastAPI]:
     """The admin service in process, on a database of its own (dropped afterwards)."""
     name = f"admin{uuid.uuid4().hex[:10]}"
-    app = create_app(AdminSettings(mongo_database=name))
+    app = create_app(AdminSettings(mongo_database=name, topic_prefix=base_settings.topic_prefix))
     async with app.router.lifespan_context(app):
         yield app
     client = mongo_client(base_settings)

@@ -62,6 +62,8 @@ ROUTES: list[tuple[str, str, Any, str]] = [
     ("POST", f"/v1/rules/{CHECKIN}/versions/1/publish", None, "publisher"),
     ("PUT", "/v1/policy", {"max_messages": 3, "window": "P7D"}, "admin"),
     ("GET", f"/v1/rules/{CHECKIN}/results", None, "viewer"),
+    ("GET", f"/v1/rules/{CHECKIN}/backtests", None, "viewer"),
+    ("POST", f"/v1/rules/{CHECKIN}/backtests", {"until": "2026-01-01T00:00:00Z"}, "marketer"),
     ("GET", "/v1/templates", None, "viewer"),
     ("GET", "/v1/templates/checkin", None, "viewer"),
     ("POST", "/v1/templates/validate", {"template_id": "x"}, "viewer"),
