@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from services.admin.backtests import router as backtests_router
 from services.admin.content import router as templates_router
 from services.admin.dryrun import router as dry_run_router
+from services.admin.models import router as models_router
 from services.admin.results import router as results_router
 from services.admin.rules import router as rules_router
 from services.admin.views import router
@@ -64,6 +65,7 @@ def create_app(settings: AdminSettings) -> FastAPI:
     app.include_router(templates_router)
     app.include_router(results_router)
     app.include_router(backtests_router)
+    app.include_router(models_router)
     app.state.settings = settings
     install_error_handlers(app)
 
