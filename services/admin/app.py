@@ -14,6 +14,7 @@ from services.admin.dryrun import router as dry_run_router
 from services.admin.models import router as models_router
 from services.admin.results import router as results_router
 from services.admin.rules import router as rules_router
+from services.admin.ui import router as ui_router
 from services.admin.views import router
 from shared.mail import Mailer
 from shared.rules import store as rule_store
@@ -66,6 +67,7 @@ def create_app(settings: AdminSettings) -> FastAPI:
     app.include_router(results_router)
     app.include_router(backtests_router)
     app.include_router(models_router)
+    app.include_router(ui_router)
     app.state.settings = settings
     install_error_handlers(app)
 

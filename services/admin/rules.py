@@ -9,17 +9,18 @@ audit log under the key's name.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
 from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
 from services.admin.access import Admin, Marketer, Publisher, Viewer
+from shared.contract import events as ev
 from shared.rules import ContactPolicy, Rule, rule_schema
 from shared.rules import store as rule_store
 from shared.rules.explain import explain
-from shared.rules.model import RULE_ID
+from shared.rules.model import RULE_ID, Reeligibility, RuleChannel
 from shared.store import Collections
 
 router = APIRouter(prefix="/v1", tags=["rules"])
@@ -47,6 +48,26 @@ def _public(doc: dict[str, Any]) -> dict[str, Any]:
 async def schema(_: Viewer) -> dict[str, Any]:
     """The JSON Schema a rule must follow."""
     return rule_schema()
+
+
+# the facts a condition can read, offered by the UI's condition builder (any CEL over the facts works)
+FACTS = (
+    "order.status", "order.items", "order.total.amount", "order.promised_delivery_by", "order.estimated_delivery",
+    "customer.orders", "customer.tickets", "customer.locale", "customer.has_email", "customer.has_phone",
+    "customer.last_order_at", "scores.churn", "trigger.kind", "event.type", "session.page_count",
+    "session.duration_s", "session.checkout", "session.offered",
+)  # fmt: skip
+
+
+@router.get("/rules/vocabulary")
+async def vocabulary(_: Viewer) -> dict[str, Any]:
+    """What a rule can name: event types, channels, re-eligibility modes, and the facts conditions read."""
+    return {
+        "event_types": sorted(ev.EVENT_TYPES),
+        "channels": list(get_args(RuleChannel)),
+        "reeligibility": list(get_args(Reeligibility.model_fields["mode"].annotation)),
+        "fields": list(FACTS),
+    }
 
 
 @router.get("/rules")

@@ -15,6 +15,12 @@ from shared.store import Collections
 router = APIRouter(prefix="/v1")
 
 
+@router.get("/me")
+async def me(who: Viewer) -> dict[str, Any]:
+    """The caller's key: its id, name and role (what the UI may offer)."""
+    return {"key_id": who.key_id, "name": who.name, "role": who.role}
+
+
 @router.get("/messages")
 async def recent_messages(
     request: Request,

@@ -7,6 +7,7 @@ and removes them at the end.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -21,6 +22,8 @@ from aiosmtpd.controller import Controller
 from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
 
 from services.admin.app import create_app
 from shared.contract import Topics
@@ -140,3 +143,14 @@ def smtp() -> Iterator[tuple[Mailbox, int]]:
     controller.start()
     yield inbox, port
     controller.stop()
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    yield driver
+    driver.quit()

@@ -65,6 +65,8 @@ ROUTES: list[tuple[str, str, Any, str]] = [
     ("GET", f"/v1/rules/{CHECKIN}/backtests", None, "viewer"),
     ("POST", f"/v1/rules/{CHECKIN}/backtests", {"until": "2026-01-01T00:00:00Z"}, "marketer"),
     ("GET", "/v1/models", None, "viewer"),
+    ("GET", "/v1/me", None, "viewer"),
+    ("GET", "/v1/rules/vocabulary", None, "viewer"),
     ("GET", "/v1/templates", None, "viewer"),
     ("GET", "/v1/templates/checkin", None, "viewer"),
     ("POST", "/v1/templates/validate", {"template_id": "x"}, "viewer"),

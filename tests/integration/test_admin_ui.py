@@ -1,0 +1,174 @@
+"""The marketers' web UI in headless Chromium (Debian's, driven by Selenium) against a real admin
+server on the real broker and FerretDB: sign in with a key, make a rule from the built-in check-in
+by changing its delay, back-test it over the shop's recorded events, publish it and find it in the
+audit log. A screenshot of each page is kept in ``tests/artifacts/``."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import uvicorn
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+from services.admin import access
+from services.admin.app import create_app
+from shared.rules.builtin import CHECKIN
+from shared.settings import AdminSettings, Settings
+from shared.store import Collections, mongo_client
+from tests.factories import purchase_history, uid
+from tests.integration.conftest import free_port, isolated_topics
+from tests.kafka_io import produce
+
+pytestmark = [pytest.mark.integration]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+T0 = datetime(2026, 10, 5, 8, 0, tzinfo=UTC)
+NEW_RULE = "checkin-five-days"
+
+
+@pytest.fixture
+async def admin(base_settings: Settings, model_registry: Path) -> AsyncIterator[tuple[str, str]]:
+    """An admin server over a shop with recorded purchases, sent messages and trained models."""
+    async with isolated_topics(base_settings.kafka_bootstrap_servers, uid("ui")) as topics:
+        await produce(purchase_history(t0=T0), topics)
+        name = f"adminui{uuid.uuid4().hex[:10]}"
+        settings = AdminSettings(mongo_database=name, topic_prefix=topics.prefix, model_dir=model_registry)
+        app = create_app(settings)
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.05)
+        db = app.state.db
+        key, _ = await access.create_key(db, "Maria (marketing)", "admin", by="tests")
+        sent = datetime.now(UTC) - timedelta(days=3)
+        await db[Collections.MESSAGES].insert_many([
+            {"_id": f"m{i}", "idempotency_key": f"k{i}", "rule_id": CHECKIN, "customer_id": f"c{i}",
+             "channel": "email" if i % 3 else "sms", "locale": "pl" if i % 2 else "en", "holdout": i % 10 == 0,
+             "status": "holdout" if i % 10 == 0 else "delivered", "created_at": sent,
+             **({"opened_at": sent} if i % 4 == 0 else {})}
+            for i in range(60)
+        ])  # fmt: skip
+        await db[Collections.ORDERS].insert_many([
+            {"_id": f"o{i}", "order_id": f"o{i}", "customer_id": f"c{i}",
+             "placed_at": (sent + timedelta(days=1)).isoformat()}
+            for i in range(60) if (i % 3 == 0 and i % 10) or i == 20
+
+        ])  # fmt: skip
+        try:
+            yield f"http://127.0.0.1:{port}", key
+        finally:
+            server.should_exit = True
+            await task
+            client = mongo_client(base_settings)
+            await client.drop_database(name)
+            await client.close()
+
+
+def shot(driver: webdriver.Chrome, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / f"admin-{name}.png"))
+
+
+def find(driver: webdriver.Chrome, css: str, timeout: float = 15) -> webdriver.remote.webelement.WebElement:
+    return WebDriverWait(driver, timeout).until(ec.visibility_of_element_located((By.CSS_SELECTOR, css)))
+
+
+def text_appears(driver: webdriver.Chrome, css: str, text: str, timeout: float = 30) -> None:
+    WebDriverWait(driver, timeout).until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, css), text))
+
+
+def marketer_journey(driver: webdriver.Chrome, base: str, key: str) -> None:
+    driver.get(f"{base}/ui/rules")  # no key yet: the sign-in page
+    key_input = find(driver, "#api-key")
+    assert driver.switch_to.active_element == key_input
+    key_input.send_keys("pk_00000000_wrong")
+    driver.find_element(By.ID, "sign-in").click()
+    text_appears(driver, "form.login .errors", "not accepted")
+    shot(driver, "login")
+    key_input.clear()
+    key_input.send_keys(key)
+    driver.find_element(By.ID, "sign-in").click()
+
+    find(driver, f'a[href="/ui/rules/{CHECKIN}"]')
+    assert "Maria (marketing) · admin" in driver.find_element(By.ID, "who").text
+    shot(driver, "rules")
+    driver.find_element(By.CSS_SELECTOR, f'a[href="/ui/rules/{CHECKIN}"]').click()
+
+    # the editor: a new rule from the built-in check-in, five days after delivery instead of three
+    rule_id = find(driver, "#rule-id")
+    text_appears(driver, "#rule-errors", "valid")
+    name = driver.find_element(By.ID, "rule-name")
+    name.clear()  # live validation names the field
+    text_appears(driver, "#rule-errors", "name")
+    assert name.get_attribute("aria-invalid") == "true"
+    name.send_keys("Check-in five days after delivery")
+    rule_id.clear()
+    rule_id.send_keys(NEW_RULE)
+    wait = driver.find_element(By.CSS_SELECTOR, '#triggers input[type="number"]')
+    assert wait.get_attribute("value") == "3"
+    wait.clear()
+    wait.send_keys("5")
+    text_appears(driver, "#rule-errors", "The rule is valid")
+    driver.find_element(By.CSS_SELECTOR, "#raw summary").click()
+    assert '"delay": "P5D"' in driver.find_element(By.ID, "raw-json").get_attribute("value")
+    shot(driver, "rule-editor")
+    driver.find_element(By.ID, "save-draft").click()
+    text_appears(driver, "main", "Saved as draft version 1")
+
+    # back-test the draft over the recorded purchases, up to ten days after they began
+    driver.find_element(By.ID, "to-backtests").click()
+    find(driver, "#bt-start")
+    until = (T0 + timedelta(days=10)).strftime("%Y-%m-%dT%H:%M")
+    driver.execute_script("document.getElementById('bt-until').value = arguments[0]", until)
+    driver.find_element(By.ID, "bt-start").click()
+    summary = find(driver, "#bt-summary", timeout=60)
+    would_send = int(summary.find_element(By.CSS_SELECTOR, ".card b").text)
+    assert 10 <= would_send <= 14  # 20 buyers: 4 returned their order, 2 gave no consent, some held out
+    assert driver.find_elements(By.CSS_SELECTOR, "svg.chart rect")
+    shot(driver, "backtest")
+
+    # publish it, then find it in the audit log
+    driver.get(f"{base}/ui/rules/{NEW_RULE}")
+    find(driver, "#publish").click()
+    text_appears(driver, "main", "Version 1 is in force")
+    driver.find_element(By.CSS_SELECTOR, 'header a[href="/ui/audit"]').click()
+    text_appears(driver, "main table", f"{NEW_RULE}@1")
+    actions = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "td .action")]
+    assert actions[:2] == ["rule.published", "rule.draft_saved"]
+    shot(driver, "audit")
+
+    # the other pages
+    driver.get(f"{base}/ui/rules/{CHECKIN}/results")
+    text_appears(driver, "#results-summary", "sent")
+    assert driver.find_elements(By.CSS_SELECTOR, "svg.chart circle")
+    shot(driver, "results")
+    driver.get(f"{base}/ui/templates")
+    find(driver, 'a[href="/ui/templates/checkin"]').click()
+    text_appears(driver, "#preview-pl", "SAMPLE-1001")
+    textarea = driver.find_element(By.ID, "part-en-subject")
+    textarea.send_keys(" {{ oops")
+    text_appears(driver, "main", "template.en.subject")
+    shot(driver, "template-editor")
+    driver.get(f"{base}/ui/models")
+    WebDriverWait(driver, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "img.plot")) >= 3)
+    shot(driver, "models")
+
+
+async def test_a_marketer_makes_back_tests_and_publishes_a_rule_in_the_browser(
+    admin: tuple[str, str], browser: webdriver.Chrome
+) -> None:
+    base, key = admin
+    try:
+        await asyncio.to_thread(marketer_journey, browser, base, key)
+    except Exception:
+        shot(browser, "failure")  # what the page showed, and what the browser said, for the report
+        logs = [e["message"] for e in browser.get_log("browser")]
+        raise AssertionError(f"at {browser.current_url}; browser console: {logs}") from None
