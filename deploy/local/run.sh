@@ -40,7 +40,8 @@ fi
 cat <<MSG
 
   proact is running.  storefront http://127.0.0.1:8080/docs   admin http://127.0.0.1:8090/docs
-  admin API key (Authorization: Bearer …) in $PROACT_CACHE/admin.key
+  marketers' web UI http://127.0.0.1:8090/ui  (sign in with the key in $PROACT_CACHE/admin.key)
+  demo shop page http://127.0.0.1:8080/demo
   dispatcher AsyncAPI http://127.0.0.1:8082/docs/asyncapi     logs $LOG_DIR
   delivered messages: $PROACT_DISPATCHER_OUTBOX_DIR/*.ndjson     Ctrl-C stops everything.
   journeys as trace trees: make traces (in another terminal)
