@@ -74,13 +74,15 @@ async def read_history(
     settings: AdminSettings, since: datetime | None, until: datetime | None, max_events: int, on_read: Any
 ) -> tuple[list[Event], int, bool]:
     """The events of the shop's topics up to their end now, in time order: (events, records that
-    are not valid events, whether ``max_events`` cut the reading short)."""
+    are not valid events, whether ``max_events`` cut the reading short). ``on_read(read, total)``
+    is told of the progress."""
     topics = Topics.from_settings(settings)
     names = [topics.customers, topics.orders, topics.browsing, topics.support, topics.outcomes]
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         isolation_level="read_committed",
         enable_auto_commit=False,
+        auto_offset_reset="earliest",
         client_id="proact-admin-backtest",
     )
     await consumer.start()
@@ -92,7 +94,8 @@ async def read_history(
         start = await consumer.beginning_offsets(partitions)
         end = await consumer.end_offsets(partitions)
         total = sum(end[tp] - start[tp] for tp in partitions)
-        await consumer.seek_to_beginning(*partitions)
+        for tp in partitions:  # an explicit position: seek_to_beginning resets lazily, and a position
+            consumer.seek(tp, start[tp])  # read before that happened was the end (0 events read)
         remaining = {tp for tp in partitions if end[tp] > start[tp]}
         while remaining and len(events) < max_events:
             batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=5000)

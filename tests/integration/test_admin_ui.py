@@ -171,4 +171,7 @@ async def test_a_marketer_makes_back_tests_and_publishes_a_rule_in_the_browser(
     except Exception:
         shot(browser, "failure")  # what the page showed, and what the browser said, for the report
         logs = [e["message"] for e in browser.get_log("browser")]
-        raise AssertionError(f"at {browser.current_url}; browser console: {logs}") from None
+        requests = browser.execute_script(
+            "return performance.getEntriesByType('resource').map(e => [e.name, Math.round(e.duration)])"
+        )
+        raise AssertionError(f"at {browser.current_url}; console: {logs}; requests: {requests}") from None

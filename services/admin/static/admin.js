@@ -330,7 +330,7 @@ async function backtestsPage(ruleId) {
   async function refresh(focusJob) {
     const jobs = await api("GET", `/v1/rules/${ruleId}/backtests`);
     list.replaceChildren(table(["Started", "Version", "Status", "Progress", "Messages", "Customers"], jobs.map((j) => [
-      when(j.created_at), `v${j.rule_version}`, h("span", { class: `job-${j.status}` }, j.status),
+      when(j.created_at), `v${j.rule_version}`, h("span", { class: `job-${j.status}` }, j.error ? `${j.status}: ${j.error}` : j.status),
       j.status === "done" ? "" : h("progress", { max: j.progress.total || 1, value: j.progress.done || 0, "aria-label": `${j.progress.phase}` }, j.progress.phase),
       j.result ? String(j.result.messages) : "–", j.result ? String(j.result.customers) : "–",
     ]), [4, 5]));
