@@ -9,7 +9,7 @@ audit log under the key's name.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
 from pydantic import ValidationError
@@ -71,8 +71,19 @@ async def vocabulary(_: Viewer) -> dict[str, Any]:
 
 
 @router.get("/rules")
-async def list_rules(request: Request, _: Viewer) -> list[dict[str, Any]]:
-    """Every rule: the version in force (if any) and the newest draft."""
+async def list_rules(
+    request: Request,
+    _: Viewer,
+    q: Annotated[str | None, Query(max_length=100, description="in the rule's id or name")] = None,
+    status: Annotated[
+        Literal["published", "draft"] | None, Query(description="has a version in force / a draft")
+    ] = None,
+    enabled: Annotated[bool | None, Query(description="the version shown is on (or off)")] = None,
+    trigger: Annotated[str | None, Query(pattern="^(event|delay|absence|score|session)$")] = None,
+    channel: Annotated[str | None, Query(max_length=20)] = None,
+) -> list[dict[str, Any]]:
+    """Every rule: the version in force (if any) and the newest draft; filtered by the parameters given
+    (the version a filter looks at is the draft where there is one, else the one in force)."""
     db = request.app.state.db
     rows: dict[str, dict[str, Any]] = {}
     async for doc in db[Collections.RULES].find({}, {"rule_id": 1, "version": 1, "status": 1, "rule": 1}):
@@ -81,11 +92,23 @@ async def list_rules(request: Request, _: Viewer) -> list[dict[str, Any]]:
         if row[slot] is None or doc["version"] > row[slot]["version"]:
             rule = doc["rule"]
             row[slot] = {"version": doc["version"], "name": rule["name"], "enabled": rule["enabled"],
-                         "triggers": [t["kind"] for t in rule["triggers"]]}  # fmt: skip
+                         "triggers": [t["kind"] for t in rule["triggers"]],
+                         "channel": rule["action"]["channel"]}  # fmt: skip
     for row in rows.values():  # a draft older than what is in force is history, not work in progress
         if row["draft"] and row["published"] and row["draft"]["version"] < row["published"]["version"]:
             row["draft"] = None
-    return sorted(rows.values(), key=lambda r: r["rule_id"])
+
+    def wanted(row: dict[str, Any]) -> bool:
+        shown = row["draft"] or row["published"]
+        return (
+            (not q or q.lower() in row["rule_id"] or q.lower() in shown["name"].lower())
+            and (status is None or row[status] is not None)
+            and (enabled is None or shown["enabled"] == enabled)
+            and (trigger is None or trigger in shown["triggers"])
+            and (channel is None or shown["channel"] == channel)
+        )
+
+    return sorted(filter(wanted, rows.values()), key=lambda r: r["rule_id"])
 
 
 @router.get("/rules/{rule_id}")
@@ -134,6 +157,32 @@ async def publish(
     if rule is None:
         raise HTTPException(404, f"no version {version} of rule {rule_id}")
     return {"rule_id": rule.rule_id, "version": rule.version, "status": "published"}
+
+
+@router.post("/rules/{rule_id}/disable")
+async def disable(request: Request, rule_id: RuleId, who: Publisher) -> dict[str, Any]:
+    """Switch a rule off: its version in force again, off, as a new published version."""
+    return await _switch(request, rule_id, False, who.who)
+
+
+@router.post("/rules/{rule_id}/enable")
+async def enable(request: Request, rule_id: RuleId, who: Publisher) -> dict[str, Any]:
+    """Switch a rule back on (the version in force, on, as a new published version)."""
+    return await _switch(request, rule_id, True, who.who)
+
+
+async def _switch(request: Request, rule_id: str, on: bool, author: str) -> dict[str, Any]:
+    db = request.app.state.db
+    in_force = [d for d in await rule_store.versions(db, rule_id) if d["status"] == "published"]
+    if not in_force:
+        raise HTTPException(404, f"no rule {rule_id} in force")
+    current = in_force[0]["rule"]
+    if current["enabled"] == on:
+        return {"rule_id": rule_id, "version": current["version"], "enabled": on}
+    draft = await rule_store.save_draft(db, {**current, "enabled": on}, author=author)
+    rule = await rule_store.publish(db, rule_id, draft.version, author=author)
+    assert rule is not None
+    return {"rule_id": rule_id, "version": rule.version, "enabled": on}
 
 
 @router.get("/policy")

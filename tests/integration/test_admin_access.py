@@ -60,6 +60,7 @@ ROUTES: list[tuple[str, str, Any, str]] = [
     ("GET", f"/v1/rules/{CHECKIN}/dry-run?customer_id=c-1", None, "viewer"),
     ("PUT", f"/v1/rules/{CHECKIN}", "checkin", "marketer"),
     ("POST", f"/v1/rules/{CHECKIN}/versions/1/publish", None, "publisher"),
+    ("POST", f"/v1/rules/{CHECKIN}/enable", None, "publisher"),
     ("PUT", "/v1/policy", {"max_messages": 3, "window": "P7D"}, "admin"),
     ("GET", f"/v1/rules/{CHECKIN}/results", None, "viewer"),
     ("GET", f"/v1/rules/{CHECKIN}/backtests", None, "viewer"),

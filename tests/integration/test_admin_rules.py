@@ -169,3 +169,29 @@ async def test_a_dry_run_says_whether_a_rule_would_fire_for_a_customer_now(
     assert unknown.json()["field"] == "customer_id"
     missing = await client.get("/v1/rules/no-such-rule/dry-run", params={"customer_id": customer})
     assert missing.status_code == 404
+
+
+async def test_rules_are_listed_with_filters_and_switched_off_and_on(
+    client: httpx.AsyncClient, admin_app: FastAPI
+) -> None:
+    async def ids(**params: Any) -> list[str]:
+        return [r["rule_id"] for r in (await client.get("/v1/rules", params=params)).json()]
+
+    assert await ids(q="WINBACK") == ["churn-winback"]
+    assert "churn-winback" in await ids(enabled="false")
+    assert await ids(trigger="session") == ["lingering-visitor-callback"]
+    assert await ids(channel="popup") == ["lingering-visitor-callback"]
+    assert set(await ids(status="published")) >= {CHECKIN, "delay-notice"}
+    assert (await client.get("/v1/rules", params={"trigger": "sometimes"})).status_code == 422
+
+    off = (await client.post("/v1/rules/ticket-followup/enable")).json()  # built in, off
+    assert off["enabled"] is True
+    in_force = {r.rule_id: r for r in await rule_store.published(admin_app.state.db)}
+    assert in_force["ticket-followup"].enabled is True
+    assert in_force["ticket-followup"].version == off["version"] > 1
+    again = (await client.post("/v1/rules/ticket-followup/disable")).json()
+    assert (again["enabled"], again["version"]) == (False, off["version"] + 1)
+    assert (await client.post("/v1/rules/ticket-followup/disable")).json()["version"] == again["version"]  # no-op
+    assert (await client.post("/v1/rules/no-such-rule/disable")).status_code == 404
+    audit = (await client.get("/v1/audit", params={"subject": "ticket-followup@"})).json()
+    assert [a["action"] for a in audit][:2] == ["rule.published", "rule.draft_saved"]

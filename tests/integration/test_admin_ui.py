@@ -100,6 +100,12 @@ def marketer_journey(driver: webdriver.Chrome, base: str, key: str) -> None:
     find(driver, f'a[href="/ui/rules/{CHECKIN}"]')
     assert "Maria (marketing) · admin" in driver.find_element(By.ID, "who").text
     shot(driver, "rules")
+    driver.find_element(By.NAME, "q").send_keys("check-in")
+    driver.find_element(By.CSS_SELECTOR, 'form[role="search"] button').click()
+    WebDriverWait(driver, 15).until(lambda d: "q=check-in" in d.current_url)
+    rows = [r.text for r in find(driver, "main table").find_elements(By.CSS_SELECTOR, "tbody tr")]
+    assert len(rows) == 1
+    assert rows[0].startswith(CHECKIN)
     driver.find_element(By.CSS_SELECTOR, f'a[href="/ui/rules/{CHECKIN}"]').click()
 
     # the editor: a new rule from the built-in check-in, five days after delivery instead of three

@@ -121,9 +121,20 @@ function loginPage() {
 
 // --- rules -----------------------------------------------------------------------------------
 async function rulesPage() {
-  const rules = await api("GET", "/v1/rules");
+  const params = new URLSearchParams(location.search);
+  const query = new URLSearchParams([...params].filter(([, v]) => v));
+  const rules = await api("GET", `/v1/rules?${query}`);
+  const choice = (name, label, options) => h("label", {}, label, h("select", { name },
+    options.map(([value, text]) => h("option", { value, selected: (params.get(name) || "") === value }, text))));
+  const filters = h("form", { method: "get", role: "search", "aria-label": "Filter the rules" },
+    h("label", {}, "Name or id contains", h("input", { name: "q", value: params.get("q") || "" })),
+    choice("status", "Status", [["", "any"], ["published", "in force"], ["draft", "with a draft"]]),
+    choice("enabled", "Switched", [["", "on or off"], ["true", "on"], ["false", "off"]]),
+    choice("trigger", "Trigger", [["", "any"], ["event", "event"], ["delay", "delay"], ["absence", "absence"], ["score", "score"], ["session", "session (pop-up)"]]),
+    h("button", { type: "submit" }, "Filter"));
   page("Rules",
     h("p", { class: "muted" }, "What proact sends, when and to whom. A saved edit is a draft until it is published."),
+    filters, h("div", { class: "actions" }, h("a", { href: "/ui/rules/new" }, "New rule")),
     table(["Rule", "Name", "In force", "Draft", "Triggers", ""], rules.map((r) => {
       const shown = r.draft || r.published;
       return [
@@ -279,6 +290,12 @@ async function ruleEditor(ruleId) {
         } }, v.status === "draft" && v === newest ? `Publish v${v.version}` : "Publish again"),
     ])),
   ] : [];
+  const inForce = versions.find((v) => v.status === "published");
+  const switcher = inForce ? h("button", { type: "button", class: inForce.rule.enabled ? "danger" : "secondary", id: "switch", disabled: !may("publisher"),
+    onclick: async () => {
+      const done = await api("POST", `/v1/rules/${ruleId}/${inForce.rule.enabled ? "disable" : "enable"}`);
+      location.assign(`/ui/rules/${ruleId}?published=${done.version}`);
+    } }, inForce.rule.enabled ? "Switch off" : "Switch on") : null;
   const saved = new URLSearchParams(location.search);
   page(ruleId === "new" ? "New rule" : `Rule ${ruleId}`,
     saved.get("saved") ? h("p", { class: "ok", role: "status" }, `Saved as draft version ${saved.get("saved")}.`) : null,
@@ -286,7 +303,7 @@ async function ruleEditor(ruleId) {
     newest ? h("p", { class: "muted" }, `Editing version ${newest.version} (${newest.status}). `,
       h("a", { href: `/ui/rules/${ruleId}/backtests`, id: "to-backtests" }, "Back-test"), " · ",
       h("a", { href: `/ui/rules/${ruleId}/results` }, "Results")) : null,
-    form, errorsBox, h("div", { class: "actions" }, save), ...history);
+    form, errorsBox, h("div", { class: "actions" }, save, switcher), ...history);
   draw();
 }
 
