@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Annotated, Any
 
 from jinja2 import TemplateError, TemplateSyntaxError
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -324,11 +325,19 @@ PART = r"^[a-z][a-z0-9_]{0,39}$"
 
 
 def _compiles(source: str) -> str:
-    """A part must parse in the sandbox; a syntax error is refused with its line, not at send time."""
+    """A part must compile in the sandbox (a syntax error or an unknown filter is refused with its
+    line, not at send time) and must not reach for what the sandbox forbids (``__class__`` and the
+    like), which is refused when it is saved rather than failing every message later."""
     try:
-        _environment().parse(source)
+        compiled = _compiled(source)
     except TemplateSyntaxError as exc:
         raise ValueError(f"line {exc.lineno}: {exc.message}") from None
+    try:
+        compiled.render()
+    except SecurityError as exc:
+        raise ValueError(f"not allowed in a template: {exc}") from None
+    except Exception:  # noqa: S110 - missing values and the like fail here, not with real values
+        pass
     return source
 
 

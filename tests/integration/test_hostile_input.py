@@ -1,7 +1,7 @@
 """Hostile input at the HTTP edges, on the real broker and FerretDB: each gets a clear 4xx and the
 service goes on answering. (Bad events on Kafka: tests/e2e/test_engine_faults.py and
 tests/integration/test_engine.py; forged site keys and origins: tests/unit/test_sites.py; tampered
-model files: tests/unit/test_models.py; missing and wrong API keys: test_admin_access.py;
+model files: tests/unit/test_models.py; template injection: below; missing and wrong API keys: test_admin_access.py;
 schemathesis: tests/e2e/test_api_fuzz.py.)"""
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ from fastapi import FastAPI
 
 from services.admin import access
 from services.storefront.app import create_app
+from shared import templates
 from shared.contract import Topics
 from shared.rules.builtin import CHECKIN
 from shared.rules.conditions import context, evaluate, example_facts
 from shared.settings import StorefrontSettings
 from shared.store import mongo_client
+from shared.templates import Template
 from tests.factories import uid
 
 pytestmark = pytest.mark.integration
@@ -103,3 +105,39 @@ async def test_hostile_bodies_to_the_admin_get_a_clear_refusal(admin: httpx.Asyn
         answer = await admin.put("/v1/policy", content=body, headers=JSON)
         assert answer.status_code == status, (name, answer.text[:200])
     assert (await admin.get("/v1/policy")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{% for c in ().__class__.__base__.__subclasses__() %}{{ c }}{% endfor %}",
+        "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+    ],
+)
+async def test_template_injection_is_refused_by_the_sandbox_naming_the_field(
+    admin: httpx.AsyncClient, source: str
+) -> None:
+    locales = {"en": {"subject": source, "text": "hello"}}
+    saved = await admin.put("/v1/templates/winback", json={"locales": locales})
+    assert saved.status_code == 422, saved.text
+    assert saved.json()["field"] == "locales.en.subject"
+    previewed = await admin.post("/v1/templates/winback/preview", json={"template": locales})
+    assert previewed.status_code == 422
+    assert previewed.json()["field"] == "template.en.subject"
+    assert (await admin.get("/v1/templates")).status_code == 200  # and the admin goes on
+
+
+@pytest.mark.parametrize("source", ["{{ self._TemplateReference__context }}", "{{ order_id | attr('__class__') }}"])
+def test_other_reaches_into_internals_render_as_nothing(source: str) -> None:
+    assert templates.render("winback", "en", {"order_id": "o-1"}, template={"en": {"subject": source}})[1] == {
+        "subject": ""
+    }
+
+
+def test_a_sandbox_escape_behind_a_condition_still_fails_at_render_time() -> None:
+    """Saved because the condition is false without values; the sandbox stops it when it renders."""
+    escape = {"en": {"subject": "{% if order_id %}{{ order_id.__class__.__mro__ }}{% endif %}", "text": "x"}}
+    Template.parse({"template_id": "winback", "version": 1, "locales": escape})
+    with pytest.raises(ValueError, match="unsafe"):
+        templates.render("winback", "en", {"order_id": "o-1"}, template=escape)
