@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export PROACT_CACHE ?= $(HOME)/.cache/proact
 export PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: install infra-up infra-down infra-status run stop test test-unit lint bench load models traces clean-cache
+.PHONY: install infra-up infra-down infra-status run stop test test-unit lint bench load chaos models traces clean-cache
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
@@ -61,6 +61,10 @@ bench: infra-up
 # the decision call at 500 requests/s while the engine ingests 2,000 events/s, the whole stack running
 load: infra-up models
 	PYTHONPATH=. $(PY) bench/load.py
+
+# SIGKILL the engine, dispatcher, storefront, Kafka and FerretDB under steady traffic; count losses and duplicates
+chaos: infra-up models
+	PYTHONPATH=. $(PY) bench/chaos.py $(CHAOS_ARGS)
 
 # default models from the shipped data, registered and promoted in $(PROACT_MODEL_DIR)
 models: $(VENV)/.installed

@@ -68,3 +68,34 @@ async def test_a_delay_notice_arrives_as_an_email_in_the_customers_language_once
     failed = by_customer[gone.encode()]
     assert failed.type == "message.failed"
     assert "withdrawn consent" in failed.data.model_dump()["detail"]["reason"]
+
+
+async def test_an_action_ahead_of_the_contact_book_is_retried_and_delivered(
+    topics: Topics, db: AsyncDatabase[Document], smtp: tuple[Mailbox, int], tmp_path: Any
+) -> None:
+    """The profile reaches the contact book after the action (a restart, or events moments apart):
+    a passing failure, tried again, not a message lost for want of an address."""
+    inbox, port = smtp
+    cid = uid("c")
+    action = event("action.requested", subject=cid, action_id=uid("a"), customer_id=cid,
+                   idempotency_key=f"delay-notice:{uid('o')}", context={"order_id": "o-1"})  # fmt: skip
+    settings = DispatcherSettings(topic_prefix=topics.prefix, group_id=uid("dispatcher"), retry_base_s=0.2)
+    mailer = Mailer("127.0.0.1", port, "shop <shop@example.com>")
+    broker = build_broker(
+        settings, db, Channels(OutboxChannel(tmp_path), {"email": EmailChannel(mailer)}), SystemClock()
+    )
+    async with broker:
+        await broker.start()
+        await produce([action], topics)
+        for _ in range(100):  # the first attempt found no contact and will be retried
+            message = await db[Collections.MESSAGES].find_one({"customer_id": cid})
+            if message and message["status"] == "retrying":
+                break
+            await asyncio.sleep(0.1)
+        assert message is not None
+        assert message["reason"] == "the contact book does not know this customer yet"
+        await produce([event("customer.upserted", subject=cid, email=f"{cid}@example.com", consents={"email": True})],
+                      topics)  # fmt: skip
+        await read(topics.outcomes, lambda rs: any(r.key == cid.encode() for r in rs), settle_s=1)
+    assert [m["To"] for m in inbox.received] == [f"{cid}@example.com"]
+    assert (await db[Collections.MESSAGES].find_one({"customer_id": cid}))["status"] == "delivered"
