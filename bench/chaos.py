@@ -51,6 +51,7 @@ from aiosmtpd.controller import Controller
 from cleanup import cleanup  # bench/ is on the path when a benchmark runs as a script
 from decide import wait_ready
 from pymongo.errors import PyMongoError
+from report import record
 
 from shared.contract import Topics, encode, new_event
 from shared.contract.topics import ensure_topics
@@ -420,7 +421,6 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=150)
     parser.add_argument("--orders-per-s", type=float, default=3)
     parser.add_argument("--seed", type=int, default=int(time.time()))
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "chaos.json")
     args = parser.parse_args()
     if args.seconds < 100:
         parser.error("--seconds must be at least 100: five kills, 15 s apart, and time to recover")
@@ -445,9 +445,16 @@ def main() -> None:
                 start_infra(infra)
             asyncio.run(cleanup(prefix))
     result["seed"] = args.seed
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    recovered = ", ".join(f"{r['target']} {r['recovered_s']} s" for r in result["recoveries"])
+    record("chaos", f"python bench/chaos.py --seconds {args.seconds:.0f} --seed {args.seed}", [
+        (f"{result['orders']} orders, {result['events_acknowledged']:,} events; each of 5 parts killed once",
+         f"{result['messages_received']} of {result['messages_expected']} messages", ""),
+        ("events lost", str(result["events_lost"]), "0"),
+        ("messages delivered twice (SMTP, webhook)", str(result["delivered_twice"]), "0"),
+        ("timers lost", str(result["timers_lost"]), "0"),
+        ("working again after SIGKILL (kill to probe message)", recovered, ""),
+    ])  # fmt: skip
     ok = result["events_lost"] == 0 and result["delivered_twice"] == 0 and result["timers_lost"] == 0
     print("chaos: " + ("no event lost, no message twice, no timer lost" if ok else "FAILED: see the figures above"))
     sys.exit(0 if ok else 1)

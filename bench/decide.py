@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 from cleanup import cleanup  # bench/ is on the path when a benchmark runs as a script
+from report import record
 
 ROOT = Path(__file__).resolve().parents[1]
 STOREFRONT_PORT, TRIVIAL_PORT = 18080, 18081
@@ -208,6 +209,13 @@ def main() -> None:
               f"p99.9 {r['p999']:6.2f} ms  max {r['max']:7.2f} ms  errors {r['errors']}  fail-safe {r['fail_safe']}  "
               f"pop-ups {r['shown']}  server CPU {r['cpu_ms']:.2f} ms/request")  # fmt: skip
     print(f"  ratio decide/trivial: p50 {real['p50'] / base['p50']:.2f}x  p99 {real['p99'] / base['p99']:.2f}x")
+    record("decide", f"python bench/decide.py --rate {args.rate:.0f} --seconds {args.seconds:.0f}", [
+        (f"POST /v1/decide at {real['rps']:.0f} req/s, p50 / p99 / p99.9",
+         f"{real['p50']:.1f} / {real['p99']:.1f} / {real['p999']:.1f} ms", "p99 ≤ 10 ms"),
+        ("trivial FastAPI endpoint, p50 / p99", f"{base['p50']:.1f} / {base['p99']:.1f} ms", ""),
+        ("errors, fail-safe answers", f"{real['errors']}, {real['fail_safe']}", "0"),
+        ("server CPU per request", f"{real['cpu_ms']:.2f} ms", ""),
+    ])  # fmt: skip
 
 
 if __name__ == "__main__":

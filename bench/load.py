@@ -33,6 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from cleanup import cleanup  # bench/ is on the path when a benchmark runs as a script
 from decide import cpu_s, seed_sessions, spawn, wait_ready
 from engine import mix
+from report import record
 
 from shared.contract import Topics
 from shared.contract.topics import ensure_topics
@@ -165,6 +166,12 @@ def main() -> None:
     figure.savefig(args.plot, dpi=100)
     print("  CPU during the run (cores): " + ", ".join(f"{name} {share:.2f}" for name, share in cpu.items()))
     print(f"  lag plot: {args.plot}")
+    record("load", f"python bench/load.py --rate {args.rate:.0f} --events-per-s {args.events_per_s} --seconds {args.seconds:.0f}", [
+        (f"POST /v1/decide at {answers['rps']:.0f} req/s, whole stack: p50 / p99 / p99.9",
+         f"{answers['p50']:.0f} / {answers['p99']:.0f} / {answers['p999']:.0f} ms", "p99 ≤ 10 ms"),
+        ("errors, fail-safe answers", f"{answers['errors']}, {answers['fail_safe']}", ""),
+        (f"engine lag at {args.events_per_s:,} events/s: max, 15 s after", f"{max(during):,}, {lags[-1][1]:,} records", ""),
+    ])  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import random
 import time
 from datetime import UTC, datetime, timedelta
 
+from report import record  # bench/ is on the path when a benchmark runs as a script
+
 from shared.contract import Event, new_event
 from shared.engine.handlers import handle
 from shared.engine.rules import RuleBook, RuleRunner
@@ -111,9 +113,11 @@ def main() -> None:
     print(f"rules benchmark, {len(events):,} customer events, one process, {os.cpu_count()} cores, {day}")
     base, _ = run(events, RuleSet([], ContactPolicy()))
     print(f"  no rules (baseline):       {len(events) / base:10,.0f} events/s")
+    figures = [("events/s with no rules (baseline)", f"{len(events) / base:,.0f}", "")]
     for count in (10, 100, 1000):
         rule_set = RuleSet(rules(count, rng), ContactPolicy())
         seconds, evaluations = run(events, rule_set)
+        figures.append((f"events/s with {count:,} rules", f"{len(events) / seconds:,.0f}", ""))
         print(
             f"  {count:5,} rules: {len(events) / seconds:10,.0f} events/s  {evaluations / seconds:10,.0f} evaluations/s"
             f"  {evaluations / len(events):6.1f} evaluations/event  cost/event {seconds / base:5.1f}x baseline"
@@ -125,6 +129,7 @@ def main() -> None:
         f"  1,000 rules on other event types: {len(events) / seconds:10,.0f} events/s"
         f"  cost/event {seconds / base:5.1f}x baseline"
     )
+    record("rules", f"python bench/rules.py --events {args.events}", figures)
 
 
 if __name__ == "__main__":
