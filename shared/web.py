@@ -40,6 +40,38 @@ def install_error_handlers(app: FastAPI) -> None:
         body = exc.detail if isinstance(exc.detail, dict) else {"detail": exc.detail}
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
+    _document_refusals(app)
+
+
+# What a refusal looks like, as the handlers above write it; the OpenAPI document says so in place of
+# FastAPI's default 422 schema (a list of pydantic errors), so clients and schema checks see the truth.
+REFUSAL_SCHEMA: dict[str, Any] = {
+    "title": "HTTPValidationError",
+    "description": "a refusal: what is wrong, in words, and the field when one is to blame",
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {"type": "string"},
+        "field": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}, "description": "every field that is wrong"},
+    },
+}
+
+
+def _document_refusals(app: FastAPI) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            schemas = schema.get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in schemas:
+                schemas["HTTPValidationError"] = REFUSAL_SCHEMA
+                schemas.pop("ValidationError", None)
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
 
 def install_health(app: FastAPI, ready: Callable[[Request], Awaitable[bool]]) -> None:
     """``/health/live`` (the process answers) and ``/health/ready`` (its dependencies answer)."""

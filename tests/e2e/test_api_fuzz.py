@@ -1,6 +1,8 @@
 """schemathesis against the storefront's and the admin's published OpenAPI, on running processes with
 the real Kafka and FerretDB behind them: whatever the generated requests (valid, and invalid by the
-schema), no answer is a 5xx. The admin is called with an admin key, so every route is reached.
+schema), no answer is a 5xx, and every answer matches what the document says of it (its body's
+schema for that status, its content type). The admin is called with an admin key, so every route is
+reached.
 
 The examples per operation are few (CI has two cores); ``PROACT_FUZZ_EXAMPLES`` raises them.
 """
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance
 
 from services.admin.app import create_app as create_admin
 from services.storefront.app import create_app as create_storefront
@@ -30,6 +32,7 @@ SECRETS = {"PROACT_UNSUBSCRIBE_SECRET": "fuzz-unsubscribe", "PROACT_STOREFRONT_I
 
 storefront_schema = schemathesis.openapi.from_dict(create_storefront(StorefrontSettings()).openapi())
 admin_schema = schemathesis.openapi.from_dict(create_admin(AdminSettings()).openapi())
+CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 FUZZ = settings(
     max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
 )  # same inputs every run: a failure can be replayed
@@ -63,7 +66,7 @@ def admin_auth(apis: Stack) -> dict[str, str]:
 @FUZZ
 def test_the_storefront_answers_any_request_without_a_server_error(case: schemathesis.Case, apis: Stack) -> None:
     response = case.call(base_url=apis.url("storefront", ""), timeout=10)
-    case.validate_response(response, checks=[not_a_server_error])
+    case.validate_response(response, checks=CHECKS)
 
 
 @admin_schema.parametrize()
@@ -73,5 +76,5 @@ def test_the_admin_answers_any_request_without_a_server_error(
 ) -> None:
     case.headers = {**(case.headers or {}), **admin_auth}
     response = case.call(base_url=apis.url("admin", ""), timeout=10)
-    case.validate_response(response, checks=[not_a_server_error])
+    case.validate_response(response, checks=CHECKS)
     assert response.status_code != 401, "the admin key was refused"

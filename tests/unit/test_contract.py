@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import orjson
 import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage, from_structured, to_binary
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.contract import EVENT_TYPES, InvalidEvent, decode, encode, from_dict, new_event
 from tests.factories import event, sample_data
@@ -109,3 +113,47 @@ def test_a_data_base64_event_is_refused() -> None:
     with pytest.raises(InvalidEvent) as info:
         from_dict(doc)
     assert info.value.field == "data_base64"
+
+
+# --- fuzzing: whatever arrives on a topic, decoding answers with an event or a reason, never a crash ---
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=20,
+)
+
+
+def _decodes_or_refuses(value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
+    reason = "decoded"
+    try:
+        decode(value, headers or [])
+    except InvalidEvent as exc:
+        reason = exc.reason
+    assert reason  # a refusal always says why; anything but InvalidEvent fails the test
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_bytes_decode_or_are_refused_with_a_reason(value: bytes) -> None:
+    _decodes_or_refuses(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(EVENT_TYPES)), st.data())
+def test_a_valid_event_with_any_field_changed_decodes_or_is_refused(type_: str, data: st.DataObject) -> None:
+    attributes = orjson.loads(encode(event(type_))[1])
+    target = data.draw(st.sampled_from(["envelope", "data"]))
+    where = attributes if target == "envelope" or not isinstance(attributes.get("data"), dict) else attributes["data"]
+    name = data.draw(st.sampled_from(sorted(where)))
+    if data.draw(st.booleans()):
+        del where[name]
+    else:
+        where[name] = data.draw(JSON)
+    _decodes_or_refuses(json.dumps(attributes).encode())  # the standard library writes any integer
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["ce_specversion", "ce_type", "ce_id", "ce_source", "ce_subject", "ce_time",
+                                        "content-type"]), st.binary(max_size=40)), st.binary(max_size=200))  # fmt: skip
+def test_binary_mode_headers_of_any_value_decode_or_are_refused(headers: dict[str, bytes], value: bytes) -> None:
+    _decodes_or_refuses(value, list(headers.items()))
