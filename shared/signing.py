@@ -8,6 +8,11 @@ Two uses, one HMAC-SHA256 construction (the key is a secret from the environment
   computes ``identity_signature(secret, customer_id)`` and hands it to its pages (the usual
   "identity verification" of chat widgets), so a visitor cannot read another customer's inbox.
 
+And the signature on proact's webhook requests (``X-Proact-Signature: t=<unix time>,v1=<hex>``,
+HMAC-SHA256 over ``<t>.<body>``): ``webhook_signature`` makes it, ``webhook_signature_holds`` is
+the check a provider's receiver makes (a forged or altered request, or one replayed later than
+the tolerance, is refused).
+
 Tokens carry no expiry on purpose: an unsubscribe link must keep working for as long as the e-mail
 may be read, and revoking an identity is done by changing the secret.
 """
@@ -61,3 +66,20 @@ def identity_signature(secret: str, customer_id: str) -> str:
 
 def identity_holds(secret: str, customer_id: str, signature: str) -> bool:
     return hmac.compare_digest(identity_signature(secret, customer_id), signature.strip().lower())
+
+
+def webhook_signature(secret: str, body: bytes, timestamp: int) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def webhook_signature_holds(secret: str, body: bytes, header: str, now: float, tolerance_s: float = 300) -> bool:
+    """Whether ``header`` signs exactly ``body`` with ``secret``, made within ``tolerance_s`` of ``now``."""
+    try:
+        fields = dict(part.split("=", 1) for part in header.split(","))
+        timestamp = int(fields["t"])
+    except (ValueError, KeyError):
+        return False
+    if abs(now - timestamp) > tolerance_s:
+        return False
+    return hmac.compare_digest(webhook_signature(secret, body, timestamp), f"t={timestamp},v1={fields.get('v1', '')}")

@@ -8,8 +8,6 @@ receiving server or client that sees it twice after a crash at the worst moment 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import time
 from collections.abc import Mapping
@@ -125,12 +123,11 @@ class WebhookChannel:
     name = "webhook"
 
     def __init__(self, url: str, secret: str, timeout_s: float = 5.0) -> None:
-        self.url, self._secret, self.timeout_s = url, secret.encode(), timeout_s
+        self.url, self._secret, self.timeout_s = url, secret, timeout_s
         self._client = httpx.AsyncClient(timeout=timeout_s)
 
     def sign(self, body: bytes, timestamp: int) -> str:
-        digest = hmac.new(self._secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-        return f"t={timestamp},v1={digest}"
+        return signing.webhook_signature(self._secret, body, timestamp)
 
     async def send(self, message: dict[str, Any]) -> bool:
         locale, parts = render(message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shared import signing
 from shared.signing import identity_holds, identity_signature, read_unsubscribe_token, unsubscribe_token
 
 SECRET = "s3cret-for-tests"  # noqa: S105 - a test value
@@ -39,3 +40,16 @@ def test_an_identity_holds_only_for_its_customer() -> None:
     assert identity_holds(SECRET, "c-1", signature.upper())
     assert not identity_holds(SECRET, "c-2", signature)
     assert not identity_holds("other", "c-1", signature)
+
+
+def test_a_forged_altered_or_replayed_webhook_request_is_refused() -> None:
+    body, now = b'{"id":"a-1","text":"hello"}', 1_800_000_000
+    header = signing.webhook_signature("provider-secret", body, now)
+    assert signing.webhook_signature_holds("provider-secret", body, header, now + 10)
+    assert not signing.webhook_signature_holds(
+        "provider-secret", body, signing.webhook_signature("guess", body, now), now
+    )
+    assert not signing.webhook_signature_holds("provider-secret", body + b" ", header, now)  # altered body
+    assert not signing.webhook_signature_holds("provider-secret", body, header, now + 301)  # replayed later
+    for bad in ("", "t=abc,v1=00", "v1=00", f"t={now}", f"t={now},v1={'0' * 64}", "garbage"):
+        assert not signing.webhook_signature_holds("provider-secret", body, bad, now)
