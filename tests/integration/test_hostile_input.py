@@ -141,3 +141,24 @@ def test_a_sandbox_escape_behind_a_condition_still_fails_at_render_time() -> Non
     Template.parse({"template_id": "winback", "version": 1, "locales": escape})
     with pytest.raises(ValueError, match="unsafe"):
         templates.render("winback", "en", {"order_id": "o-1"}, template=escape)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        '{{ "x" * 1000000000 }}',
+        "{{ 2 ** 100000000 }}",
+        '{{ "x" | center(1000000000) }}',
+        "{{ '%999999999s' | format(1) }}",
+    ],
+)
+async def test_a_template_that_would_make_a_huge_message_is_refused(admin: httpx.AsyncClient, source: str) -> None:
+    saved = await admin.put("/v1/templates/winback", json={"locales": {"en": {"subject": source, "text": "x"}}})
+    assert saved.status_code == 422, saved.text
+    assert saved.json()["field"] == "locales.en.subject"
+
+
+def test_a_template_has_no_global_functions_to_loop_with() -> None:
+    loops = {"en": {"subject": "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}"}}
+    with pytest.raises(ValueError, match="'range' is undefined"):
+        templates.render("winback", "en", {}, template=loops)
