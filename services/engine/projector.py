@@ -51,8 +51,14 @@ def _summary(kind: str, doc: dict[str, Any]) -> dict[str, Any]:
 
 class Projector:
     def __init__(
-        self, settings: EngineSettings, db: AsyncDatabase[Document], chunk: int = 50, flush_interval_s: float = 1.0
+        self,
+        settings: EngineSettings,
+        db: AsyncDatabase[Document],
+        chunk: int = 50,
+        flush_interval_s: float = 1.0,
+        concurrency: int = 4,
     ) -> None:
+        self.concurrency = concurrency
         self.settings = settings
         self.flush_interval_s = flush_interval_s
         self.db = db
@@ -141,9 +147,19 @@ class Projector:
                 doc = _summary(kind, orjson.loads(value))
                 op = ReplaceOne({"_id": entity_id}, {**doc, "projected_at": now}, upsert=True)
             by_collection.setdefault(PROJECTED[kind], []).append(op)
-        for collection, ops in by_collection.items():
-            for i in range(0, len(ops), self.chunk):
-                await self._write(collection, ops[i : i + self.chunk])
+        # a few bulk writes in flight at once: each entity is in one of them only (one writer per
+        # document still), and MongoDB (or FerretDB) overlaps their work
+        slots = asyncio.Semaphore(self.concurrency)
+
+        async def write(collection: str, ops: list[ReplaceOne[Document] | DeleteOne]) -> None:
+            async with slots:
+                await self._write(collection, ops)
+
+        await asyncio.gather(*(
+            write(collection, ops[i : i + self.chunk])
+            for collection, ops in by_collection.items()
+            for i in range(0, len(ops), self.chunk)
+        ))  # fmt: skip
         self.written += len(latest)
         if decisions:
             await self._append_decisions(decisions)
