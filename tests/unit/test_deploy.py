@@ -79,6 +79,7 @@ def test_workloads_follow_pod_hygiene(rendered: list[dict[str, Any]]) -> None:
         own = {
             "dispatcher": ["PROACT_SMTP_PASSWORD", "PROACT_UNSUBSCRIBE_SECRET"],
             "storefront": ["PROACT_UNSUBSCRIBE_SECRET", "PROACT_STOREFRONT_IDENTITY_SECRET"],
+            "admin": ["PROACT_SMTP_PASSWORD"],
         }
         assert [e["name"] for e in secret_refs] == ["PROACT_MONGO_URL", *own.get(container["name"], [])]
         if doc["kind"] != "CronJob":
