@@ -108,6 +108,9 @@ class DispatcherSettings(MailSettings):
     webhook_timeout_s: float = Field(5.0, gt=0, validation_alias=AliasChoices("PROACT_WEBHOOK_TIMEOUT_S"))
     # a delivery that fails for a passing reason is tried again, with exponential back-off and jitter
     max_attempts: int = Field(5, ge=1, validation_alias=AliasChoices("PROACT_DISPATCHER_MAX_ATTEMPTS"))
+    # static group membership (KIP-345) under PROACT_INSTANCE_ID: a restarted dispatcher takes its
+    # partitions back at once instead of after the session time-out; needs a unique, stable id
+    static_membership: bool = Field(True, validation_alias=AliasChoices("PROACT_DISPATCHER_STATIC_MEMBERSHIP"))
     retry_base_s: float = Field(2.0, gt=0, validation_alias=AliasChoices("PROACT_DISPATCHER_RETRY_BASE_S"))
     # where customers reach the storefront (unsubscribe links point here)
     public_url: str = Field("http://127.0.0.1:8080", validation_alias=AliasChoices("PROACT_STOREFRONT_PUBLIC_URL"))

@@ -18,7 +18,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.dispatcher import contacts, state
 from services.dispatcher.channels import Channel, Channels
-from services.dispatcher.flows import deliver
+from services.dispatcher.flows import deliver, retrying
 from shared.clock import Clock
 from shared.contract import InvalidEvent, Topics, decode, encode, new_event
 from shared.contract.events import ActionRequested, CustomerUpserted, Outcome
@@ -42,6 +42,7 @@ def build_broker(
     settings: DispatcherSettings, db: AsyncDatabase[Document], channel: Channel | Channels, clock: Clock
 ) -> KafkaBroker:
     topics = Topics.from_settings(settings)
+    instance = settings.instance_id if settings.static_membership else None
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
         middlewares=[KafkaTelemetryMiddleware(tracer_provider=trace.get_tracer_provider())],
@@ -56,6 +57,7 @@ def build_broker(
         auto_offset_reset="earliest",
         # an infrastructure error (MongoDB down) re-reads the action; invalid ones are dead-lettered below
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        group_instance_id=instance,
         title="dispatch-actions",
         description="Delivers each action.requested once, on its channel, and reports the outcome.",
     )
@@ -63,7 +65,7 @@ def build_broker(
     # value without a content-type header would arrive as a dict, fail a ``bytes`` parameter, be
     # nacked and come back forever, a poison message that kept the subscriber spinning.
     async def on_action(body: Any, msg: KafkaMessage) -> None:
-        await handle(msg.body, msg, attempt=1)
+        await handle(msg.body, msg, attempt=1, from_retry=False)
 
     @broker.subscriber(
         topics.actions_retry,
@@ -71,6 +73,7 @@ def build_broker(
         isolation_level="read_committed",
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        group_instance_id=instance,
         title="retry-actions",
         description="Actions whose delivery failed for a passing reason, tried again when their back-off ends.",
     )
@@ -81,9 +84,9 @@ def build_broker(
         wait = (due - clock.now()).total_seconds()
         if wait > 0:  # this waits on the retry topic only; new actions flow on meanwhile
             await asyncio.sleep(wait)
-        await handle(msg.body, msg, attempt)
+        await handle(msg.body, msg, attempt, from_retry=True)
 
-    async def handle(body: bytes, msg: KafkaMessage, attempt: int) -> None:
+    async def handle(body: bytes, msg: KafkaMessage, attempt: int, from_retry: bool) -> None:
         raw = msg.raw_message
         try:
             event = decode(body, raw.headers)  # type: ignore[union-attr]
@@ -105,11 +108,12 @@ def build_broker(
             await broker.publish(body, topics.actions_retry, key=raw.key, headers=held)  # type: ignore[union-attr]
             return
         last = attempt >= settings.max_attempts
-        result = await deliver(event.data, db, channel, clock, attempt, last_attempt=last)
+        result = await deliver(event.data, db, channel, clock, attempt, last_attempt=last, from_retry=from_retry)
         if result.retry:
             due = clock.now() + backoff(attempt, settings.retry_base_s)
             retry_headers = {**original, ATTEMPT_HEADER: str(attempt + 1), RETRY_AT_HEADER: due.isoformat()}
             await broker.publish(body, topics.actions_retry, key=raw.key, headers=retry_headers)  # type: ignore[union-attr]
+            await retrying(db, event.data, result, clock, attempt)
             log.info("delivery will be retried", extra={"action_id": event.data.action_id, "attempt": attempt,
                                                        "reason": result.retry})  # fmt: skip
         if result.gave_up:
@@ -130,6 +134,7 @@ def build_broker(
         group_id=f"{settings.group_id}-contacts",
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        group_instance_id=instance,
         title="contact-book",
         description="Keeps each customer's e-mail address, phone and consents for delivery.",
     )
@@ -147,6 +152,7 @@ def build_broker(
         isolation_level="read_committed",
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        group_instance_id=instance,
         title="engagement",
         description="Records on each message when it was first opened or clicked (for the results per rule).",
     )

@@ -29,6 +29,7 @@ class Result:
     outcome: Outcome | None
     retry: str | None = None  # a passing failure: the reason, and another attempt is due
     gave_up: str | None = None  # the last attempt failed: the reason, for the dead-letter topic
+    via: str | None = None  # the channel that was tried
 
 
 async def deliver(
@@ -38,6 +39,7 @@ async def deliver(
     clock: Clock,
     attempt: int = 1,
     last_attempt: bool = True,
+    from_retry: bool = False,
 ) -> Result:
     """Deliver once; ``attempt`` counts the tries of this action (retries come back through here)."""
     now = clock.now()
@@ -56,8 +58,13 @@ async def deliver(
         "created_at": now,
     }
     existing = await state.claim(db, message)
-    if existing is not None and existing.get("status") in state.FINAL_STATUSES:
-        log.info("duplicate action ignored", extra={"action_id": action.action_id, "status": existing["status"]})
+    done = existing is not None and existing.get("status") in state.FINAL_STATUSES
+    # an action read again from the actions topic (a restart before its offset was committed) whose
+    # next attempt is already scheduled on the retry topic: that copy delivers it, this one must not
+    # (the two would race, and the customer would get it twice)
+    handed_over = existing is not None and existing.get("status") == "retrying" and not from_retry
+    if done or handed_over:
+        log.info("duplicate action ignored", extra={"action_id": action.action_id, "status": existing["status"]})  # type: ignore[index]
         messages.add(1, {"proact.channel": action.channel, "outcome": "duplicate"})
         return Result(None, None)
     if action.holdout:
@@ -83,10 +90,10 @@ async def deliver(
             if exc.permanent or last_attempt:
                 result = await _failed(db, action, channel, exc, clock, attempt)
                 return result if exc.permanent else Result(result.outcome_type, result.outcome, gave_up=exc.reason)
-            await state.mark(db, action.action_id, "retrying", clock.now(), via=channel.name, reason=exc.reason,
-                             attempts=attempt)  # fmt: skip
+            # the caller schedules the next attempt on the retry topic, then marks the message
+            # "retrying" (``retrying``): from then on the retry topic owns it
             messages.add(1, {"proact.channel": action.channel, "outcome": "retrying"})
-            return Result(None, None, retry=exc.reason)
+            return Result(None, None, retry=exc.reason, via=channel.name)
     await state.mark(db, action.action_id, "delivered", clock.now(), via=channel.name, attempts=attempt)
     messages.add(1, {"proact.channel": action.channel, "outcome": "delivered"})
     log.info(
@@ -144,3 +151,11 @@ async def _failed(
         detail={"via": channel.name, "reason": exc.reason, "permanent": exc.permanent},
     )
     return Result("message.failed", outcome)
+
+
+async def retrying(
+    db: AsyncDatabase[Document], action: ActionRequested, result: Result, clock: Clock, attempt: int
+) -> None:
+    """Record that the next attempt is scheduled (call it after publishing that attempt)."""
+    await state.mark(db, action.action_id, "retrying", clock.now(), via=result.via, reason=result.retry,
+                     attempts=attempt)  # fmt: skip

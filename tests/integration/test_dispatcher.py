@@ -10,7 +10,7 @@ import orjson
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.dispatcher.app import build_broker
+from services.dispatcher.app import ATTEMPT_HEADER, RETRY_AT_HEADER, build_broker
 from services.dispatcher.channels import OutboxChannel
 from shared.clock import SystemClock
 from shared.contract import Topics, decode, encode
@@ -120,3 +120,29 @@ async def test_the_first_open_and_click_of_a_message_are_recorded_on_it(
     assert doc["status"] == "delivered"
     assert doc["opened_at"] == first  # the first open, not the later one
     assert doc["clicked_at"] is not None
+
+
+async def test_an_action_read_again_after_its_retry_was_scheduled_is_left_to_the_retry(
+    topics: Topics, db: AsyncDatabase[Document], tmp_path: Path
+) -> None:
+    """A restart re-reads an action whose next attempt already waits on the retry topic: the re-read
+    copy is ignored and the retry delivers it, once (the two used to race and both send)."""
+    cid, aid = uid("c"), uid("a")
+    key = f"winback:{cid}"
+    action = event("action.requested", subject=cid, action_id=aid, idempotency_key=key)
+    # what the first attempt left: the message claimed and handed over to the retry topic
+    await db[Collections.MESSAGES].insert_one({"_id": aid, "action_id": aid, "idempotency_key": key,
+                                               "customer_id": cid, "status": "retrying", "attempts": 1})  # fmt: skip
+    _, value, headers = encode(action)
+    settings = DispatcherSettings(topic_prefix=topics.prefix, group_id=uid("dispatcher"))
+    async with build_broker(settings, db, OutboxChannel(tmp_path), SystemClock()) as broker:
+        await broker.start()
+        await produce([action], topics)  # read again from the actions topic
+        await asyncio.sleep(3)
+        assert not (tmp_path / "email.ndjson").exists()
+        retry_headers = [*headers, (ATTEMPT_HEADER, b"2"), (RETRY_AT_HEADER, datetime.now(UTC).isoformat().encode())]
+        await produce_raw(topics.actions_retry, value, cid.encode(), retry_headers)
+        await read(topics.outcomes, lambda rs: any(r.key == cid.encode() for r in rs), settle_s=2)
+    lines = (tmp_path / "email.ndjson").read_bytes().splitlines()
+    assert [orjson.loads(line)["idempotency_key"] for line in lines] == [key]
+    assert (await db[Collections.MESSAGES].find_one({"_id": aid}))["status"] == "delivered"
