@@ -49,7 +49,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiosmtpd.controller import Controller
 from cleanup import cleanup  # bench/ is on the path when a benchmark runs as a script
-from decide import wait_ready
+from decide import stack_env, wait_ready
 from pymongo.errors import PyMongoError
 from report import record
 
@@ -428,15 +428,10 @@ def main() -> None:
     smtp_port, hook_port = 18325, 18326
     with tempfile.TemporaryDirectory(prefix="proact-chaos-") as tmp:
         work = Path(tmp)
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "PROACT_TOPIC_PREFIX": prefix, "PROACT_MONGO_DATABASE": prefix,
-               "PROACT_ENGINE_GROUP_ID": f"{prefix}-engine", "PROACT_DISPATCHER_GROUP_ID": f"{prefix}-dispatcher",
-               "PROACT_INSTANCE_ID": f"{prefix}-1", "PROACT_DISPATCHER_OUTBOX_DIR": str(work / "outbox"),
-               "OTEL_TRACES_EXPORTER": "none", "PROACT_LOG_LEVEL": "WARNING",
-               "PROACT_SMTP_HOST": "127.0.0.1", "PROACT_SMTP_PORT": str(smtp_port),
-               "PROACT_UNSUBSCRIBE_SECRET": uuid.uuid4().hex, "PROACT_WEBHOOK_URL": f"http://127.0.0.1:{hook_port}/sms",
-               "PROACT_WEBHOOK_SECRET": uuid.uuid4().hex, "PROACT_DISPATCHER_RETRY_BASE_S": "0.5",
-               "PROACT_DISPATCHER_MAX_ATTEMPTS": "12",
-               **{f"PROACT_{n.upper()}_HTTP_PORT": str(p) for n, p in PORTS.items()}}  # fmt: skip
+        env = stack_env(prefix, work, PORTS, PROACT_SMTP_HOST="127.0.0.1", PROACT_SMTP_PORT=str(smtp_port),
+                        PROACT_UNSUBSCRIBE_SECRET=uuid.uuid4().hex, PROACT_WEBHOOK_URL=f"http://127.0.0.1:{hook_port}/sms",
+                        PROACT_WEBHOOK_SECRET=uuid.uuid4().hex, PROACT_DISPATCHER_RETRY_BASE_S="0.5",
+                        PROACT_DISPATCHER_MAX_ATTEMPTS="12")  # fmt: skip
         print(f"chaos: {args.seconds:.0f} s of traffic, {args.orders_per_s:g} orders/s, seed {args.seed}", flush=True)
         try:
             result = asyncio.run(run(args, env, work, prefix))

@@ -85,6 +85,25 @@ async def generate(port: int, path: str, bodies: list[bytes], rate: float, secon
 
 
 # --- the orchestration ------------------------------------------------------------------------------
+def stack_env(prefix: str, work: Path, ports: dict[str, int], **extra: str) -> dict[str, str]:
+    """The environment of a whole stack (engine, projector, dispatcher, storefront) of its own: topics
+    and database under ``prefix``, HTTP on ``ports``, quiet logs, no trace export."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PROACT_TOPIC_PREFIX": prefix,
+        "PROACT_MONGO_DATABASE": prefix,
+        "PROACT_ENGINE_GROUP_ID": f"{prefix}-engine",
+        "PROACT_DISPATCHER_GROUP_ID": f"{prefix}-dispatcher",
+        "PROACT_INSTANCE_ID": f"{prefix}-1",
+        "PROACT_DISPATCHER_OUTBOX_DIR": str(work / "outbox"),
+        "OTEL_TRACES_EXPORTER": "none",
+        "PROACT_LOG_LEVEL": "WARNING",
+        **{f"PROACT_{name.upper()}_HTTP_PORT": str(port) for name, port in ports.items()},
+        **extra,
+    }
+
+
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 

@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from cleanup import cleanup  # bench/ is on the path when a benchmark runs as a script
-from decide import cpu_s, seed_sessions, spawn, wait_ready
+from decide import cpu_s, seed_sessions, spawn, stack_env, wait_ready
 from engine import mix
 from report import record
 
@@ -95,12 +95,8 @@ def main() -> None:
     prefix = f"benchload{uuid.uuid4().hex[:6]}"
     with tempfile.TemporaryDirectory(prefix="proact-load-") as tmp:
         work = Path(tmp)
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "PROACT_TOPIC_PREFIX": prefix, "PROACT_MONGO_DATABASE": prefix,
-               "PROACT_ENGINE_GROUP_ID": f"{prefix}-engine", "PROACT_DISPATCHER_GROUP_ID": f"{prefix}-dispatcher",
-               "PROACT_INSTANCE_ID": f"{prefix}-1", "PROACT_DISPATCHER_OUTBOX_DIR": str(work / "outbox"),
-               "OTEL_TRACES_EXPORTER": "none", "PROACT_LOG_LEVEL": "WARNING",
-               "PROACT_STOREFRONT_EVENTS_PER_IP": "10000000",  # one load generator is every visitor
-               **{f"PROACT_{n.upper()}_HTTP_PORT": str(p) for n, p in PORTS.items()}}  # fmt: skip
+        # one load generator is every visitor
+        env = stack_env(prefix, work, PORTS, PROACT_STOREFRONT_EVENTS_PER_IP="10000000")
         asyncio.run(ensure_topics(BOOTSTRAP, Topics(prefix=prefix)))
         services = {
             name: spawn([sys.executable, "-m", module], env, work / f"{name}.log")
