@@ -20,7 +20,7 @@ from services.dispatcher import contacts, state
 from services.dispatcher.channels import Channel, Channels
 from services.dispatcher.flows import deliver, retrying
 from shared.clock import Clock
-from shared.contract import InvalidEvent, Topics, decode, encode, new_event
+from shared.contract import Event, InvalidEvent, Topics, decode, encode, new_event
 from shared.contract.events import ActionRequested, CustomerUpserted, Outcome
 from shared.contract.topics import dead_letter_headers
 from shared.metrics import prometheus_app
@@ -139,11 +139,8 @@ def build_broker(
         description="Keeps each customer's e-mail address, phone and consents for delivery.",
     )
     async def on_customer(body: Any, msg: KafkaMessage) -> None:
-        try:
-            event = decode(msg.body, msg.raw_message.headers)  # type: ignore[union-attr]
-        except InvalidEvent:
-            return  # the engine dead-letters it with the reason; the contact book skips it
-        if isinstance(event.data, CustomerUpserted):
+        event = _readable(msg)
+        if event is not None and isinstance(event.data, CustomerUpserted):
             await contacts.remember(db, event.data, event.time)
 
     @broker.subscriber(
@@ -157,15 +154,22 @@ def build_broker(
         description="Records on each message when it was first opened or clicked (for the results per rule).",
     )
     async def on_outcome(body: Any, msg: KafkaMessage) -> None:
-        try:
-            event = decode(msg.body, msg.raw_message.headers)  # type: ignore[union-attr]
-        except InvalidEvent:
-            return  # the engine dead-letters it with the reason
-        field = ENGAGEMENT.get(event.type)
-        if field is not None and isinstance(event.data, Outcome) and event.data.action_id:
+        event = _readable(msg)
+        if event is None or not isinstance(event.data, Outcome) or not event.data.action_id:
+            return
+        if (field := ENGAGEMENT.get(event.type)) is not None:
             await state.engaged(db, event.data.action_id, field, event.time)
 
     return broker
+
+
+def _readable(msg: KafkaMessage) -> Event | None:
+    """The event of a record on a topic the engine reads too: one it cannot read, the engine
+    dead-letters with the reason, and the dispatcher's side readers skip it."""
+    try:
+        return decode(msg.body, msg.raw_message.headers)  # type: ignore[union-attr]
+    except InvalidEvent:
+        return None
 
 
 # outcome → the field of the message it sets (once: the first time counts)
