@@ -59,8 +59,8 @@ class EngineSettings(Settings):
     batch_max_records: int = Field(1000, validation_alias=AliasChoices("PROACT_ENGINE_BATCH_MAX_RECORDS"))
     poll_timeout_ms: int = Field(100, validation_alias=AliasChoices("PROACT_ENGINE_POLL_TIMEOUT_MS"))
     # after a poll returns records, what else arrives this soon joins the same batch (and transaction)
-    batch_linger_ms: int = Field(50, ge=0, validation_alias=AliasChoices("PROACT_ENGINE_BATCH_LINGER_MS"))
-    fetch_max_wait_ms: int = Field(50, ge=0, validation_alias=AliasChoices("PROACT_ENGINE_FETCH_MAX_WAIT_MS"))
+    batch_linger_ms: int = Field(20, ge=0, validation_alias=AliasChoices("PROACT_ENGINE_BATCH_LINGER_MS"))
+    fetch_max_wait_ms: int = Field(20, ge=0, validation_alias=AliasChoices("PROACT_ENGINE_FETCH_MAX_WAIT_MS"))
     # how many CloudEvents ids are remembered per key for de-duplication
     seen_ids_per_key: int = Field(64, validation_alias=AliasChoices("PROACT_ENGINE_SEEN_IDS_PER_KEY"))
     transaction_timeout_ms: int = Field(60000, validation_alias=AliasChoices("PROACT_ENGINE_TRANSACTION_TIMEOUT_MS"))

@@ -14,6 +14,7 @@ group generation with the offsets, so this classic per-partition fencing is what
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections import Counter, defaultdict
@@ -25,6 +26,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
+from aiokafka.producer import sender as _aiokafka_sender
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
@@ -44,6 +46,14 @@ from shared.telemetry import current_carrier, extract_context, inject_headers
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("proact.engine")
+
+# A task's next transaction starts right after its last commit, and the broker answers its first
+# AddPartitionsToTxn with CONCURRENT_TRANSACTIONS until that commit's markers are written: a
+# millisecond or two here. aiokafka then waits a fixed 20 ms (KAFKA-5477's compromise; it has no
+# setting for it), which was most of a batch's time at 1,000 events/s: one transaction measured
+# 25 ms at p50 with it and 5.6 ms with 2 ms (bench/README.md). The retry is cheap for the broker.
+TXN_RETRY_BACKOFF_S = 0.002
+_aiokafka_sender.BACKOFF_OVERRIDE = TXN_RETRY_BACKOFF_S
 
 
 @dataclass
@@ -389,6 +399,7 @@ class Engine:
                     "state restored",
                     extra={"partitions": missing, "seconds": round(time.monotonic() - started, 3)},
                 )
+            _settle_heap()
             self.restoring = False
 
     async def revoke(self) -> None:
@@ -428,6 +439,20 @@ class Engine:
         for st in states.values():
             st.finish_restore()
         return states
+
+
+def _settle_heap() -> None:
+    """Collect everything once, then exempt what is alive from later collections (``gc.freeze``).
+
+    Python's full collections walk every tracked object: the loaded modules and models alone are
+    about 180,000, ~100 ms a walk here, and they came every few seconds under load, holding up
+    the batch in flight (the engine's worst latencies). What is alive after a restore (code,
+    models, clients, timers) stays, so it is frozen; the state itself is bytes, never walked.
+    Done at each assignment, where the restore already pauses work: unfreezing first lets the
+    collection also reclaim anything that became garbage since the last one."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -88,6 +88,8 @@ class RuleSet:
         self.session_needs: dict[str, set[str] | None] = {}
         for rule in self.on_session:
             merge(self.session_needs, self.needs[rule.rule_id])
+        indexes = (self.on_event, self.schedule_on, self.cancel_on, self.exit_on)
+        self._interesting = frozenset(t for index in indexes for t in index)
         digest = hashlib.sha256(orjson.dumps(sorted((r.rule_id, r.version) for r in self.rules.values())))
         digest.update(self.policy.model_dump_json().encode())
         self.fingerprint = digest.hexdigest()[:16]
@@ -99,7 +101,7 @@ class RuleSet:
         return self.rules.get(rule_id)
 
     def interested_in(self, event_type: str) -> bool:
-        return any(event_type in index for index in (self.on_event, self.schedule_on, self.cancel_on, self.exit_on))
+        return event_type in self._interesting
 
 
 def evaluate(

@@ -3,6 +3,7 @@ plain state, no servers."""
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -133,6 +134,35 @@ def test_state_restored_from_its_changelog_equals_the_original() -> None:
     assert restored.pending_timers() == state.pending_timers() == 1
     clock.advance(timedelta(hours=2))
     assert len(fire_due(restored, clock)) == 1
+
+
+def test_between_batches_state_is_held_as_its_changelog_bytes() -> None:
+    """Entities are bytes once their batch's changelog is written: nothing for the cycle collector
+    to walk, and a decoded copy changed without ``put`` changes nothing."""
+    clock, state = ManualClock(T0), PartitionState(0)
+    first = consenting_customer()
+    run(state, [first, placed(timedelta(hours=1))], clock)
+    records = dict(state.changelog_records())
+    held = state._entities["order:o-1"]
+    assert type(held) is bytes
+    assert held == records[b"order:o-1"]
+    assert not gc.is_tracked(held)
+    order = state.get(ORDER, "o-1")
+    assert order is not None
+    assert order["status"] == "placed"
+    order["status"] = "changed without put"
+    list(state.changelog_records())  # the next batch: nothing was put, so nothing was written
+    fresh = state.get(ORDER, "o-1")
+    assert fresh is not None
+    assert fresh["status"] == "placed"
+    # de-duplication still holds after the changelog was written, and after a restore from it
+    assert run(state, [first], clock) == []
+    assert state.count("seen") == 1
+    restored = PartitionState(0)
+    for key, value in records.items():
+        restored.restore(key, value)
+    restored.finish_restore()
+    assert restored.seen(first.subject, first.id)
 
 
 def test_sessions_and_customers_are_scored_with_the_promoted_models(model_registry: Path) -> None:
