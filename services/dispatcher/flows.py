@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
 from services.dispatcher import contacts, state
 from services.dispatcher.channels import Channel, Channels, DeliveryFailed
@@ -94,7 +98,7 @@ async def deliver(
             # "retrying" (``retrying``): from then on the retry topic owns it
             messages.add(1, {"proact.channel": action.channel, "outcome": "retrying"})
             return Result(None, None, retry=exc.reason, via=channel.name)
-    await state.mark(db, action.action_id, "delivered", clock.now(), via=channel.name, attempts=attempt)
+    await _record_delivery(db, action.action_id, clock.now(), via=channel.name, attempts=attempt)
     messages.add(1, {"proact.channel": action.channel, "outcome": "delivered"})
     log.info(
         "message delivered",
@@ -108,6 +112,31 @@ async def deliver(
         detail={"via": channel.name},
     )
     return Result("message.delivered", outcome)
+
+
+# Waits between attempts to record a delivery while MongoDB is unreachable: about 90 s in all.
+RECORD_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 3.0, 5.0, 5.0, 10.0, 10.0, 10.0, 15.0, 15.0, 15.0)
+
+
+async def _record_delivery(db: AsyncDatabase[Document], action_id: str, at: datetime, **fields: Any) -> None:
+    """Record that a provider accepted the message, trying again while MongoDB is away.
+
+    Until it is recorded the message is only claimed, so an error raised here would have the
+    action read again and sent a second time (``make chaos`` delivered one message twice when
+    FerretDB was killed between a send and its record). Holding the partition for a while is
+    better: nothing else can be claimed without MongoDB anyway."""
+    for wait in (*RECORD_BACKOFF_S, None):
+        try:
+            await state.mark(db, action_id, "delivered", at, **fields)
+            return
+        except PyMongoError as exc:
+            if wait is None:
+                raise
+            log.warning(
+                "delivery not recorded yet, trying again",
+                extra={"action_id": action_id, "error": exc.__class__.__name__, "retry_in_s": wait},
+            )
+            await asyncio.sleep(wait)
 
 
 ADDRESS_FIELD = {"email": "email", "sms": "phone", "phone": "phone"}

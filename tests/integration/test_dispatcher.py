@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+from pydantic import SecretStr
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.dispatcher.app import ATTEMPT_HEADER, RETRY_AT_HEADER, build_broker
 from services.dispatcher.channels import OutboxChannel
+from services.dispatcher.flows import deliver
 from shared.clock import SystemClock
 from shared.contract import Topics, decode, encode
-from shared.settings import DispatcherSettings
-from shared.store import Collections, Document
+from shared.settings import DispatcherSettings, Settings
+from shared.store import Collections, Document, database, mongo_client
 from tests.factories import event, uid
 from tests.kafka_io import produce, produce_raw, read
 
@@ -146,3 +150,80 @@ async def test_an_action_read_again_after_its_retry_was_scheduled_is_left_to_the
     lines = (tmp_path / "email.ndjson").read_bytes().splitlines()
     assert [orjson.loads(line)["idempotency_key"] for line in lines] == [key]
     assert (await db[Collections.MESSAGES].find_one({"_id": aid}))["status"] == "delivered"
+
+
+class CuttableLink:
+    """A TCP relay to MongoDB that a test can cut: open connections reset, new ones refused."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 27017) -> None:
+        self.target = (host, port)
+        self.down = False
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down:
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self.writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def cut(self, seconds: float) -> None:
+        self.down = True
+        for w in self.writers:
+            w.transport.abort()
+        self.writers.clear()
+        asyncio.get_running_loop().call_later(seconds, setattr, self, "down", False)
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for w in self.writers:
+            w.transport.abort()
+
+
+async def test_a_send_whose_record_fails_while_mongodb_is_away_is_recorded_once_it_is_back(
+    base_settings: Settings, tmp_path: Path
+) -> None:
+    """The provider accepted the message, then MongoDB went away before the delivery was written:
+    the dispatcher keeps trying to write it instead of failing the action, which would be read again
+    and sent a second time (``make chaos`` found one such duplicate when FerretDB was killed)."""
+    link = CuttableLink()
+    port = await link.start()
+    client = mongo_client(base_settings.model_copy(update={"mongo_url": SecretStr(f"mongodb://127.0.0.1:{port}")}))
+    db = database(client, base_settings)
+    outbox = OutboxChannel(tmp_path)
+
+    class LinkCutAfterSend:
+        name = "outbox"
+
+        async def send(self, message: dict[str, Any]) -> bool:
+            first = await outbox.send(message)
+            link.cut(1.5)  # MongoDB is unreachable for 1.5 s from the moment the provider accepted
+            return first
+
+    action = event("action.requested", subject=uid("c"), action_id=uid("a"), idempotency_key=uid("k"))
+    try:
+        result = await deliver(action.data, db, LinkCutAfterSend(), SystemClock())  # type: ignore[arg-type]
+        assert result.outcome_type == "message.delivered"
+        record = await db[Collections.MESSAGES].find_one({"_id": action.data.action_id})  # type: ignore[attr-defined]
+        assert record is not None
+        assert record["status"] == "delivered"
+        lines = (tmp_path / "email.ndjson").read_bytes().splitlines()
+        assert len(lines) == 1
+    finally:
+        await client.close()
+        await link.stop()
