@@ -80,6 +80,13 @@ def _remember(customer: Doc, field: str, item: object) -> None:
     customer[field] = [*customer.get(field, []), item][-MAX_HISTORY_KEPT:]
 
 
+def _note(state: PartitionState, customer_id: str, field: str, item: object) -> None:
+    """Append to a customer's bounded history and store the customer."""
+    customer = _customer(state, customer_id)
+    _remember(customer, field, item)
+    state.put(CUSTOMER, customer_id, customer)
+
+
 # --- orders ---------------------------------------------------------------------------------------
 def order_placed(state: PartitionState, event: Event, now: datetime) -> list[Event]:
     data = event.data
@@ -126,9 +133,7 @@ def order_eta_changed(state: PartitionState, event: Event, now: datetime) -> lis
     promised = order.get("promised_delivery_by")
     if promised and data.estimated_delivery > datetime.fromisoformat(promised) and not order.get("counted_late"):
         order["counted_late"] = True
-        customer = _customer(state, data.customer_id)
-        _remember(customer, "late_history", event.time.isoformat())
-        state.put(CUSTOMER, data.customer_id, customer)
+        _note(state, data.customer_id, "late_history", event.time.isoformat())
     return []
 
 
@@ -140,9 +145,7 @@ def order_closed(status: str) -> Handler:
         order["status"] = status
         state.put(ORDER, data.order_id, order)
         if status == "return_requested":
-            customer = _customer(state, data.customer_id)
-            _remember(customer, "return_history", event.time.isoformat())
-            state.put(CUSTOMER, data.customer_id, customer)
+            _note(state, data.customer_id, "return_history", event.time.isoformat())
         return []
 
     return close
@@ -169,9 +172,7 @@ def message_opened(state: PartitionState, event: Event, now: datetime) -> list[E
     data = event.data
     assert isinstance(data, ev.Outcome)
     if data.customer_id:
-        customer = _customer(state, data.customer_id)
-        _remember(customer, "opened_history", event.time.isoformat())
-        state.put(CUSTOMER, data.customer_id, customer)
+        _note(state, data.customer_id, "opened_history", event.time.isoformat())
     return []
 
 
@@ -179,9 +180,7 @@ def survey(field: str) -> Handler:
     def record(state: PartitionState, event: Event, now: datetime) -> list[Event]:
         data = event.data
         assert isinstance(data, ev.CsatSubmitted | ev.NpsSubmitted)
-        customer = _customer(state, data.customer_id)
-        _remember(customer, field, {"at": event.time.isoformat(), "score": data.score})
-        state.put(CUSTOMER, data.customer_id, customer)
+        _note(state, data.customer_id, field, {"at": event.time.isoformat(), "score": data.score})
         return []
 
     return record
