@@ -107,8 +107,8 @@ class RuleRunner:
             return self._on_timer(state, event, now)
         # not getattr with a default: a pydantic model's missing attribute raises and catches an
         # AttributeError, which cost browsing events (no customer_id) 10 µs each
-        data_model = type(event.data)
-        customer_id = event.data.customer_id if "customer_id" in data_model.model_fields else None  # type: ignore[attr-defined]
+        has_customer = "customer_id" in type(event.data).model_fields
+        customer_id = event.data.customer_id if has_customer else None  # type: ignore[attr-defined]
         if not customer_id or not rules.interested_in(event.type):
             return []
         data = event.data.model_dump(mode="json")

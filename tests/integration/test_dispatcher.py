@@ -7,6 +7,7 @@ import contextlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import pytest
@@ -155,8 +156,9 @@ async def test_an_action_read_again_after_its_retry_was_scheduled_is_left_to_the
 class CuttableLink:
     """A TCP relay to MongoDB that a test can cut: open connections reset, new ones refused."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 27017) -> None:
-        self.target = (host, port)
+    def __init__(self, mongo_url: str) -> None:
+        address = urlsplit(mongo_url)
+        self.target = (address.hostname or "127.0.0.1", address.port or 27017)
         self.down = False
         self.writers: set[asyncio.StreamWriter] = set()
         self.server: asyncio.Server | None = None
@@ -201,7 +203,7 @@ async def test_a_send_whose_record_fails_while_mongodb_is_away_is_recorded_once_
     """The provider accepted the message, then MongoDB went away before the delivery was written:
     the dispatcher keeps trying to write it instead of failing the action, which would be read again
     and sent a second time (``make chaos`` found one such duplicate when FerretDB was killed)."""
-    link = CuttableLink()
+    link = CuttableLink(base_settings.mongo_url.get_secret_value())
     port = await link.start()
     client = mongo_client(base_settings.model_copy(update={"mongo_url": SecretStr(f"mongodb://127.0.0.1:{port}")}))
     db = database(client, base_settings)
