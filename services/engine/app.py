@@ -18,6 +18,7 @@ import gc
 import logging
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -241,20 +242,16 @@ class Engine:
                 await self._fire(producer, timer, now, partition)
             for out in self.rules.on_scores(state, self.scorers.flush(state), now):
                 await self._emitted(producer, out)
-            for decision in state.take_decisions():
+            decisions = state.take_decisions()
+            for decision in decisions:
                 metrics.decisions.add(
                     1,
                     {"proact.rule.id": decision["rule_id"], "proact.rule.outcome": decision["outcome"],
                      "proact.rule.guard": decision.get("guard") or "none"},
                 )  # fmt: skip
-                await producer.send(
-                    self.topics.decisions,
-                    value=orjson.dumps(decision),
-                    key=decision["customer_id"].encode(),
-                    partition=partition,
-                )
-            for key, value in state.changelog_records():
-                await producer.send(self.topics.engine_state, value=value, key=key, partition=partition)
+            decision_records = ((d["customer_id"].encode(), orjson.dumps(d)) for d in decisions)
+            await send_batched(producer, self.topics.decisions, partition, decision_records)
+            await send_batched(producer, self.topics.engine_state, partition, state.changelog_records())
             if batch:
                 offsets = {tp: records[-1].offset + 1 for tp, records in batch}
                 await producer.send_offsets_to_transaction(offsets, self.settings.group_id)
@@ -439,6 +436,25 @@ class Engine:
         for st in states.values():
             st.finish_restore()
         return states
+
+
+async def send_batched(
+    producer: AIOKafkaProducer, topic: str, partition: int, records: Iterable[tuple[bytes, bytes | None]]
+) -> None:
+    """Send records to one partition as whole record batches (aiokafka's ``send_batch``).
+
+    ``producer.send`` costs a coroutine, a future and its completion per record, which made up
+    about a fifth of the engine's time (two or three changelog records per event); a batch has
+    one future. Records to a partition keep their order. The batches join the open transaction
+    like single sends, and, like them, are delivered before it commits."""
+    batch = producer.create_batch()
+    for key, value in records:
+        if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start the next
+            await producer.send_batch(batch, topic, partition=partition)
+            batch = producer.create_batch()
+            batch.append(key=key, value=value, timestamp=None)  # an empty batch takes any one record
+    if batch.record_count():
+        await producer.send_batch(batch, topic, partition=partition)
 
 
 def _settle_heap() -> None:

@@ -9,17 +9,18 @@ from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.engine.app import Engine
+from services.engine.app import Engine, send_batched
 from services.engine.projector import Projector
 from shared.contract import Event, InvalidEvent, Topics, decode
 from shared.settings import EngineSettings, Settings
 from shared.store import Collections, Document
 from tests.factories import event, uid
 from tests.integration.conftest import isolated_topics, profiles_known
-from tests.kafka_io import produce, produce_raw, read
+from tests.kafka_io import BOOTSTRAP, produce, produce_raw, read
 
 pytestmark = pytest.mark.integration
 
@@ -224,3 +225,26 @@ async def test_decisions_fired_and_suppressed_reach_the_decision_log(
     )
     assert all(c["held"] for c in fired["conditions"])
     assert [(d["outcome"], d["guard"]) for d in found if d["customer_id"] == silent] == [("suppressed", "consent")] * 2
+
+
+async def test_batched_sends_keep_their_order_and_commit_or_abort_with_the_transaction(topics: Topics) -> None:
+    """The changelog goes out as whole record batches: more than one batch's worth keeps its order,
+    reaches a read_committed reader only when the transaction commits, and not at all if it aborts."""
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, transactional_id=uid("txn"), max_batch_size=16384)
+    await producer.start()
+    run = uid("batched")
+    committed = [(f"{run}:{i}".encode(), orjson.dumps({"i": i, "pad": "x" * 200})) for i in range(400)]
+    try:
+        await producer.begin_transaction()
+        await send_batched(producer, topics.engine_state, 5, [(f"{run}:aborted".encode(), b"{}")])
+        await producer.abort_transaction()
+        async with producer.transaction():
+            await send_batched(producer, topics.engine_state, 5, committed)  # ~100 KB: several batches
+    finally:
+        await producer.stop()
+    records = await read(
+        topics.engine_state, lambda rs: sum(r.key.startswith(run.encode()) for r in rs) >= 400, settle_s=1.0
+    )
+    ours = [(r.key, r.value) for r in records if r.key.startswith(run.encode())]
+    assert ours == committed
+    assert {r.partition for r in records if r.key.startswith(run.encode())} == {5}
