@@ -134,17 +134,24 @@ def decode(value: bytes | None, headers: Headers = (), max_bytes: int = DEFAULT_
             raise InvalidEvent(f"value is not valid JSON: {exc}", "value") from None
         if not isinstance(attributes, dict):
             raise InvalidEvent("a structured CloudEvent must be a JSON object", "value")
-    return from_dict(attributes)
+    return _validate(attributes)
 
 
 def from_dict(attributes: dict[str, Any]) -> Event:
-    """Validate a structured CloudEvent already parsed from JSON."""
-    attributes = dict(attributes)
+    """Validate a structured CloudEvent already parsed from JSON (the caller's dict is left as it is)."""
+    return _validate(dict(attributes))
+
+
+def _validate(attributes: dict[str, Any]) -> Event:
+    """Validate attributes the caller no longer needs (``data`` is taken out of them).
+
+    The models' validators are called directly: ``model_validate`` adds a Python call and checks
+    around the same validator, a tenth of the cost of an event on the engine's hot path."""
     data = attributes.pop("data", None)
     if "data_base64" in attributes:
         raise InvalidEvent("data_base64 is not accepted: proact events carry JSON data", "data_base64")
     try:
-        envelope = Envelope.model_validate(attributes)
+        envelope = _ENVELOPE(attributes)
     except ValidationError as exc:
         raise _invalid(exc, prefix="") from None
     spec = EVENT_TYPES.get(envelope.type)
@@ -155,9 +162,12 @@ def from_dict(attributes: dict[str, Any]) -> Event:
     return Event(envelope, _validate_data(spec[1], data))
 
 
+_ENVELOPE = Envelope.__pydantic_validator__.validate_python
+
+
 def _validate_data(model: type[EventData], data: dict[str, Any]) -> EventData:
     try:
-        return model.model_validate(data)
+        return model.__pydantic_validator__.validate_python(data)  # type: ignore[no-any-return]
     except ValidationError as exc:
         raise _invalid(exc, prefix="data.") from None
 

@@ -60,6 +60,29 @@ def test_churn_features_ignore_events_after_the_as_of_date() -> None:
     assert vector["log_purchase_days"] == pytest.approx(np.log(2))
 
 
+def test_churn_service_signals_count_up_to_the_as_of_date_and_tickets_over_90_days() -> None:
+    t0 = datetime(1997, 1, 1, 12, tzinfo=UTC)
+    as_of = t0 + timedelta(days=200)
+    day = timedelta(days=1)
+    h = churn.CustomerHistory(
+        "c",
+        [churn.Order(t0, 10.0)],
+        late_deliveries=[t0 + 5 * day, as_of, as_of + day],
+        tickets=[as_of - 120 * day, as_of - 90 * day, as_of - 89 * day, as_of, as_of + day],
+        returns=[as_of + day],
+        csat=[(t0, 2.0), (t0 + 10 * day, 4.0), (as_of + day, 1.0)],
+        nps=[(t0 + 20 * day, 9.0), (t0 + 10 * day, 3.0), (as_of + day, 0.0)],
+        messages_opened=[t0 + day, as_of],
+    )
+    vector = dict(zip(churn.FEATURES, churn.churn_vector(h, as_of), strict=True))
+    assert vector["late_deliveries"] == 2.0  # the one after as_of is not known yet
+    assert vector["tickets_90d"] == 2.0  # within (as_of - 90 days, as_of]
+    assert vector["returns"] == 0.0
+    assert vector["csat_mean"] == 3.0
+    assert vector["nps_last"] == 9.0  # the latest by time, not by position
+    assert vector["messages_opened"] == 2.0
+
+
 def test_compiled_scoring_equals_scikit_learn(intent_model: Path, churn_model: Path) -> None:
     sessions, _, _ = data.read_sessions(SESSIONS)
     X = intent.intent_matrix(sessions[:500])
