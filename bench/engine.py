@@ -111,20 +111,29 @@ async def produce(topics: Topics, events: list[tuple[str, bytes, bytes]]) -> flo
     return len(events) / elapsed
 
 
-async def raw_loop(topics: Topics, total: int) -> float:
-    consumer = AIOKafkaConsumer(
-        *topics.engine_inputs, bootstrap_servers=BOOTSTRAP, group_id=None, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    count, t = 0, time.perf_counter()
-    while count < total:
-        for records in (await consumer.getmany(timeout_ms=500, max_records=1000)).values():
-            for r in records:
-                orjson.loads(r.value)
-                count += 1
-    elapsed = time.perf_counter() - t
-    await consumer.stop()
-    return total / elapsed
+async def raw_loop(topics: Topics, total: int, passes: int = 2) -> float:
+    """Events/s of a bare ``getmany`` + ``orjson.loads`` loop over the backlog; the best of ``passes``.
+
+    Like the engine's sustained figure, the clock starts at the first records, after the consumer's
+    start-up (metadata, offsets): over a backlog read in a third of a second, that start-up alone
+    moved the figure by a third from run to run."""
+    best = 0.0
+    for _ in range(passes):
+        consumer = AIOKafkaConsumer(
+            *topics.engine_inputs, bootstrap_servers=BOOTSTRAP, group_id=None, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        count, first, t = 0, 0, 0.0
+        while count < total:
+            for records in (await consumer.getmany(timeout_ms=500, max_records=1000)).values():
+                for r in records:
+                    orjson.loads(r.value)
+                    count += 1
+            if not first and count:
+                first, t = count, time.perf_counter()
+        best = max(best, (total - first) / (time.perf_counter() - t))
+        await consumer.stop()
+    return best
 
 
 async def committed(group: str, topics: Topics) -> int:

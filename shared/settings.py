@@ -56,7 +56,9 @@ class Settings(BaseSettings):
 class EngineSettings(Settings):
     group_id: str = Field("proact-engine", validation_alias=AliasChoices("PROACT_ENGINE_GROUP_ID"))
     http_port: int = Field(8081, validation_alias=AliasChoices("PROACT_ENGINE_HTTP_PORT"))
-    batch_max_records: int = Field(1000, validation_alias=AliasChoices("PROACT_ENGINE_BATCH_MAX_RECORDS"))
+    # the most events one batch (and transaction per partition) takes; only a backlog fills it, and
+    # there the fixed costs of a batch (commits, one scoring call per partition) are shared by more events
+    batch_max_records: int = Field(5000, gt=0, validation_alias=AliasChoices("PROACT_ENGINE_BATCH_MAX_RECORDS"))
     poll_timeout_ms: int = Field(100, validation_alias=AliasChoices("PROACT_ENGINE_POLL_TIMEOUT_MS"))
     # after a poll returns records, what else arrives this soon joins the same batch (and transaction)
     batch_linger_ms: int = Field(20, ge=0, validation_alias=AliasChoices("PROACT_ENGINE_BATCH_LINGER_MS"))
