@@ -6,6 +6,7 @@ audit log. A screenshot of each page is kept in ``tests/artifacts/``."""
 from __future__ import annotations
 
 import asyncio
+import io
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
@@ -77,12 +79,18 @@ def shot(driver: webdriver.Chrome, name: str) -> None:
     driver.save_screenshot(str(ARTIFACTS / f"admin-{name}.png"))
 
 
+def waiting(driver: webdriver.Chrome, timeout: float) -> WebDriverWait[webdriver.Chrome]:
+    """A wait that tries again while a page is being replaced: an element looked up in the page that
+    is going away can answer "node does not belong to the document" instead of being stale."""
+    return WebDriverWait(driver, timeout, ignored_exceptions=(WebDriverException,))
+
+
 def find(driver: webdriver.Chrome, css: str, timeout: float = 15) -> webdriver.remote.webelement.WebElement:
-    return WebDriverWait(driver, timeout).until(ec.visibility_of_element_located((By.CSS_SELECTOR, css)))
+    return waiting(driver, timeout).until(ec.visibility_of_element_located((By.CSS_SELECTOR, css)))
 
 
 def text_appears(driver: webdriver.Chrome, css: str, text: str, timeout: float = 30) -> None:
-    WebDriverWait(driver, timeout).until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, css), text))
+    waiting(driver, timeout).until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, css), text))
 
 
 def marketer_journey(driver: webdriver.Chrome, base: str, key: str) -> None:
@@ -174,10 +182,18 @@ async def test_a_marketer_makes_back_tests_and_publishes_a_rule_in_the_browser(
     base, key = admin
     try:
         await asyncio.to_thread(marketer_journey, browser, base, key)
-    except Exception:
+    except Exception as exc:
         shot(browser, "failure")  # what the page showed, and what the browser said, for the report
         logs = [e["message"] for e in browser.get_log("browser")]
         requests = browser.execute_script(
             "return performance.getEntriesByType('resource').map(e => [e.name, Math.round(e.duration)])"
         )
-        raise AssertionError(f"at {browser.current_url}; console: {logs}; requests: {requests}") from None
+        pending = []  # what the server was still doing, if a request hung
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                stack = io.StringIO()
+                task.print_stack(file=stack)
+                pending.append(stack.getvalue())
+        raise AssertionError(
+            f"at {browser.current_url}; console: {logs}; requests: {requests}; pending tasks: {pending}"
+        ) from exc
