@@ -6,7 +6,6 @@ audit log. A screenshot of each page is kept in ``tests/artifacts/``."""
 from __future__ import annotations
 
 import asyncio
-import io
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -188,12 +187,4 @@ async def test_a_marketer_makes_back_tests_and_publishes_a_rule_in_the_browser(
         requests = browser.execute_script(
             "return performance.getEntriesByType('resource').map(e => [e.name, Math.round(e.duration)])"
         )
-        pending = []  # what the server was still doing, if a request hung
-        for task in asyncio.all_tasks():
-            if task is not asyncio.current_task():
-                stack = io.StringIO()
-                task.print_stack(file=stack)
-                pending.append(stack.getvalue())
-        raise AssertionError(
-            f"at {browser.current_url}; console: {logs}; requests: {requests}; pending tasks: {pending}"
-        ) from exc
+        raise AssertionError(f"at {browser.current_url}; console: {logs}; requests: {requests}") from exc
