@@ -44,3 +44,20 @@ class ShiftedClock:
     def advance(self, delta: timedelta) -> datetime:
         self._offset += delta
         return self.now()
+
+
+# The latest instant a computed time may take. Far beyond any real deadline, and far enough from
+# ``datetime.max`` that a later ``+ timedelta`` of a guard or a back-off cannot overflow either.
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def shifted(at: datetime, delta: timedelta) -> datetime:
+    """``at + delta`` kept within [EARLIEST, LATEST]: arithmetic on a time taken from an event never
+    raises ``OverflowError``, whatever the event said (the contract refuses absurd times too, but a
+    rule's delay of years on a date near the edge is still arithmetic on user input)."""
+    try:
+        result = at + delta
+    except OverflowError:
+        return LATEST if delta > timedelta(0) else EARLIEST
+    return min(max(result, EARLIEST), LATEST)

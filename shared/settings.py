@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import socket
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.contract import TimeWindow, set_time_window
 
 
 class Settings(BaseSettings):
@@ -45,6 +48,24 @@ class Settings(BaseSettings):
     unsubscribe_secret: SecretStr | None = Field(None, validation_alias=AliasChoices("PROACT_UNSUBSCRIBE_SECRET"))
     # how often services that render messages re-read the published templates from MongoDB
     templates_refresh_s: float = Field(5.0, gt=0, validation_alias=AliasChoices("PROACT_TEMPLATES_REFRESH_S"))
+
+    # The times an event may carry (shared.contract.TimeWindow): its own time at most this far ahead
+    # of the receiving clock, dates in its data (promised delivery) at most data_ahead; none before
+    # the earliest. Absurd times are refused with the field named, not carried into timers.
+    event_time_ahead_s: float = Field(86400.0, gt=0, le=366 * 86400)
+    event_data_ahead_days: float = Field(3 * 366, gt=0, le=100 * 366)
+    event_time_earliest: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+
+    def model_post_init(self, context: Any, /) -> None:
+        # The contract's decoder is plain functions called everywhere; each service builds its
+        # settings once at start, so this is where the window it reads comes from.
+        set_time_window(
+            TimeWindow(
+                earliest=self.event_time_earliest,
+                ahead=timedelta(seconds=self.event_time_ahead_s),
+                data_ahead=timedelta(days=self.event_data_ahead_days),
+            )
+        )
 
     @property
     def traces_exporter(self) -> str:

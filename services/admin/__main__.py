@@ -22,7 +22,7 @@ import orjson
 
 from services.admin import access
 from services.admin.app import OWNED_COLLECTIONS, create_app
-from shared.contract import InvalidEvent, decode
+from shared.contract import ARCHIVE, InvalidEvent, decode
 from shared.engine import backtest
 from shared.rules import Rule
 from shared.rules import store as rule_store
@@ -59,7 +59,7 @@ async def backtest_file(settings: AdminSettings, rule_id: str, version: int | No
     with opener(path, "rb") as lines:
         for line in lines:
             try:
-                events.append(decode(line.strip()))
+                events.append(decode(line.strip(), window=ARCHIVE))
             except InvalidEvent:
                 invalid += 1
     events.sort(key=lambda e: e.time)

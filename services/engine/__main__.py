@@ -41,6 +41,8 @@ async def main() -> None:
             "consumed": s.consumed,
             "actions": s.actions,
             "dead_lettered": s.dead_lettered,
+            "dead_letters_by_reason": dict(s.dead_letter_reasons),
+            "failures": dict(s.failures),
             "timers_fired": s.timers_fired,
             "batches": s.batches,
             "partitions": sorted(engine.states),

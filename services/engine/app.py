@@ -35,7 +35,7 @@ from services.engine import metrics
 from services.engine.scoring import Scorers
 from shared.clock import Clock, SystemClock
 from shared.contract import EVENT_TYPES, Event, InvalidEvent, Topics, decode, encode
-from shared.contract.topics import DLQ_HEADER_PREFIX, dead_letter_headers
+from shared.contract.topics import DLQ_HEADER_PREFIX, dead_letter_headers, error_type
 from shared.engine.handlers import handle, timer_event
 from shared.engine.rules import RuleBook, RuleRunner
 from shared.engine.state import TRACE_FIELD, PartitionState, Timer
@@ -54,6 +54,7 @@ tracer = trace.get_tracer("proact.engine")
 # setting for it), which was most of a batch's time at 1,000 events/s: one transaction measured
 # 25 ms at p50 with it and 5.6 ms with 2 ms (README.md, "Engine"). The retry is cheap for the broker.
 TXN_RETRY_BACKOFF_S = 0.002
+Encoded = tuple[str, bytes, bytes, list[tuple[str, bytes]]]  # topic, key, value, headers
 _aiokafka_sender.BACKOFF_OVERRIDE = TXN_RETRY_BACKOFF_S
 
 
@@ -66,6 +67,8 @@ class Stats:
     batches: int = 0
     last_poll_ok: float = 0.0
     by_type: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    dead_letter_reasons: Counter[str] = field(default_factory=Counter)  # by error type
+    failures: Counter[str] = field(default_factory=Counter)  # batch work that failed for one entity
 
 
 class Engine:
@@ -80,6 +83,7 @@ class Engine:
             self.rulebook, timedelta(seconds=settings.profile_wait_s), timedelta(seconds=settings.profile_wait_max_s)
         )
         self.topics = Topics.from_settings(settings)
+        self._topic_of = {t: getattr(self.topics, spec[0]) for t, spec in EVENT_TYPES.items()}
         self.states: dict[int, PartitionState] = {}
         self.scorers = Scorers(Registry(settings.model_dir), None, timedelta(seconds=settings.intent_refresh_s))
         self.stats = Stats()
@@ -240,7 +244,7 @@ class Engine:
                     await self._process_record(producer, state, tp, record, now)
             for timer in due:
                 await self._fire(producer, timer, now, partition)
-            for out in self.rules.on_scores(state, self.scorers.flush(state), now):
+            for out in self._on_scores(state, now):
                 await self._emitted(producer, out)
             decisions = state.take_decisions()
             for decision in decisions:
@@ -256,14 +260,50 @@ class Engine:
                 offsets = {tp: records[-1].offset + 1 for tp, records in batch}
                 await producer.send_offsets_to_transaction(offsets, self.settings.group_id)
 
+    def _on_scores(self, state: PartitionState, now: datetime) -> list[Event]:
+        """Re-score what the batch changed, then the rules of the score bands entered, each customer
+        apart: a model or a rule that fails for one customer is logged and counted, and that
+        customer's half-made changes are undone (there is no one record to dead-letter)."""
+        out: list[Event] = []
+        for change in self.scorers.flush(state, self._failed):
+            state.savepoint()
+            try:
+                out += self.rules.on_scores(state, [change], now)
+            except Exception as exc:
+                state.rollback()
+                self._failed("score rules", exc, customer_id=change[0])
+            else:
+                state.release()
+        return out
+
+    def _failed(self, what: str, exc: Exception, **where: Any) -> None:
+        kind = error_type(exc)
+        self.stats.failures[f"{what}: {kind}"] += 1
+        metrics.failures.add(1, {"proact.engine.step": what, "error.type": kind})
+        log.warning("%s failed", what, extra={**where, "error_type": kind, "reason": str(exc)[:200]})
+
     async def _fire(self, producer: AIOKafkaProducer, timer: Timer, now: datetime, partition: int) -> None:
         """Publish a due timer as ``timer.fired``; when the event that set it was traced, the firing is
-        a span in that trace (and linked to it), so one trace runs from the order to the message."""
+        a span in that trace (and linked to it), so one trace runs from the order to the message.
+        A timer that cannot become an event (a payload no longer valid) goes to the dead-letter
+        topic of the changelog, with its reason; the others fire."""
+        try:
+            fired = timer_event(timer, now)
+        except Exception as exc:
+            self._failed("timer", exc, timer_id=timer.timer_id)
+            why = {k: v.encode() for k, v in dead_letter_headers(exc, self.topics.engine_state, partition, -1).items()}
+            await producer.send(
+                self.topics.dlq(self.topics.engine_state),
+                value=orjson.dumps(timer.to_doc(), default=str),
+                key=timer.timer_id.encode(),
+                headers=list(why.items()),
+            )
+            return
         self.stats.timers_fired += 1
         metrics.timers_fired.add(1, {"proact.timer.kind": timer.kind})
         carrier = timer.payload.get(TRACE_FIELD)
         if not carrier:
-            await self._publish(producer, timer_event(timer, now), partition=partition)
+            await self._publish(producer, fired, partition=partition)
             return
         setter = extract_context([(k, v.encode()) for k, v in carrier.items()])
         links = [trace.Link(span.get_span_context())] if (span := trace.get_current_span(setter)) else []
@@ -279,7 +319,7 @@ class Engine:
                 **({"proact.rule.id": rule_id} if rule_id else {}),
             },
         ):
-            await self._publish(producer, timer_event(timer, now), partition=partition)
+            await self._publish(producer, fired, partition=partition)
 
     async def _process_record(
         self, producer: AIOKafkaProducer, state: PartitionState, tp: TopicPartition, record: Any, now: Any
@@ -329,34 +369,54 @@ class Engine:
         if span:
             span.set_attribute("messaging.message.id", event.id)
             span.set_attribute("cloudevents.event_type", event.type)
+        if self._topic_of[event.type] != tp.topic:
+            # e.g. a timer.fired or an action.requested written to proact.orders by a shop's
+            # producer: internal events come only from their own topics
+            spoofed = InvalidEvent(f"{event.type} events belong on {self._topic_of[event.type]}, not here", "type")
+            await self._dead_letter(producer, tp, record, spoofed)
+            return
         self.stats.by_type[event.type] += 1
         self._consumed[(tp.topic, event.type)] += 1
+        # The failure model: whatever one event does to the code that applies it (a rule, a score,
+        # the arithmetic on its times, the encoding of what it causes), only that event is
+        # dead-lettered, and its half-made changes are undone. Kafka errors are not raised here:
+        # they come from the sends below, and restart the loop from the last commit.
+        state.savepoint()
         try:
-            outputs = handle(state, event, now, self.scorers, self.rules)
-        except (ValueError, KeyError, TypeError) as exc:
-            # an event that passes the contract but cannot be applied must not block its partition
+            outputs = [(out, self._encoded(out)) for out in handle(state, event, now, self.scorers, self.rules)]
+        except Exception as exc:
+            state.rollback()
             if span:
                 span.record_exception(exc)
+                span.set_attribute("error.type", error_type(exc))
             await self._dead_letter(producer, tp, record, exc)
             return
-        for out in outputs:
-            await self._emitted(producer, out)
+        state.release()
+        for out, encoded in outputs:
+            await self._emitted(producer, out, encoded)
 
-    async def _emitted(self, producer: AIOKafkaProducer, out: Event) -> None:
-        await self._publish(producer, out)
+    async def _emitted(self, producer: AIOKafkaProducer, out: Event, encoded: Encoded | None = None) -> None:
+        await self._publish(producer, out, encoded=encoded)
         if out.type == "action.requested":
             self.stats.actions += 1
             metrics.actions.add(1, {"proact.rule.id": out.data.rule_id, "proact.channel": out.data.channel})  # type: ignore[attr-defined]
             log.info("action requested", extra={"rule_id": getattr(out.data, "rule_id", None), "action_id": out.id})
 
-    async def _publish(self, producer: AIOKafkaProducer, event: Event, partition: int | None = None) -> None:
+    def _encoded(self, event: Event) -> Encoded:
         key, value, headers = encode(event)
-        topic = getattr(self.topics, EVENT_TYPES[event.type][0])
-        await producer.send(topic, value=value, key=key, headers=inject_headers(headers), partition=partition)
+        return getattr(self.topics, EVENT_TYPES[event.type][0]), key, value, inject_headers(headers)
+
+    async def _publish(
+        self, producer: AIOKafkaProducer, event: Event, partition: int | None = None, encoded: Encoded | None = None
+    ) -> None:
+        topic, key, value, headers = encoded or self._encoded(event)
+        await producer.send(topic, value=value, key=key, headers=headers, partition=partition)
 
     async def _dead_letter(self, producer: AIOKafkaProducer, tp: TopicPartition, record: Any, exc: Exception) -> None:
         self.stats.dead_lettered += 1
-        metrics.dead_letters.add(1, {"messaging.destination.name": tp.topic})
+        kind = error_type(exc)
+        self.stats.dead_letter_reasons[kind] += 1
+        metrics.dead_letters.add(1, {"messaging.destination.name": tp.topic, "error.type": kind})
         why = dead_letter_headers(exc, tp.topic, tp.partition, record.offset)
         reason = why[f"{DLQ_HEADER_PREFIX}reason"]
         headers = [

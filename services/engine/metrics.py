@@ -11,7 +11,14 @@ meter = metrics.get_meter("proact.engine")
 
 events = meter.create_counter("proact.engine.events", unit="{event}", description="events consumed, by topic and type")
 dead_letters = meter.create_counter(
-    "proact.engine.dead_letters", unit="{event}", description="events sent to a dead-letter topic, by topic"
+    "proact.engine.dead_letters",
+    unit="{event}",
+    description="events sent to a dead-letter topic, by topic and error type",
+)
+failures = meter.create_counter(
+    "proact.engine.failures",
+    unit="{failure}",
+    description="scores, score rules or timers that failed for one entity and were skipped, by step and error",
 )
 actions = meter.create_counter(
     "proact.engine.actions", unit="{action}", description="actions requested, by rule and channel"

@@ -14,7 +14,7 @@ time for nothing a reader could tell apart.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from shared.contract import Event
 from shared.contract import events as ev
@@ -47,12 +47,28 @@ class Scorers:
             touched = self._customers.setdefault(state.partition, {})
             touched[data.customer_id] = max(event.time, touched.get(data.customer_id, event.time))
 
-    def flush(self, state: Any) -> list[tuple[str, float | None, float]]:
-        """Score what changed; return the customers whose churn score moved: (id, before, after)."""
-        self._score_sessions(state, self._sessions.pop(state.partition, {}))
+    def flush(self, state: Any, failed: Failed | None = None) -> list[tuple[str, float | None, float]]:
+        """Score what changed; return the customers whose churn score moved: (id, before, after).
+
+        A score that cannot be computed (a record the features cannot read, a model that raises)
+        leaves that session or customer unscored and is reported to ``failed``; the rest are scored.
+        Without ``failed`` (tests, back-tests) the error is raised."""
+        touched = self._sessions.pop(state.partition, {})
+        try:
+            self._score_sessions(state, touched)
+        except Exception as exc:
+            if failed is None:
+                raise
+            failed("intent score", exc, sessions=len(touched))
         changes = []
         for customer_id, at in self._customers.pop(state.partition, {}).items():
-            change = self._score_customer(state, customer_id, at)
+            try:
+                change = self._score_customer(state, customer_id, at)
+            except Exception as exc:
+                if failed is None:
+                    raise
+                failed("churn score", exc, customer_id=customer_id)
+                continue
             if change is not None:
                 changes.append(change)
         return changes
@@ -95,6 +111,10 @@ class Scorers:
         state.put("customer", customer_id, {**customer, "churn": _score(score, model.version, at)})
         before = (customer.get("churn") or {}).get("score")
         return customer_id, before, score
+
+
+class Failed(Protocol):
+    def __call__(self, what: str, exc: Exception, **where: Any) -> None: ...
 
 
 def history_of(customer: dict[str, Any]) -> churn.CustomerHistory:

@@ -5,7 +5,13 @@ fed twice: by the storefront's own ``POST /v1/events`` (at once, so a decision r
 view sees it) and by a group-less consumer of ``proact.browsing`` and ``proact.outcomes`` (what other
 replicas received, and the pop-ups they showed). Event ids make the second delivery of an event a
 no-op. On start the consumer reads back ``ttl`` of history, so a restarted replica knows the live
-sessions again; sessions idle longer than ``ttl`` are dropped.
+sessions again.
+
+Expiry goes by the time the storefront *received* an event (the broker's timestamp of a record it
+read, its own clock for one posted to it), never by the time the client wrote into it: a session
+dated 2999 by a visitor's browser must not live for ever. Sessions idle longer than ``ttl`` are
+dropped, visitors idle longer than ``visitor_ttl``, and the memory of event ids is bounded.
+An event that cannot be applied is skipped and counted (``skipped``): the view never stops reading.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from shared import sessions
-from shared.contract import Event, InvalidEvent, Topics, decode
+from shared.contract import Event, Topics, decode
 from shared.contract import events as ev
 from shared.contract.topics import partitions_of
 
@@ -34,9 +40,18 @@ Doc = dict[str, Any]
 
 
 class SessionView:
-    def __init__(self, ttl: timedelta = timedelta(hours=2), remember_ids: int = 200_000) -> None:
+    def __init__(
+        self,
+        ttl: timedelta = timedelta(hours=2),
+        remember_ids: int = 200_000,
+        visitor_ttl: timedelta = timedelta(days=30),
+    ) -> None:
         self.ttl = ttl
+        self.visitor_ttl = visitor_ttl
         self._entities: dict[str, Doc] = {}
+        self._received: dict[str, float] = {}  # key -> when the last event touching it was received (epoch s)
+        self._receiving: float = 0.0  # receipt time of the event being applied
+        self.skipped: Counter[str] = Counter()  # events not applied, by error type
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._remember_ids = remember_ids
         self.caught_up = False  # the history of the last ``ttl`` has been read
@@ -47,14 +62,18 @@ class SessionView:
         return self._entities.get(f"{kind}:{entity_id}")
 
     def put(self, kind: str, entity_id: str, doc: Doc) -> None:
-        self._entities[f"{kind}:{entity_id}"] = doc
+        key = f"{kind}:{entity_id}"
+        self._entities[key] = doc
+        self._received[key] = self._receiving
 
     def __len__(self) -> int:
         return len(self._entities)
 
-    def apply(self, event: Event) -> None:
+    def apply(self, event: Event, received_at: float | None = None) -> None:
+        """Apply one event received at ``received_at`` (epoch seconds; now if not given)."""
         if event.id in self._seen:
             return
+        self._receiving = time.time() if received_at is None else received_at
         self._seen[event.id] = None
         if len(self._seen) > self._remember_ids:
             self._seen.popitem(last=False)
@@ -66,11 +85,17 @@ class SessionView:
                 sessions.offered(self, str(session_id), event.data.visitor_id, event.data.rule_id, event.time)
 
     def expire(self, now: datetime) -> int:
-        """Drop sessions idle longer than the ttl; how many."""
-        limit = (now - self.ttl).isoformat()
-        old = [k for k, d in self._entities.items() if k.startswith("session:") and d.get("last_seen_at", "") < limit]
+        """Drop sessions and visitors idle (by receipt time) longer than their ttl; how many."""
+        sessions_before = (now - self.ttl).timestamp()
+        visitors_before = (now - self.visitor_ttl).timestamp()
+        old = [
+            key
+            for key, at in self._received.items()
+            if at < (sessions_before if key.startswith("session:") else visitors_before)
+        ]
         for key in old:
-            del self._entities[key]
+            self._entities.pop(key, None)
+            del self._received[key]
         return len(old)
 
     async def follow(self, bootstrap_servers: str, topics: Topics) -> None:
@@ -109,9 +134,10 @@ class SessionView:
             for records in batch.values():
                 for record in records:
                     try:
-                        self.apply(decode(record.value, record.headers))
-                    except InvalidEvent:
-                        continue  # the engine dead-letters it; the view just skips it
+                        self.apply(decode(record.value, record.headers), record.timestamp / 1000)
+                    except Exception as exc:  # the engine dead-letters what is invalid; the view skips it
+                        self.skipped[type(exc).__name__] += 1
+                        continue
                     applied += 1
                     if applied % YIELD_EVERY == 0:
                         await asyncio.sleep(0)  # let waiting decision calls run between slices

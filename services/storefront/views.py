@@ -29,7 +29,7 @@ from services.storefront.models import (
 )
 from services.storefront.publisher import Publisher
 from shared import sessions
-from shared.contract import EVENT_TYPES, Event, InvalidEvent, new_event
+from shared.contract import EVENT_TYPES, Event, InvalidEvent, check_times, new_event
 from shared.contract import events as ev
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,9 @@ async def post_events(batch: EventBatch, request: Request, pub: Annotated[Publis
             )
         try:
             visitor = str(item.data.get("visitor_id") or "")
-            events.append(new_event(item.type, visitor, item.data, source=SOURCE, time=item.time, id=item.id))
+            event = new_event(item.type, visitor, item.data, source=SOURCE, time=item.time, id=item.id)
+            check_times(event)  # a client's clock may be wrong, not by days
+            events.append(event)
         except InvalidEvent as exc:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,

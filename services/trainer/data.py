@@ -12,7 +12,7 @@ from typing import IO
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from shared.contract import Event, InvalidEvent, decode
+from shared.contract import ARCHIVE, Event, InvalidEvent, decode
 from shared.contract import events as ev
 from shared.features.churn import CustomerHistory, Order
 from shared.features.intent import LABEL, MONTHS, UciSession, from_uci_record
@@ -64,7 +64,7 @@ def iter_events(path: Path) -> Iterator[Event]:
             if not line.strip():
                 continue
             try:
-                yield decode(line)
+                yield decode(line, window=ARCHIVE)
             except InvalidEvent as exc:
                 skipped += 1
                 if skipped <= 5:

@@ -1,7 +1,31 @@
 """The public contract: CloudEvents envelope, typed event data, and the topic registry."""
 
-from shared.contract.envelope import Event, InvalidEvent, decode, encode, from_dict, new_event
+from shared.contract.envelope import (
+    ARCHIVE,
+    Event,
+    InvalidEvent,
+    TimeWindow,
+    check_times,
+    decode,
+    encode,
+    from_dict,
+    new_event,
+    set_time_window,
+)
 from shared.contract.events import EVENT_TYPES
 from shared.contract.topics import Topics
 
-__all__ = ["EVENT_TYPES", "Event", "InvalidEvent", "Topics", "decode", "encode", "from_dict", "new_event"]
+__all__ = [
+    "ARCHIVE",
+    "EVENT_TYPES",
+    "Event",
+    "InvalidEvent",
+    "TimeWindow",
+    "Topics",
+    "check_times",
+    "decode",
+    "encode",
+    "from_dict",
+    "new_event",
+    "set_time_window",
+]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
@@ -50,6 +50,60 @@ class Envelope(BaseModel):
     subject: str = Field(min_length=1, max_length=200)
     datacontenttype: str | None = None
     dataschema: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """The times an event may carry, relative to the clock of whoever receives it.
+
+    A well-formed but absurd time is refused like a malformed one: an ``order.delivered`` dated
+    9999-12-31 once made the check-in's ``time + delay`` overflow and stopped the engine. The event's
+    own ``time`` may be at most ``ahead`` in the future (clocks drift, not by days); the dates in its
+    data (promised delivery, an ETA) may be further ahead, up to ``data_ahead`` (a pre-order ships
+    months later). Nothing before ``earliest``. The window is checked against the clock at the
+    moment of decoding, so an event accepted once is accepted again when it is re-read later."""
+
+    earliest: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    ahead: timedelta = timedelta(days=1)
+    data_ahead: timedelta = timedelta(days=3 * 366)
+
+    def check(self, envelope: Envelope, data: EventData, now: datetime) -> None:
+        if not self.earliest <= envelope.time <= now + self.ahead:
+            raise InvalidEvent(self._refusal("time", envelope.time, now + self.ahead), "time")
+        latest = now + self.data_ahead
+        for name in _date_fields(type(data)):
+            value = getattr(data, name)
+            if value is not None and not self.earliest <= value <= latest:
+                raise InvalidEvent(self._refusal(f"data.{name}", value, latest), f"data.{name}")
+
+    def _refusal(self, field: str, value: datetime, latest: datetime) -> str:
+        return (
+            f"{field}: {value.isoformat()} is outside the accepted window "
+            f"{self.earliest.isoformat()} .. {latest.replace(microsecond=0).isoformat()}"
+        )
+
+
+# For data read from an archive (training sets, exports): any time from 1970 on is plausible there.
+ARCHIVE = TimeWindow(earliest=datetime(1970, 1, 1, tzinfo=UTC))
+_window = TimeWindow()
+
+
+def set_time_window(window: TimeWindow) -> None:
+    """The window ``decode`` checks live events against (from the settings, at a service's start)."""
+    global _window
+    _window = window
+
+
+_DATE_FIELDS: dict[type[Any], tuple[str, ...]] = {}
+
+
+def _date_fields(model: type[EventData]) -> tuple[str, ...]:
+    fields = _DATE_FIELDS.get(model)
+    if fields is None:
+        fields = _DATE_FIELDS[model] = tuple(
+            name for name, info in model.model_fields.items() if "datetime" in str(info.annotation).lower()
+        )
+    return fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +164,11 @@ def new_event(
     return Event(envelope, typed)
 
 
+def check_times(event: Event, window: TimeWindow | None = None) -> None:
+    """Refuse (InvalidEvent) an event built from a client's input whose times are out of the window."""
+    (window or _window).check(event.envelope, event.data, datetime.now(UTC))
+
+
 def encode(event: Event) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     """Kafka key, value and headers of an event in structured mode; the key is the subject."""
     return (
@@ -119,8 +178,15 @@ def encode(event: Event) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     )
 
 
-def decode(value: bytes | None, headers: Headers = (), max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Event:
-    """Parse a Kafka record into an Event, in structured or binary mode. Raises InvalidEvent."""
+def decode(
+    value: bytes | None,
+    headers: Headers = (),
+    max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    window: TimeWindow | None = None,
+) -> Event:
+    """Parse a Kafka record into an Event, in structured or binary mode. Raises InvalidEvent.
+
+    Its times must lie in ``window`` (by default the live one, see ``TimeWindow``)."""
     if value is None:
         raise InvalidEvent("empty record (tombstone) is not an event", "value")
     if len(value) > max_bytes:
@@ -134,15 +200,15 @@ def decode(value: bytes | None, headers: Headers = (), max_bytes: int = DEFAULT_
             raise InvalidEvent(f"value is not valid JSON: {exc}", "value") from None
         if not isinstance(attributes, dict):
             raise InvalidEvent("a structured CloudEvent must be a JSON object", "value")
-    return _validate(attributes)
+    return _validate(attributes, window)
 
 
-def from_dict(attributes: dict[str, Any]) -> Event:
+def from_dict(attributes: dict[str, Any], window: TimeWindow | None = None) -> Event:
     """Validate a structured CloudEvent already parsed from JSON (the caller's dict is left as it is)."""
-    return _validate(dict(attributes))
+    return _validate(dict(attributes), window)
 
 
-def _validate(attributes: dict[str, Any]) -> Event:
+def _validate(attributes: dict[str, Any], window: TimeWindow | None = None) -> Event:
     """Validate attributes the caller no longer needs (``data`` is taken out of them).
 
     The models' validators are called directly: ``model_validate`` adds a Python call and checks
@@ -159,7 +225,9 @@ def _validate(attributes: dict[str, Any]) -> Event:
         raise InvalidEvent(f"unknown event type {envelope.type!r}", "type")
     if not isinstance(data, dict):
         raise InvalidEvent("data must be a JSON object", "data")
-    return Event(envelope, _validate_data(spec[1], data))
+    typed = _validate_data(spec[1], data)
+    (window or _window).check(envelope, typed, datetime.now(UTC))
+    return Event(envelope, typed)
 
 
 _ENVELOPE = Envelope.__pydantic_validator__.validate_python
@@ -186,6 +254,13 @@ def _binary_attributes(value: bytes, headers: Headers) -> dict[str, Any]:
             data = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
             raise InvalidEvent(f"data is not valid JSON: {exc}", "data") from None
+    else:
+        # The SDK parsed it with the standard library, which takes NaN, Infinity and integers of any
+        # size: what orjson, which writes proact's state and outputs, could not write back.
+        try:
+            data = orjson.loads(orjson.dumps(data))
+        except (TypeError, orjson.JSONEncodeError, orjson.JSONDecodeError) as exc:
+            raise InvalidEvent(f"data holds a value JSON cannot carry: {exc}", "data") from None
     attributes["data"] = data
     return attributes
 

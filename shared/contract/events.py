@@ -1,4 +1,4 @@
-"""Typed ``data`` of every event type in the contract (DESIGN.md, "Event contract").
+"""Typed ``data`` of every event type in the contract (the reference: docs/events.md).
 
 Unknown extra fields are kept (``extra="allow"``); a missing required field or a wrong type is a
 validation error that names the field. Models are plain data: no I/O here.
@@ -29,13 +29,19 @@ Id = Annotated[str, Field(min_length=1, max_length=200)]
 class EventData(BaseModel):
     """Base of every event's data: unknown extra fields are kept, not rejected."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    # no NaN or infinity in a float field: they would poison the features and scores computed from it
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+
+
+# Bounds on numbers: well past any real value, and within what JSON encoders and the changelog carry.
+MAX_AMOUNT = Decimal(10) ** 12
+MAX_COUNT = 1_000_000
 
 
 class Money(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
-    amount: Decimal = Field(description="decimal string, e.g. '12.50'")
+    amount: Decimal = Field(gt=-MAX_AMOUNT, lt=MAX_AMOUNT, description="decimal string, e.g. '12.50'")
     currency: str = Field(pattern=_CURRENCY.pattern, description="ISO 4217")
 
 
@@ -61,11 +67,11 @@ class CustomerUpserted(EventData):
 
 # --- proact.orders ----------------------------------------------------------------------------
 class OrderItem(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
 
     sku: str | None = None
     name: str | None = None
-    qty: int = Field(1, ge=0)
+    qty: int = Field(1, ge=0, le=MAX_COUNT)
     price: Money | None = None
 
 
@@ -129,12 +135,12 @@ class PageViewed(BrowsingData):
     url: str = Field(min_length=1, max_length=2048)
     page_type: PageType
     product_id: str | None = None
-    duration_s: float | None = Field(None, ge=0, description="time on the previous page")
+    duration_s: float | None = Field(None, ge=0, le=366 * 86400, description="time on the previous page")
 
 
 class SearchPerformed(BrowsingData):
     query: str = Field(max_length=500)
-    results: int | None = Field(None, ge=0)
+    results: int | None = Field(None, ge=0, le=10**12)
 
 
 class CartUpdated(BrowsingData):
@@ -206,7 +212,7 @@ Channel = Literal["email", "sms", "push", "phone", "popup", "webhook", "inapp"]
 class ActionRequested(EventData):
     action_id: Id
     rule_id: Id
-    rule_version: int = Field(ge=1)
+    rule_version: int = Field(ge=1, le=MAX_COUNT)
     customer_id: Id
     channel: Channel
     template_id: Id

@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
-from shared.settings import Settings
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 DLQ_SUFFIX = ".dlq"
 DLQ_HEADER_PREFIX = "proact_dlq_"
@@ -22,14 +24,24 @@ DLQ_HEADER_PREFIX = "proact_dlq_"
 def dead_letter_headers(exc: Exception, topic: str, partition: int, offset: int) -> dict[str, str]:
     """The headers that say why a record is on ``<topic>.dlq`` and where it came from."""
     reason = getattr(exc, "reason", None) or f"{exc.__class__.__name__}: {exc}"
-    return {
-        f"{DLQ_HEADER_PREFIX}error_type": exc.__class__.__name__,
+    headers = {
+        f"{DLQ_HEADER_PREFIX}error_type": error_type(exc),
         f"{DLQ_HEADER_PREFIX}reason": reason[:1000],
         f"{DLQ_HEADER_PREFIX}field": getattr(exc, "field", None) or "",
         f"{DLQ_HEADER_PREFIX}topic": topic,
         f"{DLQ_HEADER_PREFIX}partition": str(partition),
         f"{DLQ_HEADER_PREFIX}offset": str(offset),
     }
+    for name in ("rule_id", "template_id"):  # what a marketer wrote that the record failed in
+        if value := getattr(exc, name, None):
+            headers[f"{DLQ_HEADER_PREFIX}{name}"] = str(value)
+    return headers
+
+
+def error_type(exc: BaseException) -> str:
+    """The low-cardinality name a dead letter is counted under: the exception's class, or the class
+    of the error a wrapper (a failed rule or template) carries."""
+    return str(getattr(exc, "error_type", None) or exc.__class__.__name__)
 
 
 @dataclass(frozen=True)
@@ -213,11 +225,15 @@ def strimzi(topics: Topics, cluster: str = "proact-kafka", replicas: int = 3) ->
 
 def main(argv: list[str]) -> int:
     if argv[1:] == ["strimzi"]:
+        from shared.settings import Settings  # the contract is imported by the settings
+
         print(strimzi(Topics.from_settings(Settings())), end="")
         return 0
     if argv[1:] != ["ensure"]:
         print("usage: python -m shared.contract ensure|strimzi", file=sys.stderr)
         return 2
+    from shared.settings import Settings
+
     settings = Settings()
     topics = Topics.from_settings(settings)
     created = asyncio.run(ensure_topics(settings.kafka_bootstrap_servers, topics))

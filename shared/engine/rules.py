@@ -24,11 +24,13 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.clock import shifted
 from shared.contract import Event, new_event
 from shared.contract import events as ev
 from shared.engine.state import CUSTOMER, ORDER, Doc, PartitionState, Timer
@@ -43,6 +45,28 @@ RULE_TIMER = "rule"
 DEFER_TIMER = "rule.deferred"
 MAX_CONTACTS_KEPT = 50
 _ACTION_NAMESPACE = uuid.UUID("6f1c1a52-3d0e-4c4e-9a43-0d3c5a1f8e21")
+
+
+class RuleFailed(Exception):
+    """A rule that raised while it was evaluated or acted on: the record that triggered it is
+    dead-lettered naming the rule (``rule_id``) and the error, and the stream goes on."""
+
+    def __init__(self, rule_id: str, cause: BaseException) -> None:
+        self.rule_id = rule_id
+        self.error_type = type(cause).__name__
+        self.reason = f"rule {rule_id}: {self.error_type}: {cause}"[:1000]
+        self.field = None
+        super().__init__(self.reason)
+
+    @staticmethod
+    @contextmanager
+    def naming(rule_id: str) -> Iterator[None]:
+        try:
+            yield
+        except RuleFailed:
+            raise
+        except Exception as exc:
+            raise RuleFailed(rule_id, exc) from exc
 
 
 class RuleBook:
@@ -171,9 +195,9 @@ class RuleRunner:
         delay = getattr(trigger, "delay", None)
         deadline_field = getattr(trigger, "deadline_field", None)
         if delay is not None:
-            due = event.time + delay
+            due = shifted(event.time, delay)
         elif deadline_field and (raw := data.get(deadline_field)):
-            due = datetime.fromisoformat(raw)
+            due = shifted(datetime.fromisoformat(raw), timedelta(0))
         else:
             return  # no deadline given for this one (e.g. an order without a promised ship date)
         payload = {"rule_id": rule.rule_id, "trigger": index, "customer_id": customer_id, "scope": scope}
@@ -246,7 +270,7 @@ class RuleRunner:
         out: list[Event] = []
         waiting = [i for i in items if self._wait_for_profile(customer, i, now)]
         for item in waiting:
-            until = now + self.profile_wait
+            until = shifted(now, self.profile_wait)
             verdict = Verdict(item.rule, "deferred", "no profile of this customer yet: evaluated again shortly",
                               "unknown_customer", defer_until=until)  # fmt: skip
             self._defer(state, customer_id, item, verdict, now)
@@ -265,15 +289,17 @@ class RuleRunner:
                     if (other.trigger, str(other.cause.get("id"))) == key:
                         merge(needed, self.book.current.needs.get(other.rule.rule_id, {}))
                 contexts[key] = context(select(self._facts(state, customer, item, now), needed))
-            verdicts.append(evaluate(item.rule, contexts[key], customer, item.scope, now, policy))
+            with RuleFailed.naming(item.rule.rule_id):
+                verdicts.append(evaluate(item.rule, contexts[key], customer, item.scope, now, policy))
         for item, verdict in zip(items, arbitrate(verdicts), strict=True):
             action_id = None
-            if verdict.outcome == "deferred":
-                self._defer(state, customer_id, item, verdict, now)
-            elif verdict.acts:
-                action = self._act(state, customer_id, item, verdict, now)
-                action_id = action.id
-                out.append(action)
+            with RuleFailed.naming(item.rule.rule_id):
+                if verdict.outcome == "deferred":
+                    self._defer(state, customer_id, item, verdict, now)
+                elif verdict.acts:
+                    action = self._act(state, customer_id, item, verdict, now)
+                    action_id = action.id
+                    out.append(action)
             self.evaluations[verdict.outcome] += 1
             if verdict.outcome == "not_matched" and item.trigger == "event":
                 continue  # an event that does not match a rule on its type is no news: counted, not logged

@@ -27,6 +27,7 @@ from shared.sessions import SESSION, VISITOR  # the kind names of browsing state
 __all__ = ["CUSTOMER", "ORDER", "SEEN", "SESSION", "TIMER", "TRACE_FIELD", "VISITOR", "Doc", "PartitionState", "Timer"]
 
 Doc = dict[str, Any]
+_ABSENT: Any = object()  # "no value here" in the undo log (None is a deleted entity's change)
 
 CUSTOMER = "customer"
 ORDER = "order"
@@ -72,6 +73,61 @@ class PartitionState:
         # trace context of the event being applied (set by the engine loop), given to timers it sets
         self.trace_carrier: dict[str, str] | None = None
         self._decisions: list[Doc] = []
+        # the values a record's changes replaced, kept between savepoint() and release() (rollback)
+        self._undo: dict[str, tuple[Any, Any, Any]] | None = None
+        self._undo_seen: dict[str, tuple[str, ...] | None] = {}
+        self._undo_timers: dict[str, Timer | None] = {}
+        self._undo_decisions = 0
+
+    # --- one record at a time ---------------------------------------------------------------
+    def savepoint(self) -> None:
+        """Start recording what the next record changes, so that ``rollback`` can undo it.
+
+        A record that fails half-way (a rule or a score raising) must leave no partial change: its
+        changes would otherwise be written to the changelog with the batch. The handlers copy an
+        entity before changing it (``dict(state.get(...))``, new lists for histories), never change
+        a stored one in place, so putting back the references replaced is a complete undo."""
+        self._undo = {}
+        self._undo_seen = {}
+        self._undo_timers = {}
+        self._undo_decisions = len(self._decisions)
+
+    def release(self) -> None:
+        """Keep the changes made since ``savepoint``."""
+        self._undo = None
+
+    def rollback(self) -> None:
+        """Undo every change made since ``savepoint``: entities, seen ids, timers and decisions."""
+        undo = self._undo
+        if undo is None:
+            return
+        for key, (entity, change, read) in undo.items():
+            for store, old in ((self._entities, entity), (self._changes, change), (self._read, read)):
+                if old is _ABSENT:
+                    store.pop(key, None)
+                else:
+                    store[key] = old
+        for subject, ids in self._undo_seen.items():
+            if ids is None:
+                self._seen.pop(subject, None)
+            else:
+                self._seen[subject] = ids
+        for timer_id, timer in self._undo_timers.items():
+            if timer is None:
+                self._timers.pop(timer_id, None)
+            else:  # its heap entry is still there: cancelling never removes one
+                self._timers[timer_id] = timer
+        del self._decisions[self._undo_decisions :]
+        self._undo = None
+
+    def _touch(self, key: str) -> None:
+        undo = self._undo
+        if undo is not None and key not in undo:
+            undo[key] = (
+                self._entities.get(key, _ABSENT),
+                self._changes.get(key, _ABSENT),
+                self._read.get(key, _ABSENT),
+            )
 
     # --- decisions (the "why did this fire, or not" log) --------------------------------------
     def decide(self, decision: Doc) -> None:
@@ -98,11 +154,15 @@ class PartitionState:
 
     def put(self, kind: str, entity_id: str, doc: Doc) -> None:
         key = f"{kind}:{entity_id}"
+        if self._undo is not None:
+            self._touch(key)
         self._entities[key] = doc
         self._changes[key] = doc
 
     def delete(self, kind: str, entity_id: str) -> None:
         key = f"{kind}:{entity_id}"
+        if self._undo is not None:
+            self._touch(key)
         if self._entities.pop(key, None) is not None:
             self._changes[key] = None
 
@@ -118,6 +178,9 @@ class PartitionState:
         return ids is not None and event_id in ids
 
     def remember(self, subject: str, event_id: str) -> None:
+        if self._undo is not None:
+            self._touch(f"{SEEN}:{subject}")
+            self._undo_seen.setdefault(subject, self._seen.get(subject))
         ids = (*self._seen.get(subject, ()), event_id)[-self.seen_ids_per_key :]
         self._seen[subject] = ids
         self._changes[f"{SEEN}:{subject}"] = {"ids": ids}
@@ -128,11 +191,15 @@ class PartitionState:
             timer = Timer(
                 timer.timer_id, timer.kind, timer.key, timer.due_at, {**timer.payload, TRACE_FIELD: self.trace_carrier}
             )
+        if self._undo is not None:
+            self._undo_timers.setdefault(timer.timer_id, self._timers.get(timer.timer_id))
         self._timers[timer.timer_id] = timer
         heapq.heappush(self._heap, (timer.due_at.timestamp(), timer.timer_id))
         self.put(TIMER, timer.timer_id, timer.to_doc())
 
     def cancel(self, timer_id: str) -> bool:
+        if self._undo is not None and timer_id in self._timers:
+            self._undo_timers.setdefault(timer_id, self._timers[timer_id])
         if self._timers.pop(timer_id, None) is None:
             return False
         self.delete(TIMER, timer_id)

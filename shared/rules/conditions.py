@@ -32,6 +32,8 @@ from typing import Any
 
 import cel
 
+from shared.rules import limits
+
 VARIABLES = frozenset({"event", "customer", "order", "session", "scores", "trigger", "now"})
 FUNCTIONS = {"count_since"}
 
@@ -59,7 +61,12 @@ def count_since(items: Iterable[Any], since: datetime) -> int:
 
 @lru_cache(maxsize=4096)
 def compile_expression(expr: str) -> Any:
-    """A compiled CEL program (cached: the same text compiles once per process)."""
+    """A compiled CEL program (cached: the same text compiles once per process), for an expression
+    within the static budget of ``shared.rules.limits`` (checked here, before CEL parses it)."""
+    try:
+        limits.check(expr)
+    except limits.ExpressionTooCostly as exc:
+        raise ConditionError(f"too costly: {exc}") from None
     try:
         return cel.compile(expr)
     except ValueError as exc:
@@ -75,17 +82,19 @@ def check_expression(expr: str) -> None:
     type error on a complete example of the facts (e.g. comparing a number with a string)."""
     program = compile_expression(expr)
     refs = program.references()
-    unknown = sorted(set(refs["variables"]) - VARIABLES)
+    bound = {m.group(2) for m in _BOUND.finditer(expr)}  # a comprehension's own variable: `.all(o, o.x > 1)`
+    unknown = sorted(set(refs["variables"]) - VARIABLES - bound)
     if unknown:
         raise ConditionError(f"unknown variable {', '.join(unknown)}; known: {', '.join(sorted(VARIABLES))}")
     try:
         program.execute(context(example_facts()))
     except KeyError:
         pass  # a field the example lacks; real records may have it (has() guards it at run time)
-    except (TypeError, RuntimeError) as exc:
-        raise ConditionError(str(exc).split(". ", 1)[0]) from None
+    except Exception as exc:  # a type error, a division by zero on the example, anything the binding raises
+        raise ConditionError(str(exc).split(". ", 1)[0] or type(exc).__name__) from None
 
 
+_BOUND = re.compile(r"\.\s*(all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
 _FIELD = re.compile(r"\b(event|customer|order|session|scores|trigger|now)\b(\s*\.\s*([A-Za-z_][A-Za-z0-9_]*))?")
 
 
@@ -130,8 +139,9 @@ def context(facts: dict[str, Any]) -> Any:
 def evaluate(expr: str, ctx: Any) -> tuple[bool, str | None]:
     """(held, error): an expression that fails at run time (a missing field, a wrong type) does not hold."""
     try:
-        value = compile_expression(expr).execute(ctx)
-    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        program = compile_expression(expr)
+        value = limits.WATCHDOG.run(expr, lambda: program.execute(ctx))
+    except Exception as exc:  # whatever the expression does on these facts, it does not hold
         return False, f"{type(exc).__name__}: {str(exc).split('. ', 1)[0]}"
     if not isinstance(value, bool):
         return False, f"the expression gave {type(value).__name__}, not a boolean"
@@ -141,8 +151,9 @@ def evaluate(expr: str, ctx: Any) -> tuple[bool, str | None]:
 def value_of(expr: str, ctx: Any) -> Any:
     """The value of a context expression, made JSON-able (timestamps as ISO 8601)."""
     try:
-        value = compile_expression(expr).execute(ctx)
-    except (KeyError, TypeError, RuntimeError, ValueError):
+        program = compile_expression(expr)
+        value = limits.WATCHDOG.run(expr, lambda: program.execute(ctx))
+    except Exception:
         return None
     return _jsonable(value)
 
