@@ -135,6 +135,9 @@ class DispatcherSettings(MailSettings):
     # partitions back at once instead of after the session time-out; needs a unique, stable id
     static_membership: bool = Field(True, validation_alias=AliasChoices("PROACT_DISPATCHER_STATIC_MEMBERSHIP"))
     retry_base_s: float = Field(2.0, gt=0, validation_alias=AliasChoices("PROACT_DISPATCHER_RETRY_BASE_S"))
+    # the longest the retry subscriber waits for one held action before looking at it again (a
+    # retry time far ahead, written by anyone, must not hold the partition for ever)
+    retry_max_wait_s: float = Field(86400.0, gt=0, validation_alias=AliasChoices("PROACT_DISPATCHER_RETRY_MAX_WAIT_S"))
     # where customers reach the storefront (unsubscribe links point here)
     public_url: str = Field("http://127.0.0.1:8080", validation_alias=AliasChoices("PROACT_STOREFRONT_PUBLIC_URL"))
 

@@ -8,11 +8,17 @@ internals nor inject markup through the values it is given.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import signal
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import lru_cache
+from types import ModuleType
 from typing import Annotated, Any
 
-from jinja2 import TemplateError, TemplateSyntaxError
+from jinja2 import TemplateError, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -254,15 +260,43 @@ UNSUBSCRIBE: dict[str, Parts] = {
 BUILTIN["unsubscribe"] = UNSUBSCRIBE
 
 
+MAX_PART_CHARS = 64_000  # a rendered part, and any string or list a template makes on the way
+RENDER_BUDGET_S = 0.25  # one render of all a message's parts
+HEADER_PARTS = frozenset({"subject", "title"})  # one line each: a line break there breaks the e-mail
+
+
+class BudgetExceeded(SecurityError):
+    """A template that would make a message too large or take too long; it fails that message."""
+
+
 class MessageSandbox(SandboxedEnvironment):
     """Jinja2's sandbox, narrowed for text a marketer writes: besides Python's internals, nothing that
-    can make a message enormous or slow. No global functions (``range``, ``lipsum`` …: a nested loop
-    over ``range`` alone runs 10^10 times), no repeating strings or lists with ``*``, no ``**``, no
-    padding filters whose width is the author's to choose (``center``, ``indent``, ``wordwrap``,
-    ``format``). Loops run over the message's own values, which are small."""
+    can make a message enormous or slow.
 
-    intercepted_binops = frozenset({"*", "**"})
-    REMOVED_FILTERS = ("center", "indent", "wordwrap", "format")
+    - Statements: ``if`` and ``for`` only. ``set``, ``macro``, ``call``, ``import``, ``include``,
+      ``extends``, ``block``, ``with`` and ``filter`` blocks are refused when a template is saved:
+      with a variable or a macro, a few lines double a string 25 times (``s ~ s``), or recurse.
+    - No global functions (``range``, ``lipsum`` …: a nested loop over ``range`` runs 10^10 times).
+    - Operators: no ``*`` on strings or lists, no ``**``, no ``%`` formatting of strings
+      (``'%50000000s' % 'x'``); ``+`` and ``~`` results are checked against ``MAX_PART_CHARS``.
+    - Filters: the usual ones, not those whose output size is the author's to choose (``center``,
+      ``indent``, ``wordwrap``, ``format``, ``batch``, ``slice``), each result checked against
+      ``MAX_PART_CHARS`` (and ``replace`` before it runs).
+    - Methods: only a few of strings and dicts that cannot grow a value (``upper``, ``get`` …).
+    - Every render is budgeted: output past ``MAX_PART_CHARS`` a part, or ``RENDER_BUDGET_S`` of
+      time (a loop over a long literal), stops it with ``BudgetExceeded``.
+    """
+
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+    REMOVED_FILTERS = ("center", "indent", "wordwrap", "format", "batch", "slice")
+    FORBIDDEN_NODES = (
+        nodes.Assign, nodes.AssignBlock, nodes.Macro, nodes.CallBlock, nodes.Import, nodes.FromImport,
+        nodes.Include, nodes.Extends, nodes.Block, nodes.With, nodes.FilterBlock, nodes.Scope,
+    )  # fmt: skip
+    SAFE_METHODS = frozenset(
+        {"upper", "lower", "title", "capitalize", "strip", "lstrip", "rstrip", "startswith", "endswith",
+         "isdigit", "isalpha", "get", "keys", "values", "items"}
+    )  # fmt: skip
 
     def __init__(self) -> None:
         # a value a template names but the message lacks renders empty rather than failing the message
@@ -270,16 +304,92 @@ class MessageSandbox(SandboxedEnvironment):
         self.globals.clear()
         for name in self.REMOVED_FILTERS:
             self.filters.pop(name, None)
+        self.filters = {name: _bounded(name, f) for name, f in self.filters.items()}
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        repeats = isinstance(left, str | list | tuple) or isinstance(right, str | list | tuple)
-        if operator == "**" or repeats:
+        sequences = (str, list, tuple)
+        if operator == "**" or (operator == "*" and (isinstance(left, sequences) or isinstance(right, sequences))):
             raise SecurityError(f"'{operator}' is not allowed here")
-        return super().call_binop(context, operator, left, right)
+        if operator == "%" and isinstance(left, str):
+            raise SecurityError("'%' formatting of strings is not allowed here")
+        return _checked(super().call_binop(context, operator, left, right))
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        owner = getattr(__obj, "__self__", None)
+        if owner is not None and not isinstance(owner, type | ModuleType) and __obj.__name__ not in __self.SAFE_METHODS:
+            raise SecurityError(f"calling .{__obj.__name__}() is not allowed here")
+        return _checked(super().call(__context, __obj, *args, **kwargs))
+
+    def check_source(self, source: str) -> None:
+        """Refuse the statements a message does not need (see the class); raises SecurityError."""
+        tree = self.parse(source)
+        for node in tree.find_all(self.FORBIDDEN_NODES):
+            name = type(node).__name__.lower()
+            raise SecurityError(f"'{name}' statements are not allowed in a message (line {node.lineno})")
+
+
+def _checked(value: Any) -> Any:
+    if isinstance(value, str | list | tuple) and len(value) > MAX_PART_CHARS:
+        raise BudgetExceeded(f"a value of {len(value)} items or characters; at most {MAX_PART_CHARS}")
+    return value
+
+
+def _bounded(name: str, f: Any) -> Any:
+    """A filter whose result is checked against the size budget (``replace``: before it runs, since
+    a chain of them grows a value geometrically). Jinja's markers (``pass_eval_context`` …) are kept."""
+
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        if name == "replace" and len(args) >= 4:  # (eval_ctx, value, old, new[, count])
+            value, old, new = (str(a) for a in args[1:4])
+            if old and len(value) + value.count(old) * max(len(new) - len(old), 0) > MAX_PART_CHARS:
+                raise BudgetExceeded(f"replace would make more than {MAX_PART_CHARS} characters")
+        return _checked(f(*args, **kwargs))
+
+    return functools.wraps(f)(checked)
+
+
+@contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """Raise ``BudgetExceeded`` in the code running after ``seconds``: a timer signal, so that a loop
+    inside the render is stopped too. Services render on their main thread (the event loop's);
+    elsewhere (a worker thread) only the size budget applies. A timer already set (a test runner's
+    time-out) is put back afterwards with what was left of it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    outer_left, outer_interval = signal.getitimer(signal.ITIMER_REAL)
+    if outer_left and outer_left <= seconds:
+        yield  # the outer timer comes first anyway
+        return
+
+    def expired(signum: int, frame: Any) -> None:
+        raise BudgetExceeded(f"rendering took longer than {seconds * 1000:.0f} ms")
+
+    started = time.monotonic()
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if outer_left:
+            signal.setitimer(signal.ITIMER_REAL, max(outer_left - (time.monotonic() - started), 0.001), outer_interval)
+
+
+def _render_part(compiled: Any, values: Mapping[str, Any]) -> str:
+    out: list[str] = []
+    size = 0
+    for chunk in compiled.generate(**values):
+        size += len(chunk)
+        if size > MAX_PART_CHARS:
+            raise BudgetExceeded(f"the message would be longer than {MAX_PART_CHARS} characters")
+        out.append(chunk)
+    return "".join(out)
 
 
 @lru_cache(maxsize=1)
-def _environment() -> SandboxedEnvironment:
+def _environment() -> MessageSandbox:
     return MessageSandbox()
 
 
@@ -306,7 +416,11 @@ def pick(template: Mapping[str, Parts], locale: str | None) -> tuple[str, Parts]
 
 @lru_cache(maxsize=1024)
 def _compiled(source: str) -> Any:
-    return _environment().from_string(source)
+    """The compiled template, for source that uses only the statements a message may (checked here,
+    so a template published before a statement was forbidden is refused at render time too)."""
+    environment = _environment()
+    environment.check_source(source)
+    return environment.from_string(source)
 
 
 # What the marketing team published (``shared.template_store.follow`` keeps it current): a published
@@ -336,9 +450,12 @@ def render(
         raise KeyError(f"no template {template_id!r}")
     used, parts = pick(template, locale)
     try:
-        return used, {name: _compiled(source).render(**(values or {})) for name, source in parts.items()}
-    except TemplateError as exc:
+        with _deadline(RENDER_BUDGET_S):
+            return used, {name: _render_part(_compiled(source), values or {}) for name, source in parts.items()}
+    except (TemplateError, BudgetExceeded) as exc:
         raise ValueError(f"template {template_id} ({used}) does not render: {exc}") from None
+    except Exception as exc:  # a value the template cannot use, a recursion: this message fails, never the caller
+        raise ValueError(f"template {template_id} ({used}) does not render: {type(exc).__name__}: {exc}") from None
 
 
 # --- templates as the marketing team edits them ----------------------------------------------------
@@ -349,14 +466,18 @@ PART = r"^[a-z][a-z0-9_]{0,39}$"
 
 def _compiles(source: str) -> str:
     """A part must compile in the sandbox (a syntax error or an unknown filter is refused with its
-    line, not at send time) and must not reach for what the sandbox forbids (``__class__`` and the
-    like), which is refused when it is saved rather than failing every message later."""
+    line, not at send time), use only the statements a message needs, and must not reach for what
+    the sandbox forbids (``__class__`` and the like) or go over its budget when rendered (the same
+    budgeted render as at send time): refused when it is saved rather than failing every message."""
     try:
         compiled = _compiled(source)
     except TemplateSyntaxError as exc:
         raise ValueError(f"line {exc.lineno}: {exc.message}") from None
+    except SecurityError as exc:
+        raise ValueError(f"not allowed in a template: {exc}") from None
     try:
-        compiled.render()
+        with _deadline(RENDER_BUDGET_S):
+            _render_part(compiled, {})
     except SecurityError as exc:
         raise ValueError(f"not allowed in a template: {exc}") from None
     except Exception:  # noqa: S110 - missing values and the like fail here, not with real values
@@ -397,6 +518,16 @@ class Template(BaseModel):
             )
             for locale, parts in template.locales.items()
             if (missing := required - set(parts))
+        ]
+        errors += [
+            InitErrorDetails(
+                type=PydanticCustomError("one_line", "a {part} is one line: no line breaks", {"part": part}),
+                loc=("locales", locale, part),
+                input=source,
+            )
+            for locale, parts in template.locales.items()
+            for part, source in parts.items()
+            if part in HEADER_PARTS and ("\n" in source or "\r" in source)
         ]
         if errors:
             raise ValidationError.from_exception_data(cls.__name__, errors)

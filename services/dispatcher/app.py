@@ -8,13 +8,15 @@ import random
 from datetime import datetime, timedelta
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, make_ping_asgi
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.specification import AsyncAPI
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
 from services.dispatcher import contacts, state
 from services.dispatcher.channels import Channel, Channels
@@ -22,7 +24,7 @@ from services.dispatcher.flows import deliver, retrying
 from shared.clock import Clock
 from shared.contract import Event, InvalidEvent, Topics, decode, encode, new_event
 from shared.contract.events import ActionRequested, CustomerUpserted, Outcome
-from shared.contract.topics import dead_letter_headers
+from shared.contract.topics import dead_letter_headers, error_type
 from shared.metrics import prometheus_app
 from shared.settings import DispatcherSettings
 from shared.store import Document
@@ -31,6 +33,9 @@ log = logging.getLogger(__name__)
 SOURCE = "proact/dispatcher"
 ATTEMPT_HEADER = "proact_attempt"
 RETRY_AT_HEADER = "proact_retry_at"
+dead_letters = metrics.get_meter("proact.dispatcher").create_counter(
+    "proact.dispatcher.dead_letters", unit="{action}", description="actions dead-lettered, by topic and error type"
+)
 
 
 def backoff(attempt: int, base_s: float, cap_s: float = 300.0) -> timedelta:
@@ -79,40 +84,52 @@ def build_broker(
     )
     async def on_retry(body: Any, msg: KafkaMessage) -> None:
         headers = dict(msg.raw_message.headers or ())  # type: ignore[union-attr]
-        attempt = int(headers.get(ATTEMPT_HEADER, b"2"))
-        due = datetime.fromisoformat(headers.get(RETRY_AT_HEADER, b"1970-01-01T00:00:00+00:00").decode())
-        wait = (due - clock.now()).total_seconds()
+        try:
+            attempt = int(headers.get(ATTEMPT_HEADER, b"2"))
+            due = datetime.fromisoformat(headers.get(RETRY_AT_HEADER, b"1970-01-01T00:00:00+00:00").decode())
+            wait = min((due - clock.now()).total_seconds(), settings.retry_max_wait_s)
+        except (ValueError, TypeError, OverflowError):  # headers someone else wrote: try it now
+            attempt, wait = settings.max_attempts, 0.0
         if wait > 0:  # this waits on the retry topic only; new actions flow on meanwhile
             await asyncio.sleep(wait)
         await handle(msg.body, msg, attempt, from_retry=True)
 
     async def handle(body: bytes, msg: KafkaMessage, attempt: int, from_retry: bool) -> None:
+        """One action, isolated: an error of MongoDB or Kafka has it read again (nack); any other
+        error is this action's alone, and dead-letters it with the reason."""
         raw = msg.raw_message
         try:
             event = decode(body, raw.headers)  # type: ignore[union-attr]
             if not isinstance(event.data, ActionRequested):
                 raise InvalidEvent(f"{event.type} does not belong on {topics.actions}", "type")
-        except InvalidEvent as exc:
+            await dispatch(event, body, raw, attempt, from_retry)
+        except (PyMongoError, KafkaError):
+            raise
+        except Exception as exc:
             await broker.publish(
                 body,
                 topics.dlq(topics.actions),
                 key=raw.key,  # type: ignore[union-attr]
                 headers=dead_letter_headers(exc, topics.actions, raw.partition, raw.offset),  # type: ignore[union-attr]
             )
-            log.warning("action dead-lettered", extra={"reason": exc.reason[:200]})
-            return
-        original = {k: v.decode() for k, v in (raw.headers or ()) if not k.startswith("proact_")}  # type: ignore[union-attr]
+            dead_letters.add(1, {"messaging.destination.name": topics.actions, "error.type": error_type(exc)})
+            log.warning("action dead-lettered", extra={"reason": str(getattr(exc, "reason", exc))[:200],
+                                                       "error_type": error_type(exc)})  # fmt: skip
+
+    async def dispatch(event: Event, body: bytes, raw: Any, attempt: int, from_retry: bool) -> None:
+        assert isinstance(event.data, ActionRequested)
+        original = {k: v.decode() for k, v in (raw.headers or ()) if not k.startswith("proact_")}
         not_before = event.data.not_before
         if not_before is not None and not_before > clock.now():  # not yet: wait on the retry topic
             held = {**original, ATTEMPT_HEADER: str(attempt), RETRY_AT_HEADER: not_before.isoformat()}
-            await broker.publish(body, topics.actions_retry, key=raw.key, headers=held)  # type: ignore[union-attr]
+            await broker.publish(body, topics.actions_retry, key=raw.key, headers=held)
             return
         last = attempt >= settings.max_attempts
         result = await deliver(event.data, db, channel, clock, attempt, last_attempt=last, from_retry=from_retry)
         if result.retry:
             due = clock.now() + backoff(attempt, settings.retry_base_s)
             retry_headers = {**original, ATTEMPT_HEADER: str(attempt + 1), RETRY_AT_HEADER: due.isoformat()}
-            await broker.publish(body, topics.actions_retry, key=raw.key, headers=retry_headers)  # type: ignore[union-attr]
+            await broker.publish(body, topics.actions_retry, key=raw.key, headers=retry_headers)
             await retrying(db, event.data, result, clock, attempt)
             log.info("delivery will be retried", extra={"action_id": event.data.action_id, "attempt": attempt,
                                                        "reason": result.retry})  # fmt: skip
@@ -121,13 +138,17 @@ def build_broker(
             await broker.publish(
                 body,
                 topics.dlq(topics.actions),
-                key=raw.key,  # type: ignore[union-attr]
-                headers={**original, **dead_letter_headers(why, raw.topic, raw.partition, raw.offset)},  # type: ignore[union-attr]
+                key=raw.key,
+                headers={**original, **dead_letter_headers(why, raw.topic, raw.partition, raw.offset)},
             )
         if result.outcome_type and result.outcome:
-            outcome = new_event(result.outcome_type, event.subject, result.outcome, source=SOURCE, time=clock.now())
+            # one id per action and outcome: published again after a crash, it is the same event
+            outcome_id = f"{event.data.action_id}:{result.outcome_type}"
+            outcome = new_event(result.outcome_type, event.subject, result.outcome, source=SOURCE, time=clock.now(),
+                                id=outcome_id)  # fmt: skip
             key, value, headers = encode(outcome)
             await broker.publish(value, topics.outcomes, key=key, headers={k: v.decode() for k, v in headers})
+            await state.outcome_published(db, event.data.action_id)
 
     @broker.subscriber(
         topics.customers,

@@ -62,6 +62,10 @@ async def deliver(
         "created_at": now,
     }
     existing = await state.claim(db, message)
+    if existing is not None and state.unpublished(existing):
+        # delivered (or failed) and recorded, then the dispatcher stopped before the outcome went
+        # out: publish it now, once (its id is the action's, so a reader that saw it ignores it)
+        return _recorded_outcome(action, existing)
     done = existing is not None and existing.get("status") in state.FINAL_STATUSES
     # an action read again from the actions topic (a restart before its offset was committed) whose
     # next attempt is already scheduled on the retry topic: that copy delivers it, this one must not
@@ -98,7 +102,17 @@ async def deliver(
             # "retrying" (``retrying``): from then on the retry topic owns it
             messages.add(1, {"proact.channel": action.channel, "outcome": "retrying"})
             return Result(None, None, retry=exc.reason, via=channel.name)
-    await _record_delivery(db, action.action_id, clock.now(), via=channel.name, attempts=attempt)
+        except PyMongoError:
+            raise  # MongoDB away: the action is read again once it is back
+        except Exception as exc:
+            # Anything else this message does (a subject that renders a line break, a value the
+            # mail library refuses) would do again on every attempt: it fails for good, naming
+            # the template, instead of being read again for ever.
+            reason = f"template {action.template_id}: {type(exc).__name__}: {exc}"[:500]
+            return await _failed(db, action, channel, DeliveryFailed(reason, permanent=True), clock, attempt)
+    await _record_delivery(
+        db, action.action_id, clock.now(), via=channel.name, attempts=attempt, outcome_published=False
+    )
     messages.add(1, {"proact.channel": action.channel, "outcome": "delivered"})
     log.info(
         "message delivered",
@@ -169,7 +183,8 @@ async def _failed(
     attempt: int,
 ) -> Result:
     """Record the final failure and report it."""
-    await state.mark(db, action.action_id, "failed", clock.now(), via=channel.name, reason=exc.reason, attempts=attempt)
+    await state.mark(db, action.action_id, "failed", clock.now(), via=channel.name, reason=exc.reason, attempts=attempt,
+                     outcome_published=False)  # fmt: skip
     messages.add(1, {"proact.channel": action.channel, "outcome": "failed"})
     log.warning("message failed", extra={"action_id": action.action_id, "reason": exc.reason})
     outcome = Outcome(
@@ -180,6 +195,16 @@ async def _failed(
         detail={"via": channel.name, "reason": exc.reason, "permanent": exc.permanent},
     )
     return Result("message.failed", outcome)
+
+
+def _recorded_outcome(action: ActionRequested, doc: Document) -> Result:
+    """The outcome of a delivery or failure recorded in ``doc``, as it was first made."""
+    delivered = doc["status"] == "delivered"
+    detail = {"via": doc.get("via")} if delivered else {"via": doc.get("via"), "reason": doc.get("reason"),
+                                                         "permanent": True}  # fmt: skip
+    outcome = Outcome(action_id=action.action_id, rule_id=action.rule_id, customer_id=action.customer_id,
+                      channel=action.channel, detail=detail)  # fmt: skip
+    return Result("message.delivered" if delivered else "message.failed", outcome)
 
 
 async def retrying(

@@ -29,6 +29,17 @@ async def mark(db: AsyncDatabase[Document], action_id: str, status: str, at: dat
     )
 
 
+async def outcome_published(db: AsyncDatabase[Document], action_id: str) -> None:
+    """The outcome of a final status is on the outcomes topic: a re-read action publishes nothing more."""
+    await db[Collections.MESSAGES].update_one({"_id": action_id}, {"$set": {"outcome_published": True}})
+
+
+def unpublished(doc: Document) -> bool:
+    """A final status whose outcome was recorded but maybe not published: the dispatcher stopped
+    between the two. (Documents written before the flag existed count as published.)"""
+    return doc.get("status") in ("delivered", "failed") and doc.get("outcome_published") is False
+
+
 async def engaged(db: AsyncDatabase[Document], action_id: str, field: str, at: datetime) -> None:
     """The first open (or click) of a message; a repeat, or a replayed outcome, changes nothing."""
     await db[Collections.MESSAGES].update_one({"_id": action_id, field: None}, {"$set": {field: at}})

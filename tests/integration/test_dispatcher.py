@@ -229,3 +229,30 @@ async def test_a_send_whose_record_fails_while_mongodb_is_away_is_recorded_once_
     finally:
         await client.close()
         await link.stop()
+
+
+async def test_an_outcome_recorded_but_not_published_before_a_crash_is_published_once(
+    topics: Topics, db: AsyncDatabase[Document], tmp_path: Path
+) -> None:
+    """What a dispatcher killed between recording a delivery and publishing its outcome leaves: the
+    message delivered, its outcome not out. The action is read again: the outcome goes out, once,
+    under the id it always has, and the message is not sent a second time."""
+    cid, action_id = uid("c"), uid("a")
+    key = f"delay-notice:{uid('o')}"
+    action = event("action.requested", subject=cid, action_id=action_id, idempotency_key=key)
+    await db[Collections.MESSAGES].insert_one({
+        "_id": action_id, "action_id": action_id, "idempotency_key": key, "customer_id": cid, "status": "delivered",
+        "via": "outbox", "outcome_published": False, "channel": "email",
+    })  # fmt: skip
+    settings = DispatcherSettings(topic_prefix=topics.prefix, group_id=uid("dispatcher"))
+    broker = build_broker(settings, db, OutboxChannel(tmp_path), SystemClock())
+    async with broker:
+        await broker.start()
+        await produce([action, action], topics)  # read twice, as after a second restart
+        outcomes = await read(topics.outcomes, lambda rs: any(r.key == cid.encode() for r in rs), settle_s=3)
+    published = [decode(r.value, r.headers) for r in outcomes if r.key == cid.encode()]
+    assert [(e.type, e.id) for e in published] == [("message.delivered", f"{action_id}:message.delivered")]
+    assert not (tmp_path / "email.ndjson").exists()  # not delivered again
+    doc = await db[Collections.MESSAGES].find_one({"_id": action_id})
+    assert doc is not None
+    assert doc["outcome_published"] is True

@@ -99,3 +99,40 @@ async def test_an_action_ahead_of_the_contact_book_is_retried_and_delivered(
         await read(topics.outcomes, lambda rs: any(r.key == cid.encode() for r in rs), settle_s=1)
     assert [m["To"] for m in inbox.received] == [f"{cid}@example.com"]
     assert (await db[Collections.MESSAGES].find_one({"customer_id": cid}))["status"] == "delivered"
+
+
+async def test_a_message_that_cannot_be_composed_fails_for_good_and_the_partition_goes_on(
+    topics: Topics, db: AsyncDatabase[Document], smtp: tuple[Mailbox, int], tmp_path: Any
+) -> None:
+    """The delay notice's subject shows the order id; one with a line break cannot be a mail header.
+    That action fails once, naming the template, and is not read again; the next one is delivered."""
+    inbox, port = smtp
+    cid = uid("c")
+    await produce([event("customer.upserted", subject=cid, email=f"{cid}@example.com", consents={"email": True})],
+                  topics)  # fmt: skip
+    broken, fine = uid("a"), uid("a")
+    actions = [
+        event("action.requested", subject=cid, action_id=a, customer_id=cid, idempotency_key=f"delay-notice:{a}",
+              template_id="delay_notice", context={"order_id": order_id})
+        for a, order_id in ((broken, "o-1\r\nBcc: everyone@example.com"), (fine, "o-2"))
+    ]  # fmt: skip
+    settings = DispatcherSettings(topic_prefix=topics.prefix, group_id=uid("dispatcher"))
+    mailer = EmailChannel(Mailer("127.0.0.1", port, "shop <shop@example.com>"))
+    broker = build_broker(settings, db, Channels(OutboxChannel(tmp_path), {"email": mailer}), SystemClock())
+    async with broker:
+        await broker.start()
+        for _ in range(100):
+            if await db[Collections.CONTACTS].count_documents({"_id": cid}) == 1:
+                break
+            await asyncio.sleep(0.1)
+        await produce(actions, topics)
+        outcomes = await read(topics.outcomes, lambda rs: sum(r.key == cid.encode() for r in rs) >= 2, settle_s=3)
+    by_action = {e.data.model_dump()["action_id"]: e for r in outcomes if r.key == cid.encode()
+                 for e in [decode(r.value, r.headers)]}  # fmt: skip
+    assert len(by_action) == 2  # one outcome each: the broken one was not read again and again
+    assert by_action[broken].type == "message.failed"
+    assert "template delay_notice" in by_action[broken].data.model_dump()["detail"]["reason"]
+    assert by_action[fine].type == "message.delivered"
+    assert [m["Subject"] for m in inbox.received if m["To"] == f"{cid}@example.com"] == [
+        "Your order o-2 is running late"
+    ]
