@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +37,13 @@ OWNED = (*PROJECTED.values(), Collections.DECISIONS)
 # Readers need the recent past, not the whole working state: long lists are cut to their tail,
 # which keeps documents small (FerretDB's writes cost in proportion to a document's size).
 KEEP_LAST = 20
+
+
+def _document(value: bytes) -> dict[str, Any]:
+    doc = orjson.loads(value)
+    if not isinstance(doc, dict):
+        raise TypeError(f"a {type(doc).__name__}, not a JSON object")
+    return doc
 
 
 def _summary(kind: str, doc: dict[str, Any]) -> dict[str, Any]:
@@ -68,6 +76,7 @@ class Projector:
         self.group_id = f"{settings.group_id}-projector"
         self.written = 0
         self.skipped = 0  # documents MongoDB refused; counted and logged, never retried forever
+        self.unreadable: Counter[str] = Counter()  # records that could not be read, by error type
         self.decisions_written = 0
         self.lag: dict[str, int] = {}  # "topic:partition" -> records not yet projected, after the last batch
         # age of the newest state change written, while records are still waiting: "how far behind"
@@ -131,21 +140,29 @@ class Projector:
         latest: dict[tuple[str, str], bytes | None] = {}
         decisions: list[Document] = []
         for tp, records in batch.items():
-            if tp.topic == self.decisions_topic:
-                decisions += [orjson.loads(r.value) for r in records if r.value]
-                continue
             for r in records:
-                kind, _, entity_id = r.key.decode().partition(":")
-                if kind in PROJECTED:
-                    latest[(kind, entity_id)] = r.value
+                try:
+                    if tp.topic == self.decisions_topic:
+                        if r.value:
+                            decisions.append(_document(r.value))
+                        continue
+                    kind, _, entity_id = r.key.decode().partition(":")
+                    if kind in PROJECTED:
+                        latest[(kind, entity_id)] = r.value
+                except Exception as exc:  # one record the projector cannot read is skipped, not the stream
+                    self._unreadable(tp, r.offset, exc)
         now = datetime.now(UTC)
         by_collection: dict[str, list[ReplaceOne[Document] | DeleteOne]] = {}
         for (kind, entity_id), value in latest.items():
-            if value is None:
-                op: ReplaceOne[Document] | DeleteOne = DeleteOne({"_id": entity_id})
-            else:
-                doc = _summary(kind, orjson.loads(value))
-                op = ReplaceOne({"_id": entity_id}, {**doc, "projected_at": now}, upsert=True)
+            try:
+                if value is None:
+                    op: ReplaceOne[Document] | DeleteOne = DeleteOne({"_id": entity_id})
+                else:
+                    doc = _summary(kind, _document(value))
+                    op = ReplaceOne({"_id": entity_id}, {**doc, "projected_at": now}, upsert=True)
+            except Exception as exc:
+                self._unreadable(TopicPartition(self.topic, -1), -1, exc, entity=f"{kind}:{entity_id}")
+                continue
             by_collection.setdefault(PROJECTED[kind], []).append(op)
         # a few bulk writes in flight at once: each entity is in one of them only (one writer per
         # document still), and MongoDB (or FerretDB) overlaps their work
@@ -163,6 +180,12 @@ class Projector:
         self.written += len(latest)
         if decisions:
             await self._append_decisions(decisions)
+
+    def _unreadable(self, tp: TopicPartition, offset: int, exc: Exception, **where: str) -> None:
+        kind = type(exc).__name__
+        self.unreadable[kind] += 1
+        log.error("record not projected", extra={"topic": tp.topic, "partition": tp.partition, "offset": offset,
+                                                 "error_type": kind, "reason": str(exc)[:200], **where})  # fmt: skip
 
     async def _append_decisions(self, decisions: list[Document]) -> None:
         """The decision log is append-only: inserts, whose ``_id`` (rule, order, cause) makes a
@@ -223,6 +246,8 @@ async def main() -> None:
     def stats() -> dict[str, object]:
         return {
             "written": projector.written,
+            "skipped": projector.skipped,
+            "unreadable_by_reason": dict(projector.unreadable),
             "lag": projector.total_lag,
             "lag_seconds": round(projector.lag_seconds, 3),
             "lag_by_partition": projector.lag,

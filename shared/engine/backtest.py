@@ -22,7 +22,7 @@ from typing import Any
 
 from shared.contract import Event
 from shared.contract import events as ev
-from shared.engine.handlers import handle, timer_event
+from shared.engine.handlers import handle_whole, timer_event
 from shared.engine.rules import RuleBook, RuleRunner
 from shared.engine.state import PartitionState
 from shared.rules import ContactPolicy, Rule, RuleSet
@@ -50,6 +50,7 @@ class Backtest:
         self.outcomes: Counter[str] = Counter()
         self.suppressed_by: Counter[str] = Counter()
         self.samples: list[dict[str, Any]] = []
+        self.failed: Counter[str] = Counter()  # events the engine would have dead-lettered, by error
 
     def apply(self, event: Event) -> None:
         if event.type == "timer.fired":
@@ -59,7 +60,15 @@ class Backtest:
         self.events += 1
         self.first = self.first or at
         self.last = max(self.last or at, at)
-        self._collect(handle(self.state, event, at, None, self.runner))
+        self._collect(self._handle(event, at))
+
+    def _handle(self, event: Event, at: datetime) -> list[Event]:
+        """One event, isolated as in the engine: one that fails is counted by error, not the end."""
+        try:
+            return handle_whole(self.state, event, at, None, self.runner)
+        except Exception as exc:
+            self.failed[type(exc).__name__] += 1
+            return []
 
     def finish(self, until: datetime | None = None) -> None:
         """Fire what is due by ``until`` (default: the last event's time)."""
@@ -70,7 +79,12 @@ class Backtest:
     def _fire_due(self, now: datetime) -> None:
         while due := self.state.due(now):
             for timer in due:
-                self._collect(handle(self.state, timer_event(timer, timer.due_at), timer.due_at, None, self.runner))
+                try:
+                    fired = timer_event(timer, timer.due_at)
+                except Exception as exc:
+                    self.failed[type(exc).__name__] += 1
+                    continue
+                self._collect(self._handle(fired, timer.due_at))
 
     def _collect(self, out: list[Event]) -> None:
         for event in out:
@@ -122,6 +136,7 @@ class Backtest:
             # set but not yet due when the history ends: messages the rule would send after it
             "pending_timers": sum(t.payload.get("rule_id") == self.rule.rule_id for t in self.state.timers()),
             "samples": self.samples,
+            "failed_events": dict(self.failed),
             "warnings": self.warnings(),
         }
 

@@ -50,6 +50,27 @@ def handle(
     return out
 
 
+def handle_whole(
+    state: PartitionState,
+    event: Event,
+    now: datetime,
+    scorers: Scores | None = None,
+    rules: RuleRunner | None = None,
+) -> list[Event]:
+    """``handle``, all or nothing: if anything raises (a rule, a score, arithmetic on the event's
+    times), the changes it made are undone before the error goes on to the caller, which
+    dead-letters (the engine) or counts (a back-test) that one event. See docs/architecture.md,
+    "Failure model"."""
+    state.savepoint()
+    try:
+        out = handle(state, event, now, scorers, rules)
+    except BaseException:
+        state.rollback()
+        raise
+    state.release()
+    return out
+
+
 # --- customers ------------------------------------------------------------------------------------
 def customer_upserted(state: PartitionState, event: Event, now: datetime) -> list[Event]:
     data = event.data

@@ -14,13 +14,16 @@ import orjson
 import pytest
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord
+from pymongo.asynchronous.database import AsyncDatabase
 
 from services.engine.app import Engine
+from services.engine.projector import Projector
 from shared.contract import Event, Topics
 from shared.engine import handlers
 from shared.engine.state import CUSTOMER, PartitionState
 from shared.rules import RuleSet, builtin_rules
 from shared.settings import EngineSettings, Settings
+from shared.store import Collections, Document
 from tests.factories import event, uid
 from tests.integration.conftest import isolated_topics, profiles_known
 from tests.integration.test_engine import actions_for
@@ -122,3 +125,30 @@ async def test_absurd_times_and_spoofed_internal_events_are_refused_naming_the_f
     records = await read(topics.dlq(topics.orders), lambda rs: len(dead(rs, cid)) >= len(hostile))
     assert [why["proact_dlq_field"] for why in dead(records, cid)] == list(hostile)
     await late_orders_get_one_notice_each(engine, topics)
+
+
+async def test_the_projector_skips_a_record_it_cannot_read_and_projects_the_rest(
+    topics: Topics, db: AsyncDatabase[Document]
+) -> None:
+    good, bad = uid("c"), uid("c")
+    await produce_raw(topics.engine_state, b"{}", b"")  # no entity kind in the key: not projected, not a failure
+    await produce_raw(topics.engine_state, b"not json", f"customer:{bad}".encode())
+    await produce_raw(topics.engine_state, b"[1, 2]", f"customer:{bad}".encode())
+    await produce_raw(topics.decisions, b"{broken", good.encode())
+    await produce_raw(
+        topics.engine_state, orjson.dumps({"customer_id": good, "orders": 1}), f"customer:{good}".encode()
+    )
+    projector = Projector(EngineSettings(topic_prefix=topics.prefix, group_id=uid("g")), db, flush_interval_s=0.2)
+    running = asyncio.create_task(projector.run())
+    try:
+        for _ in range(150):
+            if await db[Collections.CUSTOMERS].find_one({"_id": good}):
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        projector.stop()
+        await asyncio.wait_for(running, 30)
+    assert (await db[Collections.CUSTOMERS].find_one({"_id": good}) or {}).get("orders") == 1
+    assert await db[Collections.CUSTOMERS].find_one({"_id": bad}) is None
+    assert projector.unreadable["JSONDecodeError"] >= 1  # the decision, and the customer's last value
+    assert not running.done() or running.exception() is None

@@ -126,3 +126,22 @@ def test_arithmetic_on_times_is_clamped_not_raised() -> None:
     assert shifted(edge, timedelta(days=3)) == LATEST
     assert shifted(datetime(2026, 1, 1, tzinfo=UTC), timedelta(days=3)) == datetime(2026, 1, 4, tzinfo=UTC)
     assert shifted(datetime(1, 1, 2, tzinfo=UTC), -timedelta(days=3)).year == 1970
+
+
+def test_a_back_test_counts_an_event_that_fails_and_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.engine import backtest, handlers
+    from tests.factories import purchase_history
+
+    def broken(state: PartitionState, e: object, now: datetime) -> list[object]:
+        raise OverflowError("date value out of range")
+
+    history = purchase_history(customers=6, returns=0, no_consent=0)
+    rule = RuleSet(builtin_rules()).rules["post-purchase-checkin"]
+    until = datetime(2026, 10, 20, tzinfo=UTC)  # the check-ins are due 3 days after the deliveries
+    whole = backtest.run(rule, [], RuleSet([]).policy, history, until)
+    monkeypatch.setitem(handlers.HANDLERS, "order.return_requested", broken)
+    monkeypatch.setitem(handlers.HANDLERS, "order.placed", broken)
+    result = backtest.run(rule, [], RuleSet([]).policy, history, until)
+    assert result["failed_events"] == {"OverflowError": 6}
+    assert whole["failed_events"] == {}
+    assert result["messages"] == whole["messages"] > 0  # the deliveries still start their check-ins
