@@ -71,6 +71,10 @@ class Stats:
     failures: Counter[str] = field(default_factory=Counter)  # batch work that failed for one entity
 
 
+class RestoreIncomplete(KafkaError):  # type: ignore[misc]
+    """The changelog could not be read to the end measured at assignment."""
+
+
 class Engine:
     def __init__(self, settings: EngineSettings, clock: Clock | None = None, rules: RuleSet | None = None) -> None:
         """``rules`` pins the rule set (benchmarks, tests); without it the published rules are read
@@ -95,6 +99,7 @@ class Engine:
         self._rules_loaded = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._producers: dict[int, AIOKafkaProducer] = {}
+        self._broken: KafkaError | None = None  # set by a rebalance that could not restore: start over
 
     # --- lifecycle --------------------------------------------------------------------------
     def stop(self) -> None:
@@ -153,6 +158,9 @@ class Engine:
         log.info("engine started", extra={"group_id": s.group_id, "instance_id": s.instance_id})
         while not self._stopping.is_set():
             batch = await self._poll()
+            if self._broken is not None:
+                broken, self._broken = self._broken, None
+                raise broken
             self.stats.last_poll_ok = time.monotonic()
             async with self._lock:
                 await self._process(batch)
@@ -451,7 +459,13 @@ class Engine:
                 self._producers[p] = producer
             if missing:
                 started = time.monotonic()
-                restored = await self._restore(missing)
+                try:
+                    restored = await self._restore(missing)
+                    await self._seek_committed(missing)
+                except KafkaError as exc:
+                    # never go on with half a state: the consume loop starts over from committed offsets
+                    self._broken = exc
+                    return
                 self.states.update(restored)
                 log.info(
                     "state restored",
@@ -459,6 +473,20 @@ class Engine:
                 )
             _settle_heap()
             self.restoring = False
+
+    async def _seek_committed(self, partitions: list[int]) -> None:
+        """Position the new partitions at their committed offsets, read now: after this instance's
+        producers have fenced the partitions' previous owner. The consumer may have fetched them
+        before, when the previous owner could still commit a transaction; reading from there would
+        apply that transaction's events a second time over a state that already has them."""
+        assert self._consumer is not None
+        for tp in self._consumer.assignment():
+            if tp.partition in partitions:
+                committed = await self._consumer.committed(tp)
+                if committed is None:
+                    await self._consumer.seek_to_beginning(tp)
+                else:
+                    self._consumer.seek(tp, committed)
 
     async def revoke(self) -> None:
         # wait for the batch in flight to commit; the state stays until the new assignment is known
@@ -478,20 +506,25 @@ class Engine:
         try:
             reader.assign(tps)
             await reader.seek_to_beginning(*tps)
+            # The end measured now, after this instance's producers fenced the previous owner and
+            # aborted its open transaction: the last stable offset, which a read_committed reader
+            # reaches (its position moves over transaction markers too). Read exactly to there;
+            # a broker too slow to get there in time is an error, never a partial state.
             end = await reader.end_offsets(tps)
             remaining = {tp for tp in tps if end[tp] > 0}
-            idle = 0
+            deadline = time.monotonic() + self.settings.restore_timeout_s
             while remaining:
+                if time.monotonic() > deadline:
+                    behind = {tp.partition: end[tp] - await reader.position(tp) for tp in remaining}
+                    raise RestoreIncomplete(f"changelog not read to its end in time; records left: {behind}")
                 records = await reader.getmany(*remaining, timeout_ms=200, max_records=5000)
                 for tp, recs in records.items():
                     for r in recs:
-                        states[tp.partition].restore(r.key, r.value)
+                        if r.offset < end[tp]:
+                            states[tp.partition].restore(r.key, r.value)
                 for tp in list(remaining):
                     if await reader.position(tp) >= end[tp]:
                         remaining.discard(tp)
-                idle = 0 if records else idle + 1
-                if idle > 25:  # the end is only transaction markers; nothing more to read
-                    break
         finally:
             await reader.stop()
         for st in states.values():

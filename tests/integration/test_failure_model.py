@@ -12,11 +12,12 @@ from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.engine.app import Engine
+from services.engine.app import Engine, RestoreIncomplete, send_batched
 from services.engine.projector import Projector
 from shared.contract import Event, Topics
 from shared.engine import handlers
@@ -27,7 +28,7 @@ from shared.store import Collections, Document
 from tests.factories import event, uid
 from tests.integration.conftest import isolated_topics, profiles_known
 from tests.integration.test_engine import actions_for
-from tests.kafka_io import produce, produce_raw, read
+from tests.kafka_io import BOOTSTRAP, produce, produce_raw, read
 
 pytestmark = pytest.mark.integration
 POISON = "o-poison"
@@ -152,3 +153,28 @@ async def test_the_projector_skips_a_record_it_cannot_read_and_projects_the_rest
     assert await db[Collections.CUSTOMERS].find_one({"_id": bad}) is None
     assert projector.unreadable["JSONDecodeError"] >= 1  # the decision, and the customer's last value
     assert not running.done() or running.exception() is None
+
+
+async def test_a_restore_reads_the_changelog_to_its_end_or_fails_never_half(topics: Topics) -> None:
+    """Committed state is restored whole, an aborted transaction not at all; a restore that cannot
+    reach the end it measured in time raises (the engine starts over) instead of going on with part
+    of the state, as 25 empty polls once did."""
+    run = uid("restore")
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, transactional_id=uid("txn"))
+    await producer.start()
+    try:
+        committed = [(f"customer:{run}-{i}".encode(), orjson.dumps({"i": i})) for i in range(500)]
+        async with producer.transaction():
+            await send_batched(producer, topics.engine_state, 3, committed)
+        await producer.begin_transaction()
+        await send_batched(producer, topics.engine_state, 3, [(f"customer:{run}-aborted".encode(), b"{}")])
+        await producer.abort_transaction()
+    finally:
+        await producer.stop()
+    settings = EngineSettings(topic_prefix=topics.prefix, group_id=uid("engine"), model_dir=Path("/nonexistent"))
+    (state,) = (await Engine(settings, rules=RuleSet([]))._restore([3])).values()
+    assert all(state.get(CUSTOMER, f"{run}-{i}") == {"i": i} for i in range(500))
+    assert state.get(CUSTOMER, f"{run}-aborted") is None
+    hurried = settings.model_copy(update={"restore_timeout_s": 1e-6})
+    with pytest.raises(RestoreIncomplete, match="records left"):
+        await Engine(hurried, rules=RuleSet([]))._restore([3])
