@@ -58,7 +58,7 @@ from shared.contract.topics import ensure_topics
 from shared.rules import ContactPolicy
 from shared.rules import store as rule_store
 from shared.rules.builtin import CHECKIN
-from shared.settings import Settings
+from shared.settings import Settings, cache_dir
 from shared.store import Collections, mongo_client
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +67,7 @@ PORTS = {"engine": 18381, "projector": 18382, "dispatcher": 18383, "storefront":
 MODULES = {"engine": "services.engine", "projector": "services.engine.projector",
            "dispatcher": "services.dispatcher", "storefront": "services.storefront"}  # fmt: skip
 TARGETS = ("engine", "dispatcher", "storefront", "kafka", "ferretdb")
-RUN_DIR = Path(os.environ.get("PROACT_CACHE", Path.home() / ".cache" / "proact")) / "run"
+RUN_DIR = cache_dir() / "run"
 
 
 class Receivers:

@@ -37,6 +37,7 @@ from report import record
 
 from shared.contract import Topics
 from shared.contract.topics import ensure_topics
+from shared.settings import cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOTSTRAP = "127.0.0.1:9092"
@@ -120,7 +121,7 @@ def main() -> None:
             )  # fmt: skip
             lags: list[tuple[float, int]] = []
             pids = {name: p.pid for name, p in {**services, "event producer": producer, "decide": decide}.items()}
-            run_dir = Path(os.environ.get("PROACT_CACHE", Path.home() / ".cache" / "proact")) / "run"
+            run_dir = cache_dir() / "run"
             for infra in ("kafka", "ferretdb"):  # started by make infra-up, with their PID files
                 if (pid_file := run_dir / f"{infra}.pid").exists():
                     pids[infra] = int(pid_file.read_text())

@@ -35,17 +35,18 @@ async def kafka_reachable(bootstrap_servers: str, timeout_s: float = 2.0) -> boo
 Stats = Callable[[], dict[str, object]]
 
 
-def health_app(service: str, ready: ReadyCheck, stats: Stats | None = None) -> Starlette:
+def health_app(service: str, ready: ReadyCheck, stats: Stats | None = None, detail: Stats | None = None) -> Starlette:
+    """``detail`` adds what an operator should see beside the checks without it failing readiness
+    (the models a service scores with: none promoted means scores are off, not a broken service)."""
+
     async def live(_: Request) -> JSONResponse:
         return JSONResponse({"service": service, "status": "live"})
 
     async def readiness(_: Request) -> JSONResponse:
         checks = await ready()
         ok = all(checks.values())
-        return JSONResponse(
-            {"service": service, "status": "ready" if ok else "not ready", "checks": checks},
-            status_code=200 if ok else 503,
-        )
+        body = {"service": service, "status": "ready" if ok else "not ready", "checks": checks}
+        return JSONResponse({**body, **(detail() if detail else {})}, status_code=200 if ok else 503)
 
     async def counters(_: Request) -> JSONResponse:
         return JSONResponse(stats() if stats else {})
@@ -66,8 +67,9 @@ def start_health_server(
     ready: ReadyCheck,
     stats: Stats | None = None,
     host: str = "0.0.0.0",  # noqa: S104 - kubelet probes
+    detail: Stats | None = None,
 ) -> asyncio.Task[None]:
-    app = health_app(service, ready, stats)
+    app = health_app(service, ready, stats, detail)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
     return asyncio.create_task(_QuietServer(config).serve(), name=f"{service}-health")
 

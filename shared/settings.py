@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +12,11 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.contract import TimeWindow, set_time_window
+
+
+def cache_dir() -> Path:
+    """``PROACT_CACHE``: where the local scripts keep infrastructure, models, logs and the outbox."""
+    return Path(os.environ.get("PROACT_CACHE") or Path.home() / ".cache" / "proact")
 
 
 class Settings(BaseSettings):
@@ -39,8 +45,10 @@ class Settings(BaseSettings):
     # in addition to whatever OTEL_TRACES_EXPORTER says.
     traces_file: Path | None = None
     # the model registry (a shared volume in Kubernetes): services score with its promoted models
+    # (default: the models folder of PROACT_CACHE, where `make run` and `make models` put them)
     model_dir: Path = Field(
-        Path.home() / ".cache" / "proact" / "models", validation_alias=AliasChoices("PROACT_MODEL_DIR", "model_dir")
+        default_factory=lambda: cache_dir() / "models",
+        validation_alias=AliasChoices("PROACT_MODEL_DIR", "model_dir"),
     )
 
     # signs the unsubscribe links in messages: the dispatcher signs, the storefront (which serves the
@@ -125,7 +133,7 @@ class DispatcherSettings(MailSettings):
     group_id: str = Field("proact-dispatcher", validation_alias=AliasChoices("PROACT_DISPATCHER_GROUP_ID"))
     http_port: int = Field(8082, validation_alias=AliasChoices("PROACT_DISPATCHER_HTTP_PORT"))
     outbox_dir: Path = Field(
-        Path.home() / ".cache" / "proact" / "outbox",
+        default_factory=lambda: cache_dir() / "outbox",
         validation_alias=AliasChoices("PROACT_DISPATCHER_OUTBOX_DIR"),
     )
     # SMS, push and phone through a provider's webhook: POST with an HMAC-SHA256 signature

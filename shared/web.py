@@ -73,8 +73,13 @@ def _document_refusals(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def install_health(app: FastAPI, ready: Callable[[Request], Awaitable[bool]]) -> None:
-    """``/health/live`` (the process answers) and ``/health/ready`` (its dependencies answer)."""
+def install_health(
+    app: FastAPI,
+    ready: Callable[[Request], Awaitable[bool]],
+    detail: Callable[[Request], dict[str, Any]] | None = None,
+) -> None:
+    """``/health/live`` (the process answers) and ``/health/ready`` (its dependencies answer, with
+    ``detail`` beside: what an operator should see without it failing readiness)."""
 
     @app.get("/health/live", tags=["health"])
     async def live() -> dict[str, str]:
@@ -83,7 +88,8 @@ def install_health(app: FastAPI, ready: Callable[[Request], Awaitable[bool]]) ->
     @app.get("/health/ready", tags=["health"])
     async def readiness(request: Request) -> JSONResponse:
         ok = await ready(request)
-        return JSONResponse({"status": "ready" if ok else "not ready"}, status_code=200 if ok else 503)
+        extra = detail(request) if detail else {}
+        return JSONResponse({"status": "ready" if ok else "not ready", **extra}, status_code=200 if ok else 503)
 
 
 def serve(service: str, settings: Any, create_app: Callable[[Any], FastAPI], untraced: tuple[str, ...] = ()) -> None:

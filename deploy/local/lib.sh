@@ -2,7 +2,9 @@
 # Helpers shared by the local infrastructure scripts: cache folder, PID files, readiness waits.
 set -euo pipefail
 
-PROACT_CACHE="${PROACT_CACHE:-$HOME/.cache/proact}"
+export PROACT_CACHE="${PROACT_CACHE:-$HOME/.cache/proact}"
+# every script and service reads the models where `make models` writes them
+export PROACT_MODEL_DIR="${PROACT_MODEL_DIR:-$PROACT_CACHE/models}"
 PROACT_KAFKA_HOST="${PROACT_KAFKA_HOST:-127.0.0.1}"
 PROACT_KAFKA_PORT="${PROACT_KAFKA_PORT:-9092}"
 PROACT_KAFKA_CONTROLLER_PORT="${PROACT_KAFKA_CONTROLLER_PORT:-9093}"

@@ -6,7 +6,6 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 source "$HERE/lib.sh"
 ROOT="$(cd "$HERE/../.." && pwd)"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
-export PROACT_MODEL_DIR="${PROACT_MODEL_DIR:-$PROACT_CACHE/models}"
 build="$PROACT_CACHE/model-builds"
 promoted() { "$PYTHON" -m services.trainer registry list 2>/dev/null | awk -v k="$1" '$1 == k && $3 == "promoted"' | grep -q .; }
 cd "$ROOT"

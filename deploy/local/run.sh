@@ -20,10 +20,12 @@ started_infra=()
 pid_alive kafka || started_infra+=(kafka)
 pid_alive ferretdb || started_infra+=(ferretdb)
 demo_pid=""
+monitor_pid=""
 cleanup() {
   trap - INT TERM EXIT
   echo; log "stopping"
   [[ -n "$demo_pid" ]] && kill "$demo_pid" 2>/dev/null || true
+  [[ -n "$monitor_pid" ]] && kill "$monitor_pid" 2>/dev/null || true
   "$HERE/services.sh" stop || true
   for s in "${started_infra[@]}"; do "$HERE/$s.sh" stop || true; done
 }
@@ -47,6 +49,18 @@ cat <<MSG
   journeys as trace trees: make traces (in another terminal)
 
 MSG
+# a service that exits while the demo runs is reported at once, with the end of its log
+(
+  while sleep 3; do
+    for s in engine projector dispatcher storefront admin; do
+      if [[ -f "$RUN_DIR/$s.pid" ]] && ! pid_alive "$s"; then
+        log "$s EXITED; the last lines of $LOG_DIR/$s.log:"; tail -n 15 "$LOG_DIR/$s.log" >&2
+        rm -f "$RUN_DIR/$s.pid"
+      fi
+    done
+  done
+) &
+monitor_pid=$!
 (cd "$ROOT" && PYTHONPATH="$ROOT" PROACT_ADMIN_KEY="$(cat "$PROACT_CACHE/admin.key")" OTEL_SERVICE_NAME=demo-shop PROACT_TRACES_FILE="$LOG_DIR/traces-shop.jsonl" \
   "$PYTHON" deploy/demo/shop.py ${DEMO_ARGS:-} >>"$LOG_DIR/demo.log" 2>&1) &
 demo_pid=$!

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from shared.settings import Settings
+from shared.settings import Settings, cache_dir
 
 
 def load(folder: Path) -> dict[str, list[dict[str, Any]]]:
@@ -61,7 +61,7 @@ def main() -> int:
     args = parser.parse_args()
     folder = args.folder or (Settings().traces_file.parent if Settings().traces_file else None)
     if folder is None:
-        folder = Path.home() / ".cache" / "proact" / "logs"
+        folder = cache_dir() / "logs"
     traces = load(folder)
     chosen = [spans for spans in traces.values() if any(s["name"].startswith(args.prefix) for s in spans)]
     chosen.sort(key=lambda spans: max(s["end"] for s in spans))

@@ -17,7 +17,7 @@ from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.responses import FileResponse
 
 from services.admin.access import Publisher, Viewer
-from shared.models.registry import METADATA_FILE, ModelRefused, Registry
+from shared.models.registry import METADATA_FILE, ModelRefused, Registry, load_artifact
 from shared.versioned import audit
 
 router = APIRouter(prefix="/v1", tags=["models"])
@@ -57,10 +57,23 @@ async def list_models(request: Request, _: Viewer) -> dict[str, Any]:
     return {
         kind: {
             "promoted": registry.promoted(kind),
+            # in words, for the page: a folder without a promoted model is the usual cause of "no scores"
+            "status": _status(registry, kind),
             "versions": [_headline(_metadata(registry, kind, v)) for v in reversed(registry.versions(kind))],
         }
         for kind in ("churn", "intent")
     }
+
+
+def _status(registry: Registry, kind: str) -> str:
+    version = registry.promoted(kind)
+    if version is None:
+        return f"no {kind} model promoted in {registry.root}: {kind} scores are off"
+    try:
+        load_artifact(registry.root / kind / version, kind)
+    except ModelRefused as exc:
+        return f"the promoted {kind} model is refused ({exc}): services keep their last good one, or score nothing"
+    return f"{version} in force"
 
 
 @router.get("/models/{kind}/{version}")
@@ -116,6 +129,8 @@ async def rollback(request: Request, kind: Kind, who: Publisher) -> dict[str, An
         version = await asyncio.to_thread(registry.rollback, kind)
     except KeyError as exc:
         raise HTTPException(409, str(exc.args[0])) from None
+    except ModelRefused as exc:
+        raise HTTPException(409, f"the version to roll back to is refused, nothing changed: {exc}") from None
     await audit(request.app.state.db, who.who, "model.rolled_back", f"{kind}:{version}", {"version": before},
                 {"version": version})  # fmt: skip
     return {"kind": kind, "promoted": version}

@@ -13,6 +13,7 @@ from services.engine.app import Engine
 from shared.health import kafka_reachable, start_health_server
 from shared.logs import setup_logging
 from shared.metrics import setup_metrics
+from shared.rules.limits import WATCHDOG
 from shared.settings import EngineSettings
 from shared.telemetry import setup_tracing
 
@@ -49,9 +50,13 @@ async def main() -> None:
             "timers_pending": sum(st.pending_timers() for st in engine.states.values()),
             "rules": sorted(engine.rulebook.current.rules),
             "rule_evaluations": dict(engine.rules.evaluations),
+            "expressions_over_budget": len(WATCHDOG.over_budget),
         }
 
-    health = start_health_server(SERVICE, settings.http_port, ready, stats)
+    def models() -> dict[str, object]:
+        return {"models": [engine.scorers.intent.status(), engine.scorers.churn.status()]}
+
+    health = start_health_server(SERVICE, settings.http_port, ready, stats, detail=models)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, engine.stop)

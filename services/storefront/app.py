@@ -7,6 +7,7 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
+from typing import Any
 
 from fastapi import FastAPI, Request
 
@@ -39,6 +40,7 @@ def create_app(settings: StorefrontSettings) -> FastAPI:
         view = SessionView(timedelta(seconds=settings.session_ttl_s))
         app.state.view = view
         intent = ModelHandle(Registry(settings.model_dir), "intent")
+        app.state.intent_model = intent
         decider = Decider(view, intent, timedelta(seconds=settings.popup_cooldown_s), settings.decide_budget_ms)
         app.state.decider = decider
         app.state.rules_loaded = asyncio.Event()
@@ -92,7 +94,11 @@ def create_app(settings: StorefrontSettings) -> FastAPI:
             return False
         return await publisher.ping()
 
-    install_health(app, ready)
+    def models(request: Request) -> dict[str, Any]:
+        handle = getattr(request.app.state, "intent_model", None)
+        return {"models": [handle.status()] if handle is not None else []}
+
+    install_health(app, ready, models)
     return app
 
 

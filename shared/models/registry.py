@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 import shutil
@@ -23,9 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import skops.io as sio
+from opentelemetry import metrics
 
 from shared.models.compiled import CompiledModel
 
+log = logging.getLogger(__name__)
+load_failures = metrics.get_meter("proact.models").create_counter(
+    "proact.model.load_failures", unit="{failure}", description="promoted models refused at load, by kind"
+)
 MODEL_FILE = "model.skops"
 METADATA_FILE = "metadata.json"
 KINDS = ("intent", "churn")
@@ -176,6 +182,9 @@ class Registry:
         if not history:
             raise KeyError(f"no earlier {kind} model to roll back to")
         version = history.pop()
+        # the target must load as a promotion would: a model whose files went missing or changed
+        # since it was in force is refused (ModelRefused), and the pointer stays where it is
+        load_artifact(self.root / kind / str(version), kind)
         self._write_pointer(kind, {"version": version, "history": history, "at": datetime.now(UTC).isoformat()})
         return str(version)
 
@@ -193,7 +202,12 @@ class Registry:
 
 class ModelHandle:
     """The promoted model of one kind, reloaded when a new version is promoted (checked at most
-    every ``check_every_s`` seconds, by one ``stat`` of the pointer file)."""
+    every ``check_every_s`` seconds, by one ``stat`` of the pointer file).
+
+    A model never stops a service: a promoted model that fails to load (files missing or altered,
+    types outside the allow-list) is refused with an error in the log and counted
+    (``proact.model.load_failures``), and the last good model stays in use; with none, scores are
+    off. ``status`` says which, for readiness details and the admin's models page."""
 
     def __init__(self, registry: Registry, kind: str, check_every_s: float = 5.0) -> None:
         self.registry = registry
@@ -202,7 +216,10 @@ class ModelHandle:
         self._model: LoadedModel | None = None
         self._mtime: float | None = None
         self._checked = 0.0
+        self.refused: str | None = None  # why the promoted version was not loaded, if it was not
         self.refresh(force=True)
+        if self._model is None and self.refused is None:
+            log.warning("no %s model promoted: %s scores are off", kind, kind, extra={"model_dir": str(registry.root)})
 
     def refresh(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -210,11 +227,42 @@ class ModelHandle:
             return
         self._checked = now
         pointer = self.registry._pointer(self.kind)
-        mtime = pointer.stat().st_mtime if pointer.is_file() else None
-        if mtime != self._mtime or force:
-            self._model = self.registry.load_promoted(self.kind)
-            self._mtime = mtime
+        try:
+            mtime = pointer.stat().st_mtime if pointer.is_file() else None
+        except OSError:
+            return
+        if mtime == self._mtime and not force:
+            return
+        self._mtime = mtime
+        try:
+            loaded = self.registry.load_promoted(self.kind)
+        except (ModelRefused, OSError, KeyError, ValueError) as exc:
+            self.refused = str(exc)[:500]
+            load_failures.add(1, {"proact.model.kind": self.kind})
+            log.error(
+                "promoted %s model refused; %s",
+                self.kind,
+                f"still scoring with {self._model.version}" if self._model else "scores are off",
+                extra={"reason": self.refused},
+            )
+            return
+        if loaded is None and self._model is not None:
+            return  # the pointer went away: keep scoring with what was promoted
+        self._model, self.refused = loaded, None
+        if loaded is not None:
+            log.info("%s model in use", self.kind, extra={"version": loaded.version})
 
     def current(self) -> LoadedModel | None:
         self.refresh()
         return self._model
+
+    def status(self) -> dict[str, Any]:
+        """What this service scores with: the version in use, or why none is (for health and the UI)."""
+        model = self._model
+        return {
+            "kind": self.kind,
+            "version": model.version if model else None,
+            "model_dir": str(self.registry.root),
+            "refused": self.refused,
+            "scores": "on" if model else "off: no model promoted" if not self.refused else "off: model refused",
+        }

@@ -100,8 +100,11 @@ async def test_too_many_events_in_one_batch_is_refused(client: httpx.AsyncClient
     assert "at most 100" in response.json()["detail"]
 
 
-async def test_readiness_reports_the_broker(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/health/ready")).json() == {"status": "ready"}
+async def test_readiness_reports_the_broker_and_the_model_in_use(client: httpx.AsyncClient) -> None:
+    answer = (await client.get("/health/ready")).json()
+    assert answer["status"] == "ready"
+    (intent,) = answer["models"]
+    assert (intent["kind"], intent["scores"]) == ("intent", "on")
 
 
 async def browse(client: httpx.AsyncClient, visitor: str, session: str, minutes: float, pages: list[str]) -> None:

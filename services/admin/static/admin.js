@@ -493,7 +493,7 @@ async function modelsPage() {
   const models = await api("GET", "/v1/models");
   const sections = [];
   for (const [kind, m] of Object.entries(models)) {
-    sections.push(h("h2", {}, `${kind} model`), h("p", {}, m.promoted ? `In force: ${m.promoted}` : "No model promoted: scores are off."),
+    sections.push(h("h2", {}, `${kind} model`), h("p", {}, m.promoted ? `In force: ${m.status}` : `${m.status}.`),
       table(["Version", "Trained", "ROC AUC", "PR AUC", "Brier", ""], m.versions.map((v) => [
         v.version, when(v.created_at), v.roc_auc?.toFixed(3) ?? "–", v.pr_auc?.toFixed(3) ?? "–", v.brier?.toFixed(3) ?? "–",
         v.version === m.promoted ? h("b", {}, "in force") : h("button", { type: "button", class: "secondary", disabled: !may("publisher"), onclick: async () => {
