@@ -57,6 +57,7 @@ bench: infra-up
 	PYTHONPATH=. $(PY) bench/engine.py
 	PYTHONPATH=. $(PY) bench/rules.py
 	PYTHONPATH=. $(PY) bench/decide.py
+	PYTHONPATH=. $(PY) bench/state.py
 
 # the decision call at 500 requests/s while the engine ingests 2,000 events/s, the whole stack running
 load: infra-up models

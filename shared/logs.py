@@ -11,7 +11,10 @@ from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 
 _EMAIL = re.compile(r"[^@\s\"'<>]+@[^@\s\"'<>]+\.[A-Za-z]{2,}")
-_PHONE = re.compile(r"\+?\d[\d \-()]{7,}\d")
+# An international number (+48 123 456 789, +1 (555) 010-9999) or a national one of three groups of
+# three or four digits (123 456 789, 555-010-9999); not a date or a time (2026-12-07 02:00:23), whose
+# groups are shorter, which the old "any 9 digits and separators" pattern redacted from every line.
+_PHONE = re.compile(r"(?<![\w+])\+\d[\d \-().]{6,}\d|(?<![\w-])\(?\d{3}\)?[ -]?\d{3}[ -]?\d{3,4}(?![\w-])")
 _PERSONAL_KEYS = frozenset({"email", "phone", "address", "full_name", "first_name", "last_name"})
 REDACTED = "[redacted]"
 
@@ -50,10 +53,24 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+class RedactingFormatter(JsonFormatter):
+    """JSON lines with personal data redacted from every field the record carries: the message,
+    the extras (nested values too) and the formatted traceback; the fields the logging machinery
+    writes itself (time, level, logger, ids) are left as they are."""
+
+    OWN_FIELDS = frozenset({"time", "level", "logger", "service", "trace_id", "span_id"})
+
+    def process_log_record(self, log_record: dict[str, Any]) -> dict[str, Any]:
+        return {
+            k: v if k in self.OWN_FIELDS else REDACTED if k in _PERSONAL_KEYS else redact(v)
+            for k, v in log_record.items()
+        }
+
+
 def setup_logging(service: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JsonFormatter(
+        RedactingFormatter(
             "{asctime}{levelname}{name}{message}",
             style="{",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},

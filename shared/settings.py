@@ -94,6 +94,12 @@ class EngineSettings(Settings):
     fetch_max_wait_ms: int = Field(20, ge=0, validation_alias=AliasChoices("PROACT_ENGINE_FETCH_MAX_WAIT_MS"))
     # how many CloudEvents ids are remembered per key for de-duplication
     seen_ids_per_key: int = Field(64, validation_alias=AliasChoices("PROACT_ENGINE_SEEN_IDS_PER_KEY"))
+    # How long browsing state and the memory of event ids live untouched (shared.engine.state.Expiry):
+    # a session idle for a day is over, a visitor not seen for 30 days is forgotten with its timers,
+    # and a subject's event ids are kept for 7 days after its last event (redeliveries come sooner).
+    session_idle_s: float = Field(86400.0, gt=0, validation_alias=AliasChoices("PROACT_ENGINE_SESSION_IDLE_S"))
+    visitor_idle_days: float = Field(30.0, gt=0, validation_alias=AliasChoices("PROACT_ENGINE_VISITOR_IDLE_DAYS"))
+    seen_ids_idle_days: float = Field(7.0, gt=0, validation_alias=AliasChoices("PROACT_ENGINE_SEEN_IDS_IDLE_DAYS"))
     transaction_timeout_ms: int = Field(60000, validation_alias=AliasChoices("PROACT_ENGINE_TRANSACTION_TIMEOUT_MS"))
     # needs a stable, unique PROACT_INSTANCE_ID per process (a StatefulSet pod name, or set by hand)
     static_membership: bool = Field(True, validation_alias=AliasChoices("PROACT_ENGINE_STATIC_MEMBERSHIP"))
@@ -176,6 +182,19 @@ class StorefrontSettings(Settings):
         60, ge=1, validation_alias=AliasChoices("PROACT_STOREFRONT_EVENTS_PER_VISITOR")
     )
     events_per_ip_minute: int = Field(1200, ge=1, validation_alias=AliasChoices("PROACT_STOREFRONT_EVENTS_PER_IP"))
+    # sessions a client address may start per minute: batches alone allowed 120,000 (1,200 of 100),
+    # each a session the storefront and the engine keep until it expires; an office behind one
+    # address starts a few a minute
+    new_sessions_per_ip_minute: int = Field(
+        120, ge=1, validation_alias=AliasChoices("PROACT_STOREFRONT_NEW_SESSIONS_PER_IP")
+    )
+    # pop-up outcomes per visitor per minute (a pop-up has three: shown, then accepted or dismissed)
+    outcomes_per_visitor_minute: int = Field(
+        20, ge=1, validation_alias=AliasChoices("PROACT_STOREFRONT_OUTCOMES_PER_VISITOR")
+    )
+    # the proxies (addresses or CIDR ranges, comma-separated) whose X-Forwarded-For is believed:
+    # behind an ingress, the per-address limits must count the visitor's address, not the ingress's
+    trusted_proxies: str = Field("127.0.0.1", validation_alias=AliasChoices("PROACT_TRUSTED_PROXIES"))
     # site key → the origins of that shop's pages (JSON); none: only the storefront's own pages
     sites: dict[str, list[str]] = Field(default_factory=dict, validation_alias=AliasChoices("PROACT_STOREFRONT_SITES"))
     # the shop's back end signs the signed-in customer's id with it (shared.signing) for the in-app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -92,6 +93,21 @@ def install_health(
         return JSONResponse({"status": "ready" if ok else "not ready", **extra}, status_code=200 if ok else 503)
 
 
+_SECRET_QUERY = re.compile(r"((?:^|[?&])(?:token|signature|key)=)[^&#]*")
+
+
+def scrub_secrets(span: Any, scope: dict[str, Any]) -> None:
+    """Signed tokens out of the server span's URL attributes (an unsubscribe link's ``token`` works
+    for as long as the e-mail is kept: it must not be readable from a trace)."""
+    if span is None or not span.is_recording() or not _SECRET_QUERY.search(scope.get("query_string", b"").decode()):
+        return
+    for key, value in dict(getattr(span, "attributes", None) or {}).items():
+        if isinstance(value, str) and "=" in value:
+            cleaned = _SECRET_QUERY.sub(r"\1REDACTED", value)
+            if cleaned != value:
+                span.set_attribute(key, cleaned)
+
+
 def serve(service: str, settings: Any, create_app: Callable[[Any], FastAPI], untraced: tuple[str, ...] = ()) -> None:
     """Logging, tracing with the FastAPI instrumentation, then uvicorn until SIGTERM. ``untraced``
     routes get no automatic span or HTTP metrics (a hot route traces its traced callers itself)."""
@@ -102,5 +118,11 @@ def serve(service: str, settings: Any, create_app: Callable[[Any], FastAPI], unt
     app.mount("/metrics", prometheus_app())
     # one server span per request; the ASGI receive/send sub-spans cost more than they tell
     excluded = ",".join(("health", *untraced))
-    FastAPIInstrumentor.instrument_app(app, excluded_urls=excluded, exclude_spans=["receive", "send"])
-    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning", access_log=False)
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls=excluded, exclude_spans=["receive", "send"], server_request_hook=scrub_secrets
+    )
+    # X-Forwarded-For is believed only from the trusted proxies (an ingress): the client address
+    # the rate limits count is then the visitor's; from anyone else the header is ignored
+    trusted = getattr(settings, "trusted_proxies", "127.0.0.1")
+    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning", access_log=False,
+                proxy_headers=True, forwarded_allow_ips=trusted)  # fmt: skip

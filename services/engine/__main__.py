@@ -48,6 +48,8 @@ async def main() -> None:
             "batches": s.batches,
             "partitions": sorted(engine.states),
             "timers_pending": sum(st.pending_timers() for st in engine.states.values()),
+            "live_keys": sum(st.live_keys() for st in engine.states.values()),
+            "expired": sum(st.expired for st in engine.states.values()),
             "rules": sorted(engine.rulebook.current.rules),
             "rule_evaluations": dict(engine.rules.evaluations),
             "expressions_over_budget": len(WATCHDOG.over_budget),

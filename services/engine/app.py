@@ -38,7 +38,7 @@ from shared.contract import EVENT_TYPES, Event, InvalidEvent, Topics, decode, en
 from shared.contract.topics import DLQ_HEADER_PREFIX, dead_letter_headers, error_type
 from shared.engine.handlers import handle, timer_event
 from shared.engine.rules import RuleBook, RuleRunner
-from shared.engine.state import TRACE_FIELD, PartitionState, Timer
+from shared.engine.state import TRACE_FIELD, Expiry, PartitionState, Timer
 from shared.models.registry import Registry
 from shared.rules import RuleSet
 from shared.rules import store as rule_store
@@ -245,6 +245,7 @@ class Engine:
         self, partition: int, batch: list[tuple[TopicPartition, list[Any]]], due: list[Timer], now: datetime
     ) -> None:
         state = self.states[partition]
+        state.now_s = now.timestamp()
         producer = self._producers[partition]
         async with producer.transaction():
             for tp, records in batch:
@@ -254,6 +255,7 @@ class Engine:
                 await self._fire(producer, timer, now, partition)
             for out in self._on_scores(state, now):
                 await self._emitted(producer, out)
+            state.expire(now)  # idle sessions, visitors and seen ids: tombstones in this transaction
             decisions = state.take_decisions()
             for decision in decisions:
                 metrics.decisions.add(
@@ -494,7 +496,12 @@ class Engine:
             self.restoring = True
 
     async def _restore(self, partitions: list[int]) -> dict[int, PartitionState]:
-        states = {p: PartitionState(p, self.settings.seen_ids_per_key) for p in partitions}
+        expiry = Expiry(
+            session=timedelta(seconds=self.settings.session_idle_s),
+            visitor=timedelta(days=self.settings.visitor_idle_days),
+            seen=timedelta(days=self.settings.seen_ids_idle_days),
+        )
+        states = {p: PartitionState(p, self.settings.seen_ids_per_key, expiry) for p in partitions}
         tps = [TopicPartition(self.topics.engine_state, p) for p in partitions]
         reader = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
@@ -521,7 +528,7 @@ class Engine:
                 for tp, recs in records.items():
                     for r in recs:
                         if r.offset < end[tp]:
-                            states[tp.partition].restore(r.key, r.value)
+                            states[tp.partition].restore(r.key, r.value, r.timestamp / 1000)
                 for tp in list(remaining):
                     if await reader.position(tp) >= end[tp]:
                         remaining.discard(tp)

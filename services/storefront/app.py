@@ -48,6 +48,11 @@ def create_app(settings: StorefrontSettings) -> FastAPI:
             RateLimit(settings.events_per_visitor_minute, 60),
             RateLimit(settings.events_per_ip_minute, 60),
         )
+        app.state.new_session_limit = RateLimit(settings.new_sessions_per_ip_minute, 60)
+        app.state.outcome_limits = (
+            RateLimit(settings.outcomes_per_visitor_minute, 60),
+            RateLimit(settings.events_per_ip_minute, 60),
+        )
         app.state.callback_limits = (
             RateLimit(settings.callbacks_per_visitor_hour, 3600),
             RateLimit(settings.callbacks_per_ip_hour, 3600),

@@ -15,6 +15,11 @@ decisions = meter.create_counter(
 fail_safe = meter.create_counter(
     "proact.storefront.decide.fail_safe", unit="{decision}", description="'no pop-up' answers given because of a fault"
 )
+unverified_identity = meter.create_counter(
+    "proact.storefront.unverified_identity",
+    unit="{event}",
+    description="browsing events whose customer_id was dropped for want of a valid signed identity",
+)
 refused = meter.create_counter(
     "proact.storefront.refused", unit="{request}", description="requests refused by a rate limit, by route"
 )

@@ -66,6 +66,10 @@ class SessionView:
         self._entities[key] = doc
         self._received[key] = self._receiving
 
+    def unknown_sessions(self, session_ids: set[str]) -> set[str]:
+        """Those of ``session_ids`` that the view holds no session for (new ones)."""
+        return {s for s in session_ids if f"session:{s}" not in self._entities}
+
     def __len__(self) -> int:
         return len(self._entities)
 

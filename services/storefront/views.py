@@ -7,7 +7,7 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
@@ -28,7 +28,7 @@ from services.storefront.models import (
     PopupOutcome,
 )
 from services.storefront.publisher import Publisher
-from shared import sessions
+from shared import sessions, signing
 from shared.contract import EVENT_TYPES, Event, InvalidEvent, check_times, new_event
 from shared.contract import events as ev
 
@@ -60,17 +60,48 @@ def log_decision(pub: Publisher, record: dict[str, object]) -> None:
     task.add_done_callback(_pending.discard)
 
 
+def _client(request: Request) -> str:
+    """The client's address: the visitor's behind a trusted proxy (see ``shared.web.serve``)."""
+    return request.client.host if request.client else "unknown"
+
+
 def limited(request: Request, route: str, limits: tuple[RateLimit, RateLimit], visitor_id: str) -> None:
     """429 with ``Retry-After`` when the visitor or the client address is over its limit."""
-    client = request.client.host if request.client else "unknown"
-    for limit, key in ((limits[0], f"v:{visitor_id}"), (limits[1], f"ip:{client}")):
-        if not limit.allow(key):
-            metrics.refused.add(1, {"http.route": route})
-            raise HTTPException(
-                status.HTTP_429_TOO_MANY_REQUESTS,
-                "too many requests; please try again later",
-                headers={"Retry-After": str(limit.retry_after(key))},
-            )
+    limited_by(request, route, limits[0], f"v:{visitor_id}")
+    limited_by(request, route, limits[1], f"ip:{_client(request)}")
+
+
+def limited_by(request: Request, route: str, limit: RateLimit, key: str) -> None:
+    if not limit.allow(key):
+        metrics.refused.add(1, {"http.route": route})
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "too many requests; please try again later",
+            headers={"Retry-After": str(limit.retry_after(key))},
+        )
+
+
+IDENTITY_HEADER = "X-Proact-Identity"
+
+
+def verified_identity(request: Request, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` without its ``customer_id`` unless the request carries that customer's signed identity
+    (``X-Proact-Identity``, ``shared.signing.identity_signature``, made by the shop's back end): a
+    browser can claim any customer id, and a claimed one would join this visitor's sessions to that
+    customer's record. The event itself counts, as an anonymous visitor's."""
+    customer_id = data.get("customer_id")
+    if not customer_id:
+        return data
+    secret = request.app.state.settings.identity_secret
+    signature = request.headers.get(IDENTITY_HEADER, "")
+    try:
+        holds = secret is not None and signing.identity_holds(secret.get_secret_value(), str(customer_id), signature)
+    except (TypeError, ValueError):  # a signature that is not even ASCII
+        holds = False
+    if holds:
+        return data
+    metrics.unverified_identity.add(1)
+    return {k: v for k, v in data.items() if k != "customer_id"}
 
 
 @router.post(
@@ -89,6 +120,9 @@ async def post_events(batch: EventBatch, request: Request, pub: Annotated[Publis
     if len(batch.events) > limit:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"at most {limit} events per batch")
     events: list[Event] = []
+    view = request.app.state.view
+    for _ in view.unknown_sessions({str(item.data.get("session_id")) for item in batch.events}):
+        limited_by(request, "/v1/events", request.app.state.new_session_limit, f"ip:{_client(request)}")
     for i, item in enumerate(batch.events):
         if EVENT_TYPES.get(item.type, ("",))[0] != "browsing":
             raise HTTPException(
@@ -97,7 +131,8 @@ async def post_events(batch: EventBatch, request: Request, pub: Annotated[Publis
             )
         try:
             visitor = str(item.data.get("visitor_id") or "")
-            event = new_event(item.type, visitor, item.data, source=SOURCE, time=item.time, id=item.id)
+            data = verified_identity(request, item.data)
+            event = new_event(item.type, visitor, data, source=SOURCE, time=item.time, id=item.id)
             check_times(event)  # a client's clock may be wrong, not by days
             events.append(event)
         except InvalidEvent as exc:
@@ -156,7 +191,14 @@ def _decide(body: DecideRequest, request: Request, pub: Publisher) -> Response:
 async def popup_outcome(
     body: PopupOutcome, request: Request, pub: Annotated[Publisher, Depends(publisher)]
 ) -> dict[str, str]:
-    """What the visitor did with a pop-up: shown, accepted or dismissed (to ``proact.outcomes``)."""
+    """What the visitor did with a pop-up: shown, accepted or dismissed (to ``proact.outcomes``).
+    Only for the visitor's own live session, and rate-limited: an outcome moves the results of a
+    rule and marks the session as offered."""
+    limited(request, "/v1/outcomes", request.app.state.outcome_limits, body.visitor_id)
+    session = request.app.state.view.get(sessions.SESSION, body.session_id)
+    if session is None or session.get("visitor_id") != body.visitor_id:
+        problem = {"detail": "no live session of this visitor has that id", "field": "session_id"}
+        raise HTTPException(status.HTTP_404_NOT_FOUND, problem)
     data = ev.Outcome(
         action_id=body.decision_id,
         rule_id=body.rule_id,

@@ -103,14 +103,17 @@ def defer_id(rule_id: str, customer_id: str, scope: str) -> str:
     return f"{DEFER_TIMER}:{rule_id}:{customer_id}:{scope}"
 
 
+PERSONAL_FIELDS = frozenset({"email", "phone"})
+
+
 def snapshot(event: Event, data: Doc | None = None) -> Doc:
-    """The triggering event as kept with timers and decisions; ``data`` is its JSON dump if made already."""
-    return {
-        "type": event.type,
-        "id": event.id,
-        "time": event.time.isoformat(),
-        "data": event.data.model_dump(mode="json") if data is None else data,
-    }
+    """The triggering event as kept with timers, decisions and actions; ``data`` is its JSON dump if
+    made already. Phone numbers and e-mail addresses are left out: a snapshot reaches the changelog,
+    the decision log and the messages a viewer reads (the dispatcher looks addresses up itself)."""
+    data = event.data.model_dump(mode="json") if data is None else data
+    if not PERSONAL_FIELDS.isdisjoint(data):
+        data = {k: v for k, v in data.items() if k not in PERSONAL_FIELDS}
+    return {"type": event.type, "id": event.id, "time": event.time.isoformat(), "data": data}
 
 
 def _has_customer(data_type: type[Any]) -> bool:

@@ -15,9 +15,10 @@ Seen event ids are tuples of strings, which the collector stops tracking too.
 from __future__ import annotations
 
 import heapq
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -59,10 +60,34 @@ class Timer:
         return cls(doc["timer_id"], doc["kind"], doc["key"], datetime.fromisoformat(doc["due_at"]), doc["payload"])
 
 
+@dataclass(frozen=True)
+class Expiry:
+    """How long browsing state and the memory of event ids live without being touched.
+
+    Sessions, visitors and seen event ids come from anyone on the internet and would otherwise grow
+    without bound (one visitor id per bot request). An idle one is deleted, with a tombstone on the
+    changelog so that compaction shrinks the topic too, and the timers set for an expired visitor
+    go with it. Idle time is measured on the engine's clock (when it applied the last event that
+    touched the entity; after a restore, when that change was written), never on an event's own
+    time, which a client writes. Customers and orders are the shop's records: they do not expire
+    here. ``None`` keeps a kind for ever (back-tests, unit tests)."""
+
+    session: timedelta | None = None
+    visitor: timedelta | None = None
+    seen: timedelta | None = None
+
+
 class PartitionState:
-    def __init__(self, partition: int, seen_ids_per_key: int = 64) -> None:
+    def __init__(self, partition: int, seen_ids_per_key: int = 64, expiry: Expiry | None = None) -> None:
         self.partition = partition
         self.seen_ids_per_key = seen_ids_per_key
+        self.expiry = expiry or Expiry()
+        ttl = {SESSION: self.expiry.session, VISITOR: self.expiry.visitor, SEEN: self.expiry.seen}
+        self._ttl = {kind: t.total_seconds() for kind, t in ttl.items() if t is not None}
+        # kind -> entity id -> when last touched (epoch s), oldest first: expiry pops from the front
+        self._idle: dict[str, OrderedDict[str, float]] = {kind: OrderedDict() for kind in self._ttl}
+        self.now_s = 0.0  # the engine's clock for this batch (set by the engine loop)
+        self.expired = 0
         # "<kind>:<id>" -> the committed JSON, or the dict a batch made or read (until the changelog is written)
         self._entities: dict[str, bytes | Doc] = {}
         self._read: dict[str, Doc] = {}  # entities decoded this batch (their bytes stay as they are)
@@ -158,6 +183,8 @@ class PartitionState:
             self._touch(key)
         self._entities[key] = doc
         self._changes[key] = doc
+        if kind in self._idle:
+            self._touched(kind, entity_id, self.now_s)
 
     def delete(self, kind: str, entity_id: str) -> None:
         key = f"{kind}:{entity_id}"
@@ -184,6 +211,46 @@ class PartitionState:
         ids = (*self._seen.get(subject, ()), event_id)[-self.seen_ids_per_key :]
         self._seen[subject] = ids
         self._changes[f"{SEEN}:{subject}"] = {"ids": ids}
+        if SEEN in self._idle:
+            self._touched(SEEN, subject, self.now_s)
+
+    # --- expiry -------------------------------------------------------------------------------
+    def _touched(self, kind: str, entity_id: str, at: float) -> None:
+        idle = self._idle[kind]
+        idle[entity_id] = at
+        idle.move_to_end(entity_id)
+
+    def expire(self, now: datetime) -> int:
+        """Delete what has been idle longer than its ``Expiry`` (tombstones go to the changelog with
+        the batch), with the timers of expired visitors; how many entities went. Costs only what
+        expires: each kind is kept in the order it was last touched."""
+        now_s = now.timestamp()
+        gone_visitors: set[str] = set()
+        count = 0
+        for kind, idle in self._idle.items():
+            limit = now_s - self._ttl[kind]
+            while idle:
+                entity_id, at = next(iter(idle.items()))
+                if at > limit:
+                    break
+                idle.popitem(last=False)
+                count += 1
+                if kind == SEEN:
+                    if self._seen.pop(entity_id, None) is not None:
+                        self._changes[f"{SEEN}:{entity_id}"] = None
+                    continue
+                self.delete(kind, entity_id)
+                if kind == VISITOR:
+                    gone_visitors.add(entity_id)
+        if gone_visitors:
+            for timer in [t for t in self._timers.values() if t.key in gone_visitors]:
+                self.cancel(timer.timer_id)
+        self.expired += count
+        return count
+
+    def live_keys(self) -> int:
+        """Entities and seen-id lists held: the live keys of this partition of the changelog."""
+        return len(self._entities) + len(self._seen)
 
     # --- timers -----------------------------------------------------------------------------
     def schedule(self, timer: Timer) -> None:
@@ -246,10 +313,16 @@ class PartitionState:
                 entities[key] = memoryview(value).tobytes()
             yield key.encode(), value
 
-    def restore(self, key: bytes, value: bytes | None) -> None:
-        """Apply one changelog record while rebuilding state after partition assignment."""
+    def restore(self, key: bytes, value: bytes | None, written_at_s: float = 0.0) -> None:
+        """Apply one changelog record while rebuilding state after partition assignment; an entity
+        that expires counts its idle time from ``written_at_s``, when the record was written."""
         name = key.decode()
         kind, _, entity_id = name.partition(":")
+        if kind in self._idle:
+            if value is None:
+                self._idle[kind].pop(entity_id, None)
+            else:
+                self._touched(kind, entity_id, written_at_s)
         if kind == SEEN:
             if value is None:
                 self._seen.pop(entity_id, None)

@@ -80,6 +80,8 @@ def compile_expression(expr: str) -> Any:
 def check_expression(expr: str) -> None:
     """Refuse an expression that does not compile, names an unknown variable or function, or has a
     type error on a complete example of the facts (e.g. comparing a number with a string)."""
+    if _PERSONAL.search(expr):
+        raise ConditionError("phone numbers and e-mail addresses are not available to rules (has_email, has_phone are)")
     program = compile_expression(expr)
     refs = program.references()
     bound = {m.group(2) for m in _BOUND.finditer(expr)}  # a comprehension's own variable: `.all(o, o.x > 1)`
@@ -94,6 +96,7 @@ def check_expression(expr: str) -> None:
         raise ConditionError(str(exc).split(". ", 1)[0] or type(exc).__name__) from None
 
 
+_PERSONAL = re.compile(r"\.\s*(phone|email)\b|\[\s*[\"'](phone|email)[\"']\s*\]")
 _BOUND = re.compile(r"\.\s*(all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
 _FIELD = re.compile(r"\b(event|customer|order|session|scores|trigger|now)\b(\s*\.\s*([A-Za-z_][A-Za-z0-9_]*))?")
 

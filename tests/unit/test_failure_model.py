@@ -145,3 +145,35 @@ def test_a_back_test_counts_an_event_that_fails_and_goes_on(monkeypatch: pytest.
     assert result["failed_events"] == {"OverflowError": 6}
     assert whole["failed_events"] == {}
     assert result["messages"] == whole["messages"] > 0  # the deliveries still start their check-ins
+
+
+def test_idle_sessions_visitors_and_seen_ids_expire_with_tombstones_and_their_timers() -> None:
+    from shared.engine.state import SESSION, VISITOR, Expiry
+
+    expiry = Expiry(session=timedelta(hours=2), visitor=timedelta(days=30), seen=timedelta(days=7))
+    state = PartitionState(0, expiry=expiry)
+    t0 = datetime(2026, 12, 1, tzinfo=UTC)
+
+    def at(when: datetime, *events: object) -> None:
+        state.now_s = when.timestamp()
+        for e in events:
+            handle(state, e, when, rules=RUNNER)  # type: ignore[arg-type]
+
+    at(t0, event("page.viewed", subject="v-old", visitor_id="v-old", session_id="s-old"),
+       event("customer.upserted", subject="c-1", customer_id="c-1"))  # fmt: skip
+    state.schedule(Timer("t-old", "rule", "v-old", t0 + timedelta(days=90), {}))
+    list(state.changelog_records())
+    at(t0 + timedelta(days=29), event("page.viewed", subject="v-new", visitor_id="v-new", session_id="s-new"))
+    list(state.changelog_records())
+
+    assert state.expire(t0 + timedelta(days=29, hours=1)) == 3  # s-old, and the seen ids of v-old and c-1
+    assert state.get(SESSION, "s-old") is None
+    assert state.get(SESSION, "s-new") is not None
+    assert state.get(VISITOR, "v-old") is not None  # 30 days for visitors
+    assert state.expire(t0 + timedelta(days=31)) == 2  # v-old, and s-new idle for two days now
+    assert state.get(VISITOR, "v-old") is None
+    assert state.timers() == []  # the expired visitor's timer went with it
+    assert state.get(CUSTOMER, "c-1") is not None  # the shop's records do not expire
+    tombstones = {k.decode() for k, v in state.changelog_records() if v is None}
+    assert tombstones == {"session:s-old", "seen:v-old", "seen:c-1", "visitor:v-old", "timer:t-old", "session:s-new"}
+    assert state.live_keys() == 3  # c-1, v-new and v-new's seen ids
