@@ -7,7 +7,9 @@ validation error that names the field. Models are plain data: no I/O here.
 from __future__ import annotations
 
 import re
+import zoneinfo
 from decimal import Decimal
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -23,6 +25,30 @@ def _e164(value: str) -> str:
 
 
 Phone = Annotated[str, AfterValidator(_e164)]
+
+_LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$")
+
+
+def _locale(value: str) -> str:
+    if not _LOCALE.match(value):
+        raise ValueError("locale must be a BCP 47 tag, e.g. pl-PL")
+    return value
+
+
+@lru_cache(maxsize=1)
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _timezone(value: str) -> str:
+    # refused here rather than failing every quiet-hours check later (ZoneInfo raises on it)
+    if value not in _zones():
+        raise ValueError("timezone must be an IANA zone name, e.g. Europe/Warsaw")
+    return value
+
+
+Locale = Annotated[str, AfterValidator(_locale)]
+TimeZone = Annotated[str, AfterValidator(_timezone)]
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 
 
@@ -59,8 +85,8 @@ class CustomerUpserted(EventData):
     customer_id: Id
     email: str | None = Field(None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
     phone: Phone | None = None
-    locale: str | None = Field(None, max_length=35, description="BCP 47, e.g. pl-PL")
-    timezone: str | None = Field(None, max_length=64, description="IANA, e.g. Europe/Warsaw")
+    locale: Locale | None = Field(None, max_length=35, description="BCP 47, e.g. pl-PL")
+    timezone: TimeZone | None = Field(None, max_length=64, description="IANA, e.g. Europe/Warsaw")
     consents: Consents = Consents()
     attributes: dict[str, Any] = Field(default_factory=dict)
 
