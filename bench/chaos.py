@@ -34,20 +34,16 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
-from aiosmtpd.controller import Controller
 from cleanup import cleanup  # bench/ is on the path when a benchmark runs as a script
 from decide import stack_env, wait_ready
 from pymongo.errors import PyMongoError
@@ -60,6 +56,7 @@ from shared.rules import store as rule_store
 from shared.rules.builtin import CHECKIN
 from shared.settings import Settings, cache_dir
 from shared.store import Collections, mongo_client
+from tests.receivers import Receivers
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOTSTRAP = "127.0.0.1:9092"
@@ -68,46 +65,6 @@ MODULES = {"engine": "services.engine", "projector": "services.engine.projector"
            "dispatcher": "services.dispatcher", "storefront": "services.storefront"}  # fmt: skip
 TARGETS = ("engine", "dispatcher", "storefront", "kafka", "ferretdb")
 RUN_DIR = cache_dir() / "run"
-
-
-class Receivers:
-    """What the SMTP server and the webhook receiver got, by idempotency key, and when."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.smtp: Counter[str] = Counter()
-        self.webhook: Counter[str] = Counter()
-        self.first_at: dict[str, float] = {}
-
-    def got(self, where: Counter[str], key: str) -> None:
-        with self.lock:
-            where[key] += 1
-            self.first_at.setdefault(key, time.monotonic())
-
-    def count(self, key: str) -> int:
-        with self.lock:
-            return self.smtp[key] + self.webhook[key]
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd's hook
-        mail = message_from_bytes(envelope.content)
-        key = str(mail["Message-ID"]).strip("<>").removesuffix("@proact").replace(".", ":")
-        self.got(self.smtp, key)
-        return "250 OK"
-
-    def webhook_handler(self) -> type[BaseHTTPRequestHandler]:
-        receivers = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                receivers.got(receivers.webhook, self.headers.get("Idempotency-Key", "?"))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        return Handler
 
 
 class Services:
@@ -280,11 +237,9 @@ async def run(args: argparse.Namespace, env: dict[str, str], work: Path, prefix:
     await ensure_topics(BOOTSTRAP, topics)
     await prepare(settings)
     receivers = Receivers()
-    smtp = Controller(receivers, hostname="127.0.0.1", port=int(env["PROACT_SMTP_PORT"]))
-    smtp.start()
-    hook = ThreadingHTTPServer(("127.0.0.1", int(env["PROACT_WEBHOOK_URL"].rsplit(":", 1)[1].split("/")[0])),
-                               receivers.webhook_handler())  # fmt: skip
-    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    servers = receivers.serve(
+        int(env["PROACT_SMTP_PORT"]), int(env["PROACT_WEBHOOK_URL"].rsplit(":", 1)[1].split("/")[0])
+    )
     services = Services(env, work)
     for name in MODULES:
         services.start(name)
@@ -394,8 +349,7 @@ async def run(args: argparse.Namespace, env: dict[str, str], work: Path, prefix:
     events_lost = sum(1 for c in shop.customers if projected.get(c) != 1)
     on_topic = await browsing_on_topic(topics)
     services.stop()
-    smtp.stop()
-    hook.shutdown()
+    Receivers.stop(servers)
     return {
         "date": datetime.now(UTC).date().isoformat(),
         "cores": os.cpu_count(),

@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     mongo_timeout_ms: int = 5000
     log_level: str = "INFO"
     # Standard OpenTelemetry variables, not home-made ones. With no OTLP endpoint the console exporter
-    # is used, as DESIGN.md asks; "none" switches tracing export off.
+    # is used (docs/architecture.md); "none" switches tracing export off.
     otel_service_name: str | None = Field(None, validation_alias="OTEL_SERVICE_NAME")
     otel_traces_exporter: Literal["otlp", "console", "none"] | None = Field(
         None, validation_alias="OTEL_TRACES_EXPORTER"

@@ -20,7 +20,7 @@ def money(amount: str = "49.90") -> dict[str, str]:
 
 
 def sample_data(type_: str, customer_id: str = "c-1", visitor_id: str = "v-1") -> dict[str, Any]:
-    """A valid ``data`` object for each event type in DESIGN.md."""
+    """A valid ``data`` object for each event type of the contract."""
     now = datetime.now(UTC)
     order = {"order_id": "o-1", "customer_id": customer_id}
     browse = {"visitor_id": visitor_id, "session_id": "s-1"}

@@ -1,4 +1,4 @@
-"""Typed ``data`` of every event type in the contract (the reference: docs/events.md).
+"""Typed ``data`` of every event type in the contract (the design: docs/architecture.md).
 
 Unknown extra fields are kept (``extra="allow"``); a missing required field or a wrong type is a
 validation error that names the field. Models are plain data: no I/O here.
