@@ -9,7 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo
 
 
 class BrowserEvent(BaseModel):
-    """One event from the widget: a browsing event type and its data (the contract: ``shared.contract.events``, ``proact.browsing``)."""
+    """One event from the widget: a browsing event type and its data (``shared.contract.events``)."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -1,7 +1,7 @@
 """The built-in rules, seeded as version 1 the first time proact starts and editable like any other.
 
-Three are on (the seed scenarios: a late order, a check-in after delivery, a lingering visitor); four are off until a team turns them on. Their
-parameters, and why these defaults:
+Three are on (the seed scenarios: a late order, a check-in after delivery, a lingering visitor);
+four are off until a team turns them on. Their parameters, and why these defaults:
 
 * ``delay-notice``: the order is not shipped by ``promised_ship_by`` (an absence trigger), or a new
   ETA (``order.shipped``/``order.eta_changed``) is after ``promised_delivery_by``. Once per order,
