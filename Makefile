@@ -51,7 +51,7 @@ test-unit: $(VENV)/.installed
 test: infra-up lint
 	$(PY) -m pytest tests -q
 
-# performance figures for the README; each benchmark measures its own baseline in the same run
+# performance figures for bench/README.md; each benchmark measures its own baseline in the same run
 bench: infra-up
 	PYTHONPATH=. $(PY) bench/models.py
 	PYTHONPATH=. $(PY) bench/engine.py

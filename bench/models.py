@@ -1,5 +1,5 @@
 """Benchmark: model scoring speed, compiled single-row path and batch path, against scikit-learn's
-``predict_proba`` measured in the same run. ``make bench`` runs it; figures go to the README.
+``predict_proba`` measured in the same run. ``make bench`` runs it; figures go to bench/README.md.
 
     python bench/models.py [--rows 200000]
 """

@@ -135,10 +135,13 @@ async def main() -> None:
         peak_after = max((s[2] for s in after), default=0)
         print(f"live keys in the changelog at the end: {in_changelog:,} (of {3 * args.events:,} written)")
         if after:
-            rss_range = f"{min(s[3] for s in after):.0f}-{max(s[3] for s in after):.0f} MB"
+            low, high = min(s[3] for s in after), max(s[3] for s in after)
+            rss_range = (
+                f"{low:.0f}-{high:.0f} MB (+{(high / low - 1) * 100:.0f}% over {samples[-1][0] - after[0][0]:.1f} days)"
+            )
             print(f"after the expiry horizon ({horizon} days): live keys at most {peak_after:,}, RSS {rss_range}")
             record("state", f"python bench/state.py --events {args.events}", [
-                ("page views from unique visitors, simulated days", f"{args.events:,}, {args.days:g}", ""),
+                ("page views from unique visitors, simulated days", f"{args.events:,}, {samples[-1][0]:.1f}", ""),
                 ("live keys after the horizon (max)", f"{peak_after:,}", "flat"),
                 ("engine RSS after the horizon", rss_range, "flat"),
                 ("live keys left in the changelog", f"{in_changelog:,} of {3 * args.events:,}", ""),

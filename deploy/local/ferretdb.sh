@@ -13,7 +13,7 @@ PATCH="$HERE/ferretdb/$VERSION-fixes.patch"
 # SQLite's default in WAL mode (FULL) waits for an fsync at every commit, and FerretDB commits each
 # update of a bulk write on its own: about one millisecond of disk per document. NORMAL syncs at
 # checkpoints only; a killed FerretDB still loses nothing (the WAL is in the OS's page cache), only
-# a power cut of the machine can lose the last commits. README.md: "FerretDB: the patch and the gaps".
+# a power cut of the machine can lose the last commits. deploy/local/README.md: "FerretDB: the patch and the gaps".
 SQLITE_SYNC="${PROACT_FERRETDB_SQLITE_SYNC:-normal}"
 
 install() {
@@ -32,7 +32,7 @@ install() {
   rm -rf "$src"; mkdir -p "$FERRET_HOME/bin"; cp -r "$dir" "$src"; chmod -R u+w "$src"
   echo "$VERSION" >"$src/build/version/version.txt"
   # Fixes the SQLite _id index never being used, the hang on 100+ updates in one batch and
-  # $group's second accumulator; README.md: "FerretDB: the patch and the gaps".
+  # $group's second accumulator; deploy/local/README.md: "FerretDB: the patch and the gaps".
   if [[ -f "$PATCH" ]]; then (cd "$src" && patch -s -p1 <"$PATCH"); fi
   (cd "$src" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -o "$BIN.tmp" ./cmd/ferretdb)
   mv "$BIN.tmp" "$BIN"

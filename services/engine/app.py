@@ -52,7 +52,7 @@ tracer = trace.get_tracer("proact.engine")
 # AddPartitionsToTxn with CONCURRENT_TRANSACTIONS until that commit's markers are written: a
 # millisecond or two here. aiokafka then waits a fixed 20 ms (KAFKA-5477's compromise; it has no
 # setting for it), which was most of a batch's time at 1,000 events/s: one transaction measured
-# 25 ms at p50 with it and 5.6 ms with 2 ms (README.md, "Engine"). The retry is cheap for the broker.
+# 25 ms at p50 with it and 5.6 ms with 2 ms (bench/README.md, "Engine"). The retry is cheap for the broker.
 TXN_RETRY_BACKOFF_S = 0.002
 Encoded = tuple[str, bytes, bytes, list[tuple[str, bytes]]]  # topic, key, value, headers
 _aiokafka_sender.BACKOFF_OVERRIDE = TXN_RETRY_BACKOFF_S

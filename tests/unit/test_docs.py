@@ -1,0 +1,37 @@
+"""The house's documents: a short README, and every link in it and in the docs resolves to a file
+in the repository (no reference to a document a clone does not contain)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def documents() -> list[Path]:
+    tracked = subprocess.run(["git", "ls-files", "*.md"], cwd=ROOT, capture_output=True, text=True, check=True)
+    return [ROOT / line for line in tracked.stdout.splitlines()]
+
+
+def test_the_readme_is_short() -> None:
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 200
+
+
+def test_every_link_in_the_documents_resolves_to_a_file_in_the_repository() -> None:
+    broken = []
+    for doc in documents():
+        for target in LINK.findall(doc.read_text()):
+            if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+                continue  # a web address, or an anchor in the same page
+            path = (doc.parent / target.split("#", 1)[0]).resolve()
+            if not path.exists() or ROOT not in path.parents:
+                broken.append(f"{doc.relative_to(ROOT)} -> {target}")
+    assert broken == []
+
+
+def test_nothing_cites_a_design_document_the_repository_lacks() -> None:
+    tracked = subprocess.run(["git", "grep", "-l", "DESIGN.md"], cwd=ROOT, capture_output=True, text=True)
+    assert tracked.stdout.split() == ["tests/unit/test_docs.py"]
