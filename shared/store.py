@@ -1,7 +1,8 @@
 """MongoDB access on PyMongo's async API: the client, collection names, and indexes created at start-up.
 
 Written for real MongoDB and kept to what FerretDB v1 also does (no transactions, TTL or partial
-indexes, change streams or multi-accumulator ``$group``): see deploy/local/README.md, "FerretDB: the patch and the gaps".
+indexes, change streams or multi-accumulator ``$group``): see deploy/local/README.md, "FerretDB:
+the patch and the gaps".
 """
 
 from __future__ import annotations
