@@ -1,5 +1,6 @@
-# One image for every proact service; the service is chosen by the command:
-#   docker run proact services.engine      (or services.storefront, services.engine.projector, ...)
+# One image for every proact service; the service is chosen by the command, a module of the
+# catalogue (shared/catalogue.py: python -m shared.catalogue lists them, with their ports):
+#   docker run proact services.engine      (or services.projector, services.dispatcher, ...)
 FROM python:3.11-slim AS build
 WORKDIR /src
 RUN python -m venv /opt/venv

@@ -49,6 +49,7 @@ from decide import stack_env, wait_ready
 from pymongo.errors import PyMongoError
 from report import record
 
+from shared.catalogue import BY_NAME
 from shared.contract import Topics, encode, new_event
 from shared.contract.topics import ensure_topics
 from shared.rules import ContactPolicy
@@ -61,8 +62,7 @@ from tests.receivers import Receivers
 ROOT = Path(__file__).resolve().parents[1]
 BOOTSTRAP = "127.0.0.1:9092"
 PORTS = {"engine": 18381, "projector": 18382, "dispatcher": 18383, "storefront": 18180}
-MODULES = {"engine": "services.engine", "projector": "services.engine.projector",
-           "dispatcher": "services.dispatcher", "storefront": "services.storefront"}  # fmt: skip
+MODULES = {name: BY_NAME[name].module for name in PORTS}  # the services it runs, from the catalogue
 TARGETS = ("engine", "dispatcher", "storefront", "kafka", "ferretdb")
 RUN_DIR = cache_dir() / "run"
 

@@ -26,6 +26,8 @@ import httpx
 from cleanup import cleanup  # bench/ is on the path when a benchmark runs as a script
 from report import record
 
+from shared.catalogue import BY_NAME
+
 ROOT = Path(__file__).resolve().parents[1]
 STOREFRONT_PORT, TRIVIAL_PORT = 18080, 18081
 
@@ -99,7 +101,7 @@ def stack_env(prefix: str, work: Path, ports: dict[str, int], **extra: str) -> d
         "PROACT_DISPATCHER_OUTBOX_DIR": str(work / "outbox"),
         "OTEL_TRACES_EXPORTER": "none",
         "PROACT_LOG_LEVEL": "WARNING",
-        **{f"PROACT_{name.upper()}_HTTP_PORT": str(port) for name, port in ports.items()},
+        **{BY_NAME[name].port_env: str(port) for name, port in ports.items()},
         **extra,
     }
 

@@ -34,6 +34,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from cleanup import cleanup  # bench/ is on the path when a benchmark runs as a script
 from report import record
 
+from shared.catalogue import BY_NAME
 from shared.contract import EVENT_TYPES, Topics, encode, new_event
 from shared.contract.topics import ensure_topics
 from shared.settings import Settings
@@ -275,7 +276,7 @@ async def main() -> None:
         events = mix(args.events, rng)
         produce_rate = await produce(topics, events)
         raw = await raw_loop(topics, len(events))
-        engine = start("services.engine", prefix, port, workdir)
+        engine = start(BY_NAME["engine"].module, prefix, port, workdir)
         t0 = time.perf_counter()
         first: tuple[float, int] | None = None  # the first commit seen: start-up (imports, group join) is over
         while (done := await committed(f"{prefix}-engine", topics)) < len(events):
@@ -289,7 +290,7 @@ async def main() -> None:
         first = first or (t0, 0)
         sustained = (len(events) - first[1]) / (end - first[0])
         startup = first[0] - t0
-        projector = start("services.engine.projector", prefix, port, workdir)
+        projector = start(BY_NAME["projector"].module, prefix, port, workdir)
         t0 = time.perf_counter()
         written = 0
         async with httpx.AsyncClient() as http:

@@ -35,6 +35,7 @@ from decide import cpu_s, seed_sessions, spawn, stack_env, wait_ready
 from engine import mix
 from report import record
 
+from shared.catalogue import BY_NAME
 from shared.contract import Topics
 from shared.contract.topics import ensure_topics
 from shared.settings import cache_dir
@@ -100,10 +101,8 @@ def main() -> None:
         env = stack_env(prefix, work, PORTS, PROACT_STOREFRONT_EVENTS_PER_IP="10000000")
         asyncio.run(ensure_topics(BOOTSTRAP, Topics(prefix=prefix)))
         services = {
-            name: spawn([sys.executable, "-m", module], env, work / f"{name}.log")
-            for name, module in (("engine", "services.engine"), ("projector", "services.engine.projector"),
-                                 ("dispatcher", "services.dispatcher"), ("storefront", "services.storefront"))
-        }  # fmt: skip
+            name: spawn([sys.executable, "-m", BY_NAME[name].module], env, work / f"{name}.log") for name in PORTS
+        }
         try:
             for name, proc in services.items():
                 wait_ready(f"http://127.0.0.1:{PORTS[name]}/health/ready", proc, work / f"{name}.log", 120)

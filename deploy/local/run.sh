@@ -50,9 +50,10 @@ cat <<MSG
 
 MSG
 # a service that exits while the demo runs is reported at once, with the end of its log
+services=$(cd "$ROOT" && "$PYTHON" -m shared.catalogue | cut -d' ' -f1)
 (
   while sleep 3; do
-    for s in engine projector dispatcher storefront admin; do
+    for s in $services; do
       if [[ -f "$RUN_DIR/$s.pid" ]] && ! pid_alive "$s"; then
         log "$s EXITED; the last lines of $LOG_DIR/$s.log:"; tail -n 15 "$LOG_DIR/$s.log" >&2
         rm -f "$RUN_DIR/$s.pid"

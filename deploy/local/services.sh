@@ -1,22 +1,23 @@
 #!/usr/bin/env bash
 # Starts, stops and reports proact's own services as local processes (logs and PID files in the cache).
-# usage: services.sh start|stop|status [service...]   (default: all)
+# usage: services.sh start|stop|status [service...]   (default: all, from the catalogue: shared/catalogue.py)
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 source "$HERE/lib.sh"
 ROOT="$(cd "$HERE/../.." && pwd)"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
-ALL=(engine projector dispatcher storefront admin)
 
-health_url() {
-  case "$1" in
-    engine) echo "http://127.0.0.1:${PROACT_ENGINE_HTTP_PORT:-8081}/health/live" ;;
-    projector) echo "http://127.0.0.1:${PROACT_PROJECTOR_HTTP_PORT:-8083}/health/live" ;;
-    dispatcher) echo "http://127.0.0.1:${PROACT_DISPATCHER_HTTP_PORT:-8082}/health/live" ;;
-    storefront) echo "http://127.0.0.1:${PROACT_STOREFRONT_HTTP_PORT:-8080}/health/live" ;;
-    admin) echo "http://127.0.0.1:${PROACT_ADMIN_HTTP_PORT:-8090}/health/live" ;;
-  esac
-}
+# name -> "module port_env port health", read once from the catalogue
+declare -A CATALOGUE
+ALL=()
+while read -r name module port_env port health; do
+  CATALOGUE[$name]="$module $port_env $port $health"
+  ALL+=("$name")
+done < <(cd "$ROOT" && "$PYTHON" -m shared.catalogue)
+
+field() { local -a f; read -r -a f <<<"${CATALOGUE[$1]}"; echo "${f[$2]}"; }
+port_of() { local var; var=$(field "$1" 1); echo "${!var:-$(field "$1" 2)}"; }
+health_url() { echo "http://127.0.0.1:$(port_of "$1")$(field "$1" 3)"; }
 
 wait_healthy() {
   local name=$1 url i
@@ -32,25 +33,26 @@ wait_healthy() {
 start_one() {
   local name=$1 port
   if pid_alive "$name"; then log "$name already running"; return 0; fi
-  port=$(health_url "$name" | sed -E 's#.*:([0-9]+)/.*#\1#')
+  port=$(port_of "$name")
   if port_open 127.0.0.1 "$port"; then
     log "port $port is taken by another process (not started by this script); stop it or set $name's port"
     return 1
   fi
-  local module="services.$name"
-  [[ $name == projector ]] && module="services.engine.projector"
   (cd "$ROOT" && OTEL_SERVICE_NAME="proact-$name" PROACT_TRACES_FILE="$LOG_DIR/traces-$name.jsonl" \
-    nohup "$PYTHON" -m "$module" \
+    nohup "$PYTHON" -m "$(field "$name" 0)" \
     >>"$LOG_DIR/$name.log" 2>&1 </dev/null & echo $! >"$RUN_DIR/$name.pid")
 }
 
 cmd=${1:-}; shift || true
 names=("$@"); [[ ${#names[@]} -gt 0 ]] || names=("${ALL[@]}")
+for n in "${names[@]}"; do
+  [[ -n "${CATALOGUE[$n]:-}" ]] || { echo "unknown service $n; known: ${ALL[*]}" >&2; exit 2; }
+done
 case "$cmd" in
   start)
     for n in "${names[@]}"; do start_one "$n"; done
     for n in "${names[@]}"; do wait_healthy "$n"; done ;;
   stop) for n in "${names[@]}"; do stop_pid "$n"; done ;;
   status) rc=0; for n in "${names[@]}"; do status_pid "$n" || rc=3; done; exit $rc ;;
-  *) echo "usage: $0 start|stop|status [engine|projector|dispatcher|storefront|admin ...]" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status [${ALL[*]}]" >&2; exit 2 ;;
 esac

@@ -12,15 +12,9 @@ from pathlib import Path
 
 import httpx
 
-SERVICES = ("engine", "projector", "dispatcher", "storefront", "admin")
-MODULES = {"projector": "services.engine.projector"}
-PORT_VARS = {
-    "engine": "PROACT_ENGINE_HTTP_PORT",
-    "projector": "PROACT_PROJECTOR_HTTP_PORT",
-    "dispatcher": "PROACT_DISPATCHER_HTTP_PORT",
-    "storefront": "PROACT_STOREFRONT_HTTP_PORT",
-    "admin": "PROACT_ADMIN_HTTP_PORT",
-}
+from shared.catalogue import BY_NAME
+
+SERVICES = tuple(BY_NAME)
 
 
 def free_port() -> int:
@@ -44,7 +38,7 @@ class Stack:
             "PROACT_ENGINE_GROUP_ID": f"{prefix}-engine",
             "PROACT_DISPATCHER_GROUP_ID": f"{prefix}-dispatcher",
             "OTEL_TRACES_EXPORTER": "none",
-            **{PORT_VARS[name]: str(port) for name, port in self.ports.items()},
+            **{BY_NAME[name].port_env: str(port) for name, port in self.ports.items()},
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -55,7 +49,7 @@ class Stack:
         """Start a service; ``module`` and extra environment start a second instance of one."""
         log = (self.workdir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", module or MODULES.get(name, f"services.{name}")],
+            [sys.executable, "-m", module or BY_NAME[name].module],
             env={**self.env, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -87,7 +81,7 @@ class Stack:
             if self.processes[name].poll() is not None:
                 raise RuntimeError(f"{name} exited: {self.log_tail(name)}")
             try:
-                response = httpx.get(self.url(name, "/health/ready"), timeout=2)
+                response = httpx.get(self.url(name, BY_NAME[name].ready), timeout=2)
                 if response.status_code in (200, 204):
                     return
                 last = response.text

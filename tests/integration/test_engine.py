@@ -14,7 +14,7 @@ from aiokafka.structs import ConsumerRecord
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.engine.app import Engine, send_batched
-from services.engine.projector import Projector
+from services.projector.app import Projector
 from shared.contract import Event, InvalidEvent, Topics, decode
 from shared.settings import EngineSettings, Settings
 from shared.store import Collections, Document

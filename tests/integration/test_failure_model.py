@@ -18,7 +18,7 @@ from aiokafka.structs import ConsumerRecord
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.engine.app import Engine, RestoreIncomplete, send_batched
-from services.engine.projector import Projector
+from services.projector.app import Projector
 from shared.contract import Event, Topics
 from shared.engine import handlers
 from shared.engine.state import CUSTOMER, PartitionState

@@ -1,7 +1,7 @@
 """Write-behind projection of the engine's changelog into MongoDB, for the people and services that
 read state (admin, explanations, storefront, trainer).
 
-Runs as its own process, ``python -m services.engine.projector``, so that MongoDB's pace never
+Runs as its own process, ``python -m services.projector``, so that MongoDB's pace never
 holds up the engine. It reads ``proact.engine.state`` (read_committed) in its own consumer group, keeps only the latest
 value of each entity in a batch, and writes ``customers``, ``orders`` and ``sessions`` with
 unordered bulk replaces of at most ``chunk`` documents (FerretDB stalls on 100 or more updates in
@@ -218,60 +218,3 @@ class Projector:
             end = consumer.last_stable_offset(tp)
             if end is not None:
                 self.lag[f"{tp.topic}:{tp.partition}"] = max(end - await consumer.position(tp), 0)
-
-
-async def main() -> None:
-    import signal
-
-    from opentelemetry import metrics
-    from opentelemetry.metrics import Observation
-
-    from shared.health import kafka_reachable, start_health_server
-    from shared.logs import setup_logging
-    from shared.metrics import setup_metrics
-    from shared.settings import ProjectorSettings
-    from shared.store import database, ensure_indexes, mongo_client, ping
-    from shared.telemetry import setup_tracing
-
-    settings = ProjectorSettings()
-    setup_logging("projector", settings.log_level)
-    provider = setup_tracing("projector", settings)
-    client = mongo_client(settings)
-    projector = Projector(settings, database(client, settings))
-    await ensure_indexes(projector.db, OWNED)
-
-    async def ready() -> dict[str, bool]:
-        return {"mongodb": await ping(client), "kafka": await kafka_reachable(settings.kafka_bootstrap_servers)}
-
-    def stats() -> dict[str, object]:
-        return {
-            "written": projector.written,
-            "skipped": projector.skipped,
-            "unreadable_by_reason": dict(projector.unreadable),
-            "lag": projector.total_lag,
-            "lag_seconds": round(projector.lag_seconds, 3),
-            "lag_by_partition": projector.lag,
-        }
-
-    setup_metrics("projector", settings)
-    meter = metrics.get_meter("proact.projector")
-    meter.create_observable_gauge(
-        "proact.projector.lag", [lambda _: [Observation(projector.total_lag)]], unit="{record}"
-    )
-    meter.create_observable_gauge(
-        "proact.projector.lag_seconds", [lambda _: [Observation(projector.lag_seconds)]], unit="s"
-    )
-    health = start_health_server("projector", settings.http_port, ready, stats)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, projector.stop)
-    try:
-        await projector.run()
-    finally:
-        health.cancel()
-        await client.close()
-        provider.shutdown()
-
-
-if __name__ == "__main__":
-    asyncio.run(main())
