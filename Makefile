@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export PROACT_CACHE ?= $(HOME)/.cache/proact
 export PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: install infra-up infra-down infra-status run stop test test-unit lint bench load chaos models traces clean-cache
+.PHONY: contract install infra-up infra-down infra-status run stop test test-unit lint bench load chaos models traces clean-cache
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
@@ -40,10 +40,15 @@ run: install
 
 stop: infra-down
 
+# the contract's JSON Schemas, AsyncAPI document and docs/events.md, generated from shared/contract
+contract: $(VENV)/.installed
+	$(PY) -m shared.contract reference
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(PY) -m shared.contract reference --check
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit -q

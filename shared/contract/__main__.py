@@ -1,4 +1,6 @@
-"""``python -m shared.contract ensure``: create the registry's missing topics on the configured broker."""
+"""``python -m shared.contract ensure``: create the registry's missing topics on the configured broker;
+``strimzi``: the topics as Strimzi resources; ``reference [--check]``: the contract's JSON Schemas,
+AsyncAPI document and reference page (``shared.contract.reference``)."""
 
 import sys
 

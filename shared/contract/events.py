@@ -271,6 +271,36 @@ class TimerFired(EventData):
     due_at: AwareDatetime
 
 
+# --- proact.engine.decisions -------------------------------------------------------------------
+class DecisionRecord(BaseModel):
+    """One entry of the decision log (``proact.engine.decisions``, projected to ``decisions``): what
+    a rule decided for a customer or a visitor, why, and on what inputs. Written by the engine and
+    by the storefront's decision call; a JSON object keyed by the customer (or visitor) id, not a
+    CloudEvent: it is a log of the engine's own reasoning, read by the projector and by people."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    id: str = Field(alias="_id", description="rule, customer, scope and cause: a replayed decision is a duplicate")
+    rule_id: str
+    rule_version: int
+    rule_name: str
+    customer_id: str
+    visitor_id: str | None = None
+    scope: str = Field(description="the order, ticket, case or session the decision is about")
+    order_id: str | None = None
+    at: AwareDatetime
+    outcome: Literal["fired", "holdout", "deferred", "suppressed", "not_matched", "cancelled"]
+    guard: str | None = Field(None, description="the guard that stopped the rule, if one did")
+    why: str
+    channel: str | None = None
+    action_id: str | None = None
+    defer_until: AwareDatetime | None = None
+    conditions: list[dict[str, Any]] = Field(default_factory=list, description="each condition, held or not")
+    trigger: dict[str, Any]
+    cause_event_id: str | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict, description="what the rule saw (no personal data)")
+
+
 # type -> (attribute of Topics naming its topic, data model)
 EVENT_TYPES: dict[str, tuple[str, type[EventData]]] = {
     "customer.upserted": ("customers", CustomerUpserted),

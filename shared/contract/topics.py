@@ -224,13 +224,17 @@ def strimzi(topics: Topics, cluster: str = "proact-kafka", replicas: int = 3) ->
 
 
 def main(argv: list[str]) -> int:
+    if argv[1:2] == ["reference"]:
+        from shared.contract import reference
+
+        return reference.main(argv[2:])
     if argv[1:] == ["strimzi"]:
         from shared.settings import Settings  # the contract is imported by the settings
 
         print(strimzi(Topics.from_settings(Settings())), end="")
         return 0
     if argv[1:] != ["ensure"]:
-        print("usage: python -m shared.contract ensure|strimzi", file=sys.stderr)
+        print("usage: python -m shared.contract ensure|strimzi|reference [--check]", file=sys.stderr)
         return 2
     from shared.settings import Settings
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -13,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.contract import EVENT_TYPES, InvalidEvent, decode, encode, from_dict, new_event
-from tests.factories import event, sample_data
+from shared.contract.examples import example_data
+from tests.factories import event
 
 
 @pytest.mark.parametrize("type_", sorted(EVENT_TYPES))
@@ -49,7 +51,7 @@ def test_binary_mode_written_by_the_sdk_is_accepted() -> None:
 
 
 def test_unknown_fields_are_kept() -> None:
-    data = {**sample_data("order.delivered"), "warehouse": "WAW-2"}
+    data = {**example_data("order.delivered", datetime.now(UTC)), "warehouse": "WAW-2"}
     e = new_event("order.delivered", "c-1", data, source="t")
     assert decode(encode(e)[1]).data.model_dump()["warehouse"] == "WAW-2"
 
@@ -71,12 +73,16 @@ def _structured(**overrides: object) -> bytes:
         (_structured(subject=""), "subject", "at least 1"),
         (_structured(data={"order_id": "o-1", "customer_id": "c-1"}), "data.total", "Field required"),
         (
-            _structured(data={**sample_data("order.placed"), "total": {"amount": "ten", "currency": "EUR"}}),
+            _structured(
+                data={**example_data("order.placed", datetime.now(UTC)), "total": {"amount": "ten", "currency": "EUR"}}
+            ),
             "data.total.amount",
             "decimal",
         ),
         (
-            _structured(data={**sample_data("order.placed"), "promised_ship_by": "2026-01-01T10:00:00"}),
+            _structured(
+                data={**example_data("order.placed", datetime.now(UTC)), "promised_ship_by": "2026-01-01T10:00:00"}
+            ),
             "data.promised_ship_by",
             "timezone",
         ),
@@ -95,7 +101,7 @@ def test_an_oversized_event_is_refused_before_parsing() -> None:
 
 
 def test_callback_without_consent_or_contact_is_refused() -> None:
-    data = sample_data("callback.requested")
+    data = example_data("callback.requested", datetime.now(UTC))
     with pytest.raises(InvalidEvent) as info:
         new_event("callback.requested", "v-1", {**data, "consent": False}, source="t")
     assert info.value.field == "data.consent"
