@@ -21,6 +21,7 @@ from services.admin.access import Viewer
 from shared.rules import Rule, evaluate
 from shared.rules import store as rule_store
 from shared.rules.conditions import context
+from shared.rules.facts import build as build_facts
 from shared.rules.model import RULE_ID, scope_field
 from shared.store import Collections, Document
 
@@ -51,15 +52,13 @@ async def known_facts(
         if order_id and not order:
             raise HTTPException(404, {"detail": f"the engine knows no order {order_id}", "field": "order_id"})
     data = {"customer_id": customer_id, **({"order_id": order["order_id"]} if order else {})}
-    return {
-        "event": {"type": event_type or "dry_run", "id": "dry-run", "time": now.isoformat(), "data": data},
-        "customer": customer,
-        "order": order,
-        "session": {},
-        "scores": {"churn": (customer.get("churn") or {}).get("score"), "intent": None},
-        "trigger": {"kind": rule.triggers[0].kind if rule else "event", "event": event_type},
-        "now": now,
-    }
+    return build_facts(
+        event={"type": event_type or "dry_run", "id": "dry-run", "time": now.isoformat(), "data": data},
+        trigger=rule.triggers[0].kind if rule else "event",
+        now=now,
+        customer=customer,
+        order=order,
+    )
 
 
 @router.get("/rules/{rule_id}/dry-run")

@@ -27,6 +27,7 @@ from shared.features import intent
 from shared.models.registry import ModelHandle
 from shared.rules import RuleSet, Verdict, arbitrate, evaluate
 from shared.rules.conditions import context, select
+from shared.rules.facts import build as build_facts
 
 log = logging.getLogger(__name__)
 
@@ -86,24 +87,16 @@ class Decider:
         if not rules.on_session:
             return Answer(False, decision_id, "no pop-up rule is active")
 
-        facts_session = {
-            **session,
-            "duration_s": sessions.duration_s(session, now),
-            "page_count": len(session.get("pages") or []),
-            "checkout": bool(session.get("checkout")),
-            "offered": bool(session.get("offered")),
-        }
         score = self._intent(session)
-        facts = {
-            "event": {"type": "decide", "id": decision_id, "time": now.isoformat(), "data": {}},
-            "customer": {"customer_id": session.get("customer_id")},
-            "order": {},
-            "session": facts_session,
-            "scores": {"intent": score, "churn": None},
-            "trigger": {"kind": "session", "event": "decide"},
-            "now": now,
-        }  # fmt: skip
-        ctx = context(select(facts, rules.session_needs))  # only what the pop-up rules read becomes CEL
+        seen = build_facts(
+            event={"type": "decide", "id": decision_id, "time": now.isoformat(), "data": {}},
+            trigger="session",
+            now=now,
+            customer={"customer_id": session.get("customer_id")},
+            session=session,
+            intent=score,
+        )
+        ctx = context(select(seen, rules.session_needs))  # only what the pop-up rules read becomes CEL
         # who the guards count for: the customer when known, else the visitor; their pop-up history
         who = str(session.get("customer_id") or visitor_id)
         history = {"customer_id": who, "consents": {"popup": True}, "contacts": visitor.get("contacts") or []}

@@ -33,10 +33,11 @@ from typing import Any
 from shared.clock import shifted
 from shared.contract import Event, new_event
 from shared.contract import events as ev
-from shared.engine.state import CUSTOMER, ORDER, Doc, PartitionState, Timer
+from shared.engine.state import CUSTOMER, ORDER, SESSION, Doc, PartitionState, Timer
 from shared.rules import ContactPolicy, Rule, RuleSet, Verdict, arbitrate, evaluate, scope_field
 from shared.rules.conditions import context, select
 from shared.rules.evaluator import merge
+from shared.rules.facts import build as build_facts
 
 log = logging.getLogger(__name__)
 
@@ -316,18 +317,16 @@ class RuleRunner:
         return now - first < self.profile_wait_max
 
     def _facts(self, state: PartitionState, customer: Doc, item: Evaluation, now: datetime) -> Doc:
-        order_id = item.cause.get("data", {}).get("order_id")
-        order = (state.get(ORDER, order_id) if order_id else None) or {}
-        churn = (customer.get("churn") or {}).get("score")
-        return {
-            "event": item.cause,
-            "customer": customer,
-            "order": order,
-            "session": {},
-            "scores": {"churn": churn, "intent": None},
-            "trigger": {"kind": item.trigger, "event": item.cause.get("type")},
-            "now": now,
-        }
+        data = item.cause.get("data", {})
+        order_id, session_id = data.get("order_id"), data.get("session_id")
+        return build_facts(
+            event=item.cause,
+            trigger=item.trigger,
+            now=now,
+            customer=customer,
+            order=state.get(ORDER, order_id) if order_id else None,
+            session=state.get(SESSION, session_id) if session_id else None,
+        )
 
     def _defer(
         self, state: PartitionState, customer_id: str, item: Evaluation, verdict: Verdict, now: datetime

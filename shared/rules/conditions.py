@@ -1,19 +1,8 @@
 """Conditions are CEL expressions (Common Expression Language, via ``common-expression-language``,
 a binding of the Rust implementation): data that is parsed and compiled once, never Python ``eval``.
 
-What a condition can see (the *facts*), all plain JSON-like values:
-
-=========== ==================================================================================
-``event``   the event that triggered the evaluation: ``type``, ``id``, ``time``, ``data``
-``customer`` the engine's customer record: ``orders``, ``tickets``, ``locale``, ``timezone``,
-            ``consents``, ``last_order_at``, histories (``order_history``, ``ticket_history``,
-            ``return_history``, ``csat_history``, ...), ``contacts`` (messages proact sent)
-``order``   the order the event is about (``status``, ``promised_ship_by``, ``estimated_delivery``…)
-``session`` the live browsing session (pop-up rules): ``pages``, ``page_count``, ``duration_s``, ``checkout``…
-``scores``  ``churn`` and ``intent`` (0..1, or null when no model has scored yet)
-``trigger`` ``kind`` (event, delay, absence, score, session, deferred) and ``event`` (its type)
-``now``     the evaluation time, a CEL timestamp
-=========== ==================================================================================
+What a condition can see (the *facts*: ``event``, ``customer``, ``order``, ``session``, ``scores``,
+``trigger``, ``now``) is built by ``shared.rules.facts``, the same for every evaluator.
 
 Absent records are empty maps, so ``has(order.status)`` is the way to test for one. Timestamps in
 records are ISO 8601 strings: ``timestamp(order.promised_delivery_by)``. One function is added to
@@ -174,54 +163,50 @@ def _jsonable(value: Any) -> Any:
 
 
 def example_facts() -> dict[str, Any]:
-    """Facts with every documented field filled, to type-check expressions at save time."""
+    """Facts with every documented field filled, to type-check expressions at save time (built like
+    every evaluator's, by ``shared.rules.facts``)."""
+    from shared.rules.facts import build  # the facts module reads sessions, which reads the contract
+
     now = datetime(2026, 1, 1, tzinfo=UTC)
     stamp = now.isoformat()
-    return {
-        "event": {"type": "order.delivered", "id": "e-1", "time": stamp, "data": {"order_id": "o-1"}},
-        "customer": {
-            "customer_id": "c-1",
-            "orders": 2,
-            "tickets": 1,
-            "locale": "en-GB",
-            "timezone": "Europe/London",
-            "consents": {"email": True, "sms": False, "push": False, "phone": False},
-            "has_email": True,
-            "has_phone": False,
-            "last_order_at": stamp,
-            "order_history": [{"at": stamp, "amount": "10.00", "items": 1}],
-            "ticket_history": [stamp],
-            "return_history": [stamp],
-            "late_history": [stamp],
-            "opened_history": [stamp],
-            "csat_history": [{"at": stamp, "score": 4}],
-            "nps_history": [{"at": stamp, "score": 8}],
-            "contacts": [{"rule_id": "r", "at": stamp, "channel": "email", "scope": "o-1", "holdout": False}],
-            "churn": {"score": 0.5, "model_version": "v1", "at": stamp},
-        },
-        "order": {
-            "order_id": "o-1",
-            "customer_id": "c-1",
-            "status": "delivered",
-            "placed_at": stamp,
-            "total": {"amount": "10.00", "currency": "EUR"},
-            "items": 1,
-            "promised_ship_by": stamp,
-            "promised_delivery_by": stamp,
-            "estimated_delivery": stamp,
-        },
-        "session": {
-            "session_id": "s-1",
-            "visitor_id": "v-1",
-            "started_at": stamp,
-            "duration_s": 60.0,
-            "page_count": 3,
-            "checkout": False,
-            "offered": False,
-            "returning": False,
-            "pages": [{"url": "/", "page_type": "home", "duration_s": 10.0}],
-        },
-        "scores": {"churn": 0.5, "intent": 0.5},
-        "trigger": {"kind": "event", "event": "order.delivered"},
-        "now": now,
+    customer = {
+        "customer_id": "c-1",
+        "orders": 2,
+        "tickets": 1,
+        "locale": "en-GB",
+        "timezone": "Europe/London",
+        "consents": {"email": True, "sms": False, "push": False, "phone": False},
+        "has_email": True,
+        "has_phone": False,
+        "last_order_at": stamp,
+        "order_history": [{"at": stamp, "amount": "10.00", "items": 1}],
+        "ticket_history": [stamp],
+        "return_history": [stamp],
+        "late_history": [stamp],
+        "opened_history": [stamp],
+        "csat_history": [{"at": stamp, "score": 4}],
+        "nps_history": [{"at": stamp, "score": 8}],
+        "contacts": [{"rule_id": "r", "at": stamp, "channel": "email", "scope": "o-1", "holdout": False}],
+        "churn": {"score": 0.5, "model_version": "v1", "at": stamp},
     }
+    order = {
+        "order_id": "o-1",
+        "customer_id": "c-1",
+        "status": "delivered",
+        "placed_at": stamp,
+        "total": {"amount": "10.00", "currency": "EUR"},
+        "items": 1,
+        "promised_ship_by": stamp,
+        "promised_delivery_by": stamp,
+        "estimated_delivery": stamp,
+    }
+    session = {
+        "session_id": "s-1",
+        "visitor_id": "v-1",
+        "started_at": stamp,
+        "returning": False,
+        "pages": [{"url": "/", "page_type": "home", "duration_s": 10.0}],
+        "intent": {"score": 0.5, "model_version": "v1", "at": stamp},
+    }
+    event = {"type": "order.delivered", "id": "e-1", "time": stamp, "data": {"order_id": "o-1"}}
+    return build(event=event, trigger="event", now=now, customer=customer, order=order, session=session)
