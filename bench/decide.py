@@ -189,11 +189,11 @@ def main() -> None:
                "PROACT_STOREFRONT_HTTP_PORT": str(STOREFRONT_PORT), "OTEL_TRACES_EXPORTER": "none",
                "PROACT_LOG_LEVEL": "WARNING", "PROACT_MODEL_DIR": str(work / "models"),
                "PROACT_STOREFRONT_EVENTS_PER_IP": "10000000"}  # one load generator is every visitor  # fmt: skip
-        from services.trainer import flows
+        from services.trainer import training
         from shared.models.registry import Registry
 
         registry = Registry(work / "models")
-        flows.train_intent(ROOT / "data/online_shoppers/sessions_feb_oct.csv", work / "intent")
+        training.train_intent(ROOT / "data/online_shoppers/sessions_feb_oct.csv", work / "intent")
         registry.promote("intent", registry.add(work / "intent"))
         subprocess.run(
             [sys.executable, "-m", "shared.contract", "ensure"], env=env, cwd=ROOT, check=True, capture_output=True

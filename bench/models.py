@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from report import record  # bench/ is on the path when a benchmark runs as a script
 
-from services.trainer import data, flows
+from services.trainer import data, training
 from shared.features import intent
 from shared.models.registry import load_artifact
 
@@ -39,8 +39,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         intent_dir, churn_dir = Path(tmp) / "intent", Path(tmp) / "churn"
-        flows.train_intent(ROOT / "data/online_shoppers/sessions_feb_oct.csv", intent_dir)
-        flows.train_churn(ROOT / "data/cdnow/orders_dev.ndjson.gz", data.parse_as_of("1997-09-30"), 273, churn_dir)
+        training.train_intent(ROOT / "data/online_shoppers/sessions_feb_oct.csv", intent_dir)
+        training.train_churn(ROOT / "data/cdnow/orders_dev.ndjson.gz", data.parse_as_of("1997-09-30"), 273, churn_dir)
         sessions, _, _ = data.read_sessions(ROOT / "data/online_shoppers/sessions_feb_oct.csv")
         X = intent.intent_matrix(sessions)
         rows = [list(x) for x in X[:2000]]

@@ -22,7 +22,7 @@ from report import record  # bench/ is on the path when a benchmark runs as a sc
 
 from shared.contract import Event, new_event
 from shared.engine.handlers import handle
-from shared.engine.rules import RuleBook, RuleRunner
+from shared.engine.runner import RuleBook, RuleRunner
 from shared.engine.state import PartitionState
 from shared.rules import ContactPolicy, Rule, RuleSet
 

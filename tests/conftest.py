@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from services.trainer import data, flows
+from services.trainer import data, training
 
 ROOT = Path(__file__).resolve().parents[1]
 SESSIONS = ROOT / "data" / "online_shoppers" / "sessions_feb_oct.csv"
@@ -16,14 +16,14 @@ ORDERS = ROOT / "data" / "cdnow" / "orders_dev.ndjson.gz"
 @pytest.fixture(scope="session")
 def intent_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("intent")
-    flows.train_intent(SESSIONS, out)
+    training.train_intent(SESSIONS, out)
     return out
 
 
 @pytest.fixture(scope="session")
 def churn_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("churn")
-    flows.train_churn(ORDERS, data.parse_as_of("1997-09-30"), 273, out)
+    training.train_churn(ORDERS, data.parse_as_of("1997-09-30"), 273, out)
     return out
 
 

@@ -8,14 +8,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 
+from services.admin.audit import router as audit_router
 from services.admin.backtests import router as backtests_router
-from services.admin.content import router as templates_router
 from services.admin.dryrun import router as dry_run_router
-from services.admin.models import router as models_router
+from services.admin.keys import router as keys_router
+from services.admin.model_registry import router as models_router
 from services.admin.results import router as results_router
 from services.admin.rules import router as rules_router
+from services.admin.templates import router as templates_router
 from services.admin.ui import router as ui_router
-from services.admin.views import router
 from shared.mail import Mailer
 from shared.rules import store as rule_store
 from shared.settings import AdminSettings
@@ -60,7 +61,8 @@ def create_app(settings: AdminSettings) -> FastAPI:
         max_body_size=1_048_576,
         telemetry=NO_NATIVE_TELEMETRY,
     )
-    app.include_router(router)
+    app.include_router(keys_router)
+    app.include_router(audit_router)
     app.include_router(rules_router)
     app.include_router(dry_run_router)
     app.include_router(templates_router)

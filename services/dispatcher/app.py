@@ -18,9 +18,9 @@ from opentelemetry import metrics, trace
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
-from services.dispatcher import contacts, state
+from services.dispatcher import contacts, messages_store
 from services.dispatcher.channels import Channel, Channels
-from services.dispatcher.flows import deliver, retrying
+from services.dispatcher.delivery import deliver, retrying
 from shared.clock import Clock
 from shared.contract import Event, InvalidEvent, Topics, decode, encode, new_event
 from shared.contract.events import ActionRequested, CustomerUpserted, Outcome
@@ -148,7 +148,7 @@ def build_broker(
                                 id=outcome_id)  # fmt: skip
             key, value, headers = encode(outcome)
             await broker.publish(value, topics.outcomes, key=key, headers={k: v.decode() for k, v in headers})
-            await state.outcome_published(db, event.data.action_id)
+            await messages_store.outcome_published(db, event.data.action_id)
 
     @broker.subscriber(
         topics.customers,
@@ -179,7 +179,7 @@ def build_broker(
         if event is None or not isinstance(event.data, Outcome) or not event.data.action_id:
             return
         if (field := ENGAGEMENT.get(event.type)) is not None:
-            await state.engaged(db, event.data.action_id, field, event.time)
+            await messages_store.engaged(db, event.data.action_id, field, event.time)
 
     return broker
 

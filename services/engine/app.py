@@ -37,7 +37,7 @@ from shared.clock import Clock, SystemClock
 from shared.contract import EVENT_TYPES, Event, InvalidEvent, Topics, decode, encode
 from shared.contract.topics import DLQ_HEADER_PREFIX, dead_letter_headers, error_type
 from shared.engine.handlers import handle, timer_event
-from shared.engine.rules import RuleBook, RuleRunner
+from shared.engine.runner import RuleBook, RuleRunner
 from shared.engine.state import TRACE_FIELD, Expiry, PartitionState, Timer
 from shared.models.registry import Registry
 from shared.rules import RuleSet

@@ -16,9 +16,9 @@ from services.storefront.limits import RateLimit
 from services.storefront.messages import router as messages
 from services.storefront.pages import router as pages
 from services.storefront.publisher import Publisher
+from services.storefront.routes import router
+from services.storefront.session_view import SessionView
 from services.storefront.sites import SiteGuard
-from services.storefront.view import SessionView
-from services.storefront.views import router
 from shared import template_store
 from shared.contract import Topics
 from shared.models.registry import ModelHandle, Registry

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.storefront.view import SessionView
+from services.storefront.session_view import SessionView
 from shared import sessions, templates
 from shared.features import intent
 from shared.models.registry import ModelHandle

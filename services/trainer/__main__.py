@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from services.trainer import data, flows
+from services.trainer import data, training
 from shared.logs import setup_logging
 from shared.models.registry import KINDS, ModelRefused, Registry
 from shared.settings import TrainerSettings
@@ -95,12 +95,12 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_health(settings))
         if args.command == "train":
             if args.kind == "intent":
-                metadata = flows.train_intent(args.data, args.out)
+                metadata = training.train_intent(args.data, args.out)
             elif args.from_mongo:
                 as_of = data.parse_as_of(args.as_of)
-                metadata = asyncio.run(flows.train_churn_from_mongo(settings, as_of, args.horizon_days, args.out))
+                metadata = asyncio.run(training.train_churn_from_mongo(settings, as_of, args.horizon_days, args.out))
             else:
-                metadata = flows.train_churn(args.orders, data.parse_as_of(args.as_of), args.horizon_days, args.out)
+                metadata = training.train_churn(args.orders, data.parse_as_of(args.as_of), args.horizon_days, args.out)
             print(json.dumps({k: metadata[k] for k in ("kind", "version", "validation", "report")}, indent=2))
             if args.register or args.promote:
                 version = registry.add(args.out)
@@ -110,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "score":
             if args.kind == "intent":
-                n = flows.score_intent(args.model, args.data, args.out)
+                n = training.score_intent(args.model, args.data, args.out)
             else:
-                n = flows.score_churn(args.model, args.orders, data.parse_as_of(args.as_of), args.out)
+                n = training.score_churn(args.model, args.orders, data.parse_as_of(args.as_of), args.out)
             print(f"scored {n} rows into {args.out}")
             return 0
         if args.command == "registry":

@@ -23,7 +23,7 @@ from typing import Any
 from shared.contract import Event
 from shared.contract import events as ev
 from shared.engine.handlers import handle_whole, timer_event
-from shared.engine.rules import RuleBook, RuleRunner
+from shared.engine.runner import RuleBook, RuleRunner
 from shared.engine.state import PartitionState
 from shared.rules import ContactPolicy, Rule, RuleSet
 

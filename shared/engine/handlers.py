@@ -1,7 +1,7 @@
 """What each event does to partition state: plain data in, events out.
 
 The handlers keep the state (customers, orders, sessions); what the configured rules then do with
-it (timers, decisions, actions) is ``shared.engine.rules``.
+it (timers, decisions, actions) is ``shared.engine.runner``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Protocol
 from shared import sessions
 from shared.contract import Event, new_event
 from shared.contract import events as ev
-from shared.engine.rules import RuleRunner
+from shared.engine.runner import RuleRunner
 from shared.engine.state import CUSTOMER, ORDER, TRACE_FIELD, Doc, PartitionState, Timer
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.dispatcher.app import ATTEMPT_HEADER, RETRY_AT_HEADER, build_broker
 from services.dispatcher.channels import OutboxChannel
-from services.dispatcher.flows import deliver
+from services.dispatcher.delivery import deliver
 from shared.clock import SystemClock
 from shared.contract import Topics, decode, encode
 from shared.settings import DispatcherSettings, Settings

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from services.storefront.app import create_app
 from shared import signing
 from shared.contract import Topics
-from shared.engine.rules import snapshot
+from shared.engine.runner import snapshot
 from shared.rules.conditions import ConditionError, check_expression
 from shared.settings import StorefrontSettings
 from shared.store import mongo_client

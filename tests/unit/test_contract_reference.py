@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 from shared.contract import EVENT_TYPES, reference
 from shared.contract.events import DecisionRecord
 from shared.engine.handlers import handle
-from shared.engine.rules import RuleBook, RuleRunner
+from shared.engine.runner import RuleBook, RuleRunner
 from shared.engine.state import PartitionState
 from shared.rules import RuleSet, builtin_rules
 from tests.factories import event

@@ -11,7 +11,7 @@ import pytest
 
 from services.storefront.decide import Decider
 from services.storefront.limits import RateLimit
-from services.storefront.view import SessionView
+from services.storefront.session_view import SessionView
 from shared.models.registry import ModelHandle, Registry
 from shared.rules import Rule, RuleSet
 from shared.rules.builtin import BUILTIN, LINGERING

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from shared.engine.rules import Evaluation, RuleBook, RuleRunner
+from shared.engine.runner import Evaluation, RuleBook, RuleRunner
 from shared.engine.state import SESSION, PartitionState
 from shared.rules import RuleSet, builtin_rules
 from shared.rules.conditions import example_facts

@@ -12,7 +12,7 @@ import pytest
 from shared.clock import LATEST, shifted
 from shared.contract import ARCHIVE, InvalidEvent, TimeWindow, decode
 from shared.engine.handlers import handle
-from shared.engine.rules import RuleBook, RuleRunner
+from shared.engine.runner import RuleBook, RuleRunner
 from shared.engine.state import CUSTOMER, PartitionState, Timer
 from shared.rules import RuleSet, builtin_rules
 from tests.factories import event

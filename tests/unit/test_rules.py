@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from shared.clock import ManualClock
 from shared.contract import Event
 from shared.engine.handlers import handle, timer_event
-from shared.engine.rules import RuleBook, RuleRunner
+from shared.engine.runner import RuleBook, RuleRunner
 from shared.engine.state import PartitionState
 from shared.rules import ContactPolicy, Rule, RuleSet, builtin_rules, rule_schema
 from shared.rules import guards as g

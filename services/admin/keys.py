@@ -1,50 +1,23 @@
-"""Admin HTTP routes: recent messages, the audit log, API keys."""
+"""API keys over HTTP: who am I, create, list and revoke keys (admins only, except ``/me``)."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Body, HTTPException, Path, Request
 from pydantic import BaseModel, Field
 
 from services.admin import access
 from services.admin.access import Admin, Viewer
 from shared.store import Collections
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", tags=["keys"])
 
 
 @router.get("/me")
 async def me(who: Viewer) -> dict[str, Any]:
     """The caller's key: its id, name and role (what the UI may offer)."""
     return {"key_id": who.key_id, "name": who.name, "role": who.role}
-
-
-@router.get("/messages")
-async def recent_messages(
-    request: Request,
-    _: Viewer,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    rule_id: Annotated[str | None, Query(max_length=200)] = None,
-) -> list[dict[str, Any]]:
-    """The most recent messages proact sent or held out, newest first."""
-    query: dict[str, Any] = {"rule_id": rule_id} if rule_id else {}
-    cursor = request.app.state.db[Collections.MESSAGES].find(query).sort("created_at", -1).limit(limit)
-    return [{**doc, "_id": str(doc["_id"])} async for doc in cursor]
-
-
-@router.get("/audit")
-async def audit_log(
-    request: Request,
-    _: Viewer,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    subject: Annotated[str | None, Query(max_length=200)] = None,
-) -> list[dict[str, Any]]:
-    """Every change, newest first: who, when, what, before and after (append-only)."""
-    query: dict[str, Any] = {"subject": {"$regex": f"^{re.escape(subject)}"}} if subject else {}
-    cursor = request.app.state.db[Collections.AUDIT].find(query, {"_id": 0}).sort("at", -1).limit(limit)
-    return [doc async for doc in cursor]
 
 
 class NewKey(BaseModel):

@@ -13,7 +13,7 @@ from opentelemetry.trace import SpanKind
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
-from services.dispatcher import contacts, state
+from services.dispatcher import contacts, messages_store
 from services.dispatcher.channels import Channel, Channels, DeliveryFailed
 from shared.clock import Clock
 from shared.contract.events import ActionRequested, Outcome
@@ -61,12 +61,12 @@ async def deliver(
         "holdout": action.holdout,
         "created_at": now,
     }
-    existing = await state.claim(db, message)
-    if existing is not None and state.unpublished(existing):
+    existing = await messages_store.claim(db, message)
+    if existing is not None and messages_store.unpublished(existing):
         # delivered (or failed) and recorded, then the dispatcher stopped before the outcome went
         # out: publish it now, once (its id is the action's, so a reader that saw it ignores it)
         return _recorded_outcome(action, existing)
-    done = existing is not None and existing.get("status") in state.FINAL_STATUSES
+    done = existing is not None and existing.get("status") in messages_store.FINAL_STATUSES
     # an action read again from the actions topic (a restart before its offset was committed) whose
     # next attempt is already scheduled on the retry topic: that copy delivers it, this one must not
     # (the two would race, and the customer would get it twice)
@@ -76,7 +76,7 @@ async def deliver(
         messages.add(1, {"proact.channel": action.channel, "outcome": "duplicate"})
         return Result(None, None)
     if action.holdout:
-        await state.mark(db, action.action_id, "holdout", now)
+        await messages_store.mark(db, action.action_id, "holdout", now)
         messages.add(1, {"proact.channel": action.channel, "outcome": "holdout"})
         return Result(None, None)
     with tracer.start_as_current_span(
@@ -141,7 +141,7 @@ async def _record_delivery(db: AsyncDatabase[Document], action_id: str, at: date
     better: nothing else can be claimed without MongoDB anyway."""
     for wait in (*RECORD_BACKOFF_S, None):
         try:
-            await state.mark(db, action_id, "delivered", at, **fields)
+            await messages_store.mark(db, action_id, "delivered", at, **fields)
             return
         except PyMongoError as exc:
             if wait is None:
@@ -183,8 +183,10 @@ async def _failed(
     attempt: int,
 ) -> Result:
     """Record the final failure and report it."""
-    await state.mark(db, action.action_id, "failed", clock.now(), via=channel.name, reason=exc.reason, attempts=attempt,
-                     outcome_published=False)  # fmt: skip
+    await messages_store.mark(
+        db, action.action_id, "failed", clock.now(), via=channel.name, reason=exc.reason, attempts=attempt,
+        outcome_published=False,
+    )  # fmt: skip
     messages.add(1, {"proact.channel": action.channel, "outcome": "failed"})
     log.warning("message failed", extra={"action_id": action.action_id, "reason": exc.reason})
     outcome = Outcome(
@@ -211,5 +213,5 @@ async def retrying(
     db: AsyncDatabase[Document], action: ActionRequested, result: Result, clock: Clock, attempt: int
 ) -> None:
     """Record that the next attempt is scheduled (call it after publishing that attempt)."""
-    await state.mark(db, action.action_id, "retrying", clock.now(), via=result.via, reason=result.retry,
+    await messages_store.mark(db, action.action_id, "retrying", clock.now(), via=result.via, reason=result.retry,
                      attempts=attempt)  # fmt: skip

@@ -17,7 +17,8 @@ from opentelemetry.trace import SpanKind
 from services.storefront import metrics
 from services.storefront.decide import Decider
 from services.storefront.limits import RateLimit
-from services.storefront.models import (
+from services.storefront.publisher import Publisher
+from services.storefront.schemas import (
     Accepted,
     CallbackAccepted,
     CallbackRequest,
@@ -27,7 +28,6 @@ from services.storefront.models import (
     Popup,
     PopupOutcome,
 )
-from services.storefront.publisher import Publisher
 from shared import sessions, signing
 from shared.contract import EVENT_TYPES, Event, InvalidEvent, check_times, new_event
 from shared.contract import events as ev
