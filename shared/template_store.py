@@ -47,9 +47,9 @@ async def published(db: AsyncDatabase[Document]) -> dict[str, dict[str, template
     return found
 
 
-async def follow(settings: Settings, interval_s: float) -> None:
-    """Install what is published now, then again whenever that changes. Runs until cancelled; while
-    MongoDB is unreachable the templates last read stay in force."""
+async def follow(settings: Settings, interval_s: float, in_force: templates.InForce) -> None:
+    """Put what is published in force now, then again whenever that changes. Runs until cancelled;
+    while MongoDB is unreachable the templates last read stay in force."""
     client = mongo_client(settings)
     db = database(client, settings)
     last: Any = None
@@ -58,7 +58,7 @@ async def follow(settings: Settings, interval_s: float) -> None:
             try:
                 signature = await TEMPLATES.signature(db)
                 if signature != last:
-                    templates.install(await published(db))
+                    in_force.replace(await published(db))
                     log.info("templates loaded", extra={"templates": [k for k, _ in signature]})
                     last = signature
             except PyMongoError as exc:

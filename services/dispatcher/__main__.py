@@ -17,7 +17,7 @@ from services.dispatcher.channels import (
     UnsubscribeLinks,
     WebhookChannel,
 )
-from shared import template_store
+from shared import template_store, templates
 from shared.clock import SystemClock
 from shared.logs import setup_logging
 from shared.mail import Mailer
@@ -29,23 +29,23 @@ from shared.telemetry import setup_tracing
 SERVICE = "dispatcher"
 
 
-def channels(settings: DispatcherSettings, db: AsyncDatabase[Document]) -> Channels:
+def channels(settings: DispatcherSettings, db: AsyncDatabase[Document], in_force: templates.InForce) -> Channels:
     """E-mail over SMTP when a host is configured (with signed unsubscribe links, so the secret for
     them is then required), SMS, push and calls through the provider's webhook when one is, in-app
     messages to the inbox in MongoDB; anything else without a provider goes to the file outbox."""
-    by_kind: dict[str, Channel] = {"inapp": InboxChannel(db)}
+    by_kind: dict[str, Channel] = {"inapp": InboxChannel(db, in_force)}
     if settings.smtp_host:
         if settings.unsubscribe_secret is None:
             raise SystemExit("PROACT_UNSUBSCRIBE_SECRET is required with PROACT_SMTP_HOST (unsubscribe links)")
         links = UnsubscribeLinks(settings.public_url, settings.unsubscribe_secret.get_secret_value())
         mailer = Mailer.from_settings(settings)
         assert mailer is not None
-        by_kind["email"] = EmailChannel(mailer, links)
+        by_kind["email"] = EmailChannel(mailer, links, in_force)
     if settings.webhook_url:
         if settings.webhook_secret is None:
             raise SystemExit("PROACT_WEBHOOK_SECRET is required with PROACT_WEBHOOK_URL: requests are signed")
         hook = WebhookChannel(
-            settings.webhook_url, settings.webhook_secret.get_secret_value(), settings.webhook_timeout_s
+            settings.webhook_url, settings.webhook_secret.get_secret_value(), settings.webhook_timeout_s, in_force
         )
         by_kind |= dict.fromkeys(("sms", "push", "phone", "webhook"), hook)
     return Channels(OutboxChannel(settings.outbox_dir), by_kind)
@@ -59,10 +59,11 @@ async def main() -> None:
     client = mongo_client(settings)
     db = database(client, settings)
     await ensure_indexes(db, [Collections.MESSAGES, Collections.CONTACTS, Collections.INBOX])
-    broker = build_broker(settings, db, channels(settings, db), SystemClock())
+    in_force = templates.InForce()  # the published templates over the built-in ones, kept current below
+    broker = build_broker(settings, db, channels(settings, db, in_force), SystemClock())
     app = build_app(broker)
     server = uvicorn.Server(uvicorn.Config(app, host="0.0.0.0", port=settings.http_port, log_level="warning"))  # noqa: S104
-    following = asyncio.create_task(template_store.follow(settings, settings.templates_refresh_s))
+    following = asyncio.create_task(template_store.follow(settings, settings.templates_refresh_s, in_force))
     try:
         await server.serve()  # runs the broker through the ASGI lifespan; SIGTERM drains it
     finally:

@@ -46,12 +46,12 @@ class DeliveryFailed(Exception):
         self.permanent = permanent
 
 
-def render(message: dict[str, Any]) -> tuple[str, templates.Parts]:
+def render(message: dict[str, Any], in_force: templates.InForce) -> tuple[str, templates.Parts]:
     """The message's template in the customer's locale, with its context; a template that is missing
     or does not render fails the message for good."""
     values = {**message.get("context", {}), "customer_id": message["customer_id"]}
     try:
-        return templates.render(message["template_id"], message.get("locale"), values)
+        return in_force.render(message["template_id"], message.get("locale"), values)
     except (KeyError, ValueError) as exc:
         raise DeliveryFailed(f"template: {exc}", permanent=True) from None
 
@@ -90,20 +90,23 @@ class EmailChannel:
 
     name = "smtp"
 
-    def __init__(self, mailer: Mailer, links: UnsubscribeLinks | None = None) -> None:
+    def __init__(
+        self, mailer: Mailer, links: UnsubscribeLinks | None = None, in_force: templates.InForce | None = None
+    ) -> None:
         self.mailer = mailer
         self.links = links
+        self.templates = in_force or templates.InForce()
 
     async def send(self, message: dict[str, Any]) -> bool:
         to = message.get("to")
         if not to:
             raise DeliveryFailed("no e-mail address for this customer", permanent=True)
-        locale, parts = render(message)
+        locale, parts = render(message, self.templates)
         headers = {"Message-ID": f"<{message['idempotency_key'].replace(':', '.')}@proact>"}
         text = parts.get("text") or parts.get("body", "")
         if self.links is not None:
             url = self.links.url(message["customer_id"], "email", message.get("locale"))
-            footer = templates.render("unsubscribe", locale, {"url": Markup(url)})[1]["footer"]  # noqa: S704 - our own URL
+            footer = self.templates.render("unsubscribe", locale, {"url": Markup(url)})[1]["footer"]  # noqa: S704 - our own URL
             text = f"{text}\n\n--\n{footer}\n"
             headers |= {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
         mail = self.mailer.compose(to, parts.get("subject") or parts.get("title", ""), text, locale, headers)
@@ -122,15 +125,18 @@ class WebhookChannel:
 
     name = "webhook"
 
-    def __init__(self, url: str, secret: str, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, url: str, secret: str, timeout_s: float = 5.0, in_force: templates.InForce | None = None
+    ) -> None:
         self.url, self._secret, self.timeout_s = url, secret, timeout_s
+        self.templates = in_force or templates.InForce()
         self._client = httpx.AsyncClient(timeout=timeout_s)
 
     def sign(self, body: bytes, timestamp: int) -> str:
         return signing.webhook_signature(self._secret, body, timestamp)
 
     async def send(self, message: dict[str, Any]) -> bool:
-        locale, parts = render(message)
+        locale, parts = render(message, self.templates)
         body = orjson.dumps({
             "id": message["action_id"], "channel": message["channel"], "to": message.get("to"),
             "locale": locale, "text": parts.get("text") or parts.get("body", ""),
@@ -154,11 +160,12 @@ class InboxChannel:
 
     name = "inbox"
 
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
+    def __init__(self, db: AsyncDatabase[Document], in_force: templates.InForce | None = None) -> None:
+        self.templates = in_force or templates.InForce()
         self.db = db
 
     async def send(self, message: dict[str, Any]) -> bool:
-        locale, parts = render(message)
+        locale, parts = render(message, self.templates)
         item = {
             "_id": message["idempotency_key"],
             "action_id": message["action_id"],

@@ -19,7 +19,7 @@ from services.storefront.publisher import Publisher
 from services.storefront.routes import router
 from services.storefront.session_view import SessionView
 from services.storefront.sites import SiteGuard
-from shared import template_store
+from shared import template_store, templates
 from shared.contract import Topics
 from shared.models.registry import ModelHandle, Registry
 from shared.rules import store as rule_store
@@ -41,7 +41,9 @@ def create_app(settings: StorefrontSettings) -> FastAPI:
         app.state.view = view
         intent = ModelHandle(Registry(settings.model_dir), "intent")
         app.state.intent_model = intent
-        decider = Decider(view, intent, timedelta(seconds=settings.popup_cooldown_s), settings.decide_budget_ms)
+        app.state.templates = templates.InForce()  # the published over the built-in, kept current below
+        decider = Decider(view, intent, timedelta(seconds=settings.popup_cooldown_s), settings.decide_budget_ms,
+                          app.state.templates)  # fmt: skip
         app.state.decider = decider
         app.state.rules_loaded = asyncio.Event()
         app.state.event_limits = (
@@ -64,7 +66,9 @@ def create_app(settings: StorefrontSettings) -> FastAPI:
             ),
         ]
         tasks.append(asyncio.create_task(_freeze_when_caught_up(view)))
-        tasks.append(asyncio.create_task(template_store.follow(settings, settings.templates_refresh_s)))
+        tasks.append(
+            asyncio.create_task(template_store.follow(settings, settings.templates_refresh_s, app.state.templates))
+        )
         try:
             yield
         finally:

@@ -46,9 +46,15 @@ class Answer:
 
 class Decider:
     def __init__(
-        self, view: SessionView, intent_model: ModelHandle | None, cooldown: timedelta, budget_ms: float
+        self,
+        view: SessionView,
+        intent_model: ModelHandle | None,
+        cooldown: timedelta,
+        budget_ms: float,
+        in_force: templates.InForce | None = None,
     ) -> None:
         self.view = view
+        self.templates = in_force or templates.InForce()
         self.intent_model = intent_model
         self.cooldown = cooldown
         self.budget_ms = budget_ms
@@ -129,7 +135,7 @@ class Decider:
         )
         if winner.outcome == "holdout":
             return Answer(False, decision_id, winner.why, rule.rule_id, rule.version, True, decisions=records)
-        used, parts = templates.render(rule.action.template_id, locale, winner.context)
+        used, parts = self.templates.render(rule.action.template_id, locale, winner.context)
         popup = {"template_id": rule.action.template_id, "kind": rule.action.template_id, "locale": used, **parts}
         return Answer(True, decision_id, winner.why, rule.rule_id, rule.version, False, popup, records)
 

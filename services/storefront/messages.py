@@ -159,7 +159,7 @@ async def unsubscribe_page(
 ) -> HTMLResponse:
     """The confirmation page the link opens; it changes nothing by itself."""
     _, channel = _token(request, token)
-    _, text = templates.render("unsubscribe", lang, {"channel": channel})
+    _, text = request.app.state.templates.render("unsubscribe", lang, {"channel": channel})
     form = (f'<p>{text["question"]}</p><form method="post"><button type="submit" '
             f'style="font:inherit;padding:.5rem 1rem">{text["button"]}</button></form>')  # fmt: skip
     return _page(lang, form, text["title"])
@@ -186,5 +186,5 @@ async def unsubscribe(
     pub: Publisher = request.app.state.publisher
     await pub.publish_all([new_event("customer.upserted", customer_id, data, source=SOURCE)])
     log.info("unsubscribed", extra={"customer_id": customer_id, "channel": channel})
-    _, text = templates.render("unsubscribe", lang, {"channel": channel})
+    _, text = request.app.state.templates.render("unsubscribe", lang, {"channel": channel})
     return _page(lang, f"<p>{text['done']}</p>", text["title"])

@@ -144,15 +144,15 @@ async def test_a_published_template_is_what_services_render(
                                                                              "text": "New things."}}})  # fmt: skip
     await http.post(f"/v1/templates/winback/versions/{saved.json()['version']}/publish")
     settings = base_settings.model_copy(update={"mongo_database": admin_app.state.db.name})
-    following = asyncio.create_task(template_store.follow(settings, 0.2))
+    in_force = templates.InForce()
+    following = asyncio.create_task(template_store.follow(settings, 0.2, in_force))
     try:
         for _ in range(50):
-            if "winback" in templates.PUBLISHED:
+            if "winback" in in_force.published:
                 break
             await asyncio.sleep(0.1)
-        used, parts = templates.render("winback", "pl", {"customer_id": "c-9"})
+        used, parts = in_force.render("winback", "pl", {"customer_id": "c-9"})
         assert (used, parts["subject"]) == ("en", "Come back, c-9")  # replaced whole: no Polish any more
-        assert templates.render("checkin", "pl", {"order_id": "1"})[1]["subject"] != ""
+        assert in_force.render("checkin", "pl", {"order_id": "1"})[1]["subject"] != ""
     finally:
         following.cancel()
-        templates.install({})
