@@ -7,17 +7,15 @@ version of one; a published template replaces the built-in one of its id as a wh
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
 
-from shared import templates
+from shared import templates, versioned
 from shared.settings import Settings
-from shared.store import Collections, Document, database, mongo_client
+from shared.store import Collections, Document
 from shared.templates import Template
 from shared.versioned import VersionedStore
 
@@ -48,21 +46,10 @@ async def published(db: AsyncDatabase[Document]) -> dict[str, dict[str, template
 
 
 async def follow(settings: Settings, interval_s: float, in_force: templates.InForce) -> None:
-    """Put what is published in force now, then again whenever that changes. Runs until cancelled;
-    while MongoDB is unreachable the templates last read stay in force."""
-    client = mongo_client(settings)
-    db = database(client, settings)
-    last: Any = None
-    try:
-        while True:
-            try:
-                signature = await TEMPLATES.signature(db)
-                if signature != last:
-                    in_force.replace(await published(db))
-                    log.info("templates loaded", extra={"templates": [k for k, _ in signature]})
-                    last = signature
-            except PyMongoError as exc:
-                log.warning("cannot read the templates from MongoDB: %s", exc.__class__.__name__)
-            await asyncio.sleep(interval_s)
-    finally:
-        await client.close()
+    """Put what is published in force now, then again whenever that changes (``shared.versioned.follow``)."""
+
+    async def load(db: AsyncDatabase[Document]) -> None:
+        in_force.replace(await published(db))
+        log.info("templates loaded", extra={"templates": sorted(in_force.published)})
+
+    await versioned.follow(settings, interval_s, "templates", TEMPLATES.signature, load)

@@ -8,7 +8,9 @@ history stays whole and every change is in the append-only audit log (who, when,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -16,8 +18,12 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
-from shared.store import Collections, Document
+from shared.settings import Settings
+from shared.store import Collections, Document, database, mongo_client
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=BaseModel)  # with ``<kind>_id`` and ``version`` fields
 
@@ -113,3 +119,36 @@ class VersionedStore(Generic[T]):
         await audit(db, author, f"{self.kind}.republished", f"{key}@{newest + 1}", {"from_version": version},
                     again.model_dump(mode="json"))  # fmt: skip
         return again
+
+
+async def follow(
+    settings: Settings,
+    interval_s: float,
+    what: str,
+    signature: Callable[[AsyncDatabase[Document]], Awaitable[Any]],
+    load: Callable[[AsyncDatabase[Document]], Awaitable[None]],
+    loaded: asyncio.Event | None = None,
+) -> None:
+    """Follow what is in force in a store: every ``interval_s``, read its ``signature`` (which
+    versions are in force) and, when it changed, ``load`` it; ``loaded`` is set after the first good
+    read. While MongoDB is unreachable, or what is stored cannot be read, what was loaded last stays
+    in force. Runs until cancelled. (The rules and the templates are followed by this one loop.)"""
+    client = mongo_client(settings)
+    db = database(client, settings)
+    last: Any = None
+    try:
+        while True:
+            try:
+                now = await signature(db)
+                if now != last:
+                    await load(db)
+                    last = now
+                if loaded is not None:
+                    loaded.set()
+            except PyMongoError as exc:
+                log.warning("cannot read the %s from MongoDB: %s", what, exc.__class__.__name__)
+            except ValueError as exc:
+                log.error("invalid %s in the store, keeping those in force: %s", what, str(exc)[:300])
+            await asyncio.sleep(interval_s)
+    finally:
+        await client.close()

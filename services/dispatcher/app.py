@@ -43,6 +43,102 @@ def backoff(attempt: int, base_s: float, cap_s: float = 300.0) -> timedelta:
     return timedelta(seconds=random.uniform(0, min(cap_s, base_s * 2 ** (attempt - 1))))  # noqa: S311 - not security
 
 
+class Dispatch:
+    """What happens to one action read from the actions topic or the retry topic, a step a method:
+    decode it, hold it until its ``not_before``, deliver it (``services.dispatcher.delivery``),
+    schedule a retry, give up, report the outcome. Any error of one action but MongoDB's or Kafka's
+    dead-letters that action with its reason; those two have it read again (nack)."""
+
+    def __init__(
+        self, broker: KafkaBroker, settings: DispatcherSettings, db: AsyncDatabase[Document],
+        channel: Channel | Channels, clock: Clock,
+    ) -> None:  # fmt: skip
+        self.broker, self.settings, self.db, self.channel, self.clock = broker, settings, db, channel, clock
+        self.topics = Topics.from_settings(settings)
+
+    async def handle(self, body: bytes, msg: KafkaMessage, attempt: int, from_retry: bool) -> None:
+        raw: Any = msg.raw_message
+        try:
+            event = self.decode(body, raw)
+            if await self.held(event, body, raw, attempt):
+                return
+            await self.deliver(event, body, raw, attempt, from_retry)
+        except (PyMongoError, KafkaError):
+            raise
+        except Exception as exc:
+            await self.dead_letter(body, raw, exc)
+
+    def decode(self, body: bytes, raw: Any) -> Event:
+        event = decode(body, raw.headers)
+        if not isinstance(event.data, ActionRequested):
+            raise InvalidEvent(f"{event.type} does not belong on {self.topics.actions}", "type")
+        return event
+
+    async def held(self, event: Event, body: bytes, raw: Any, attempt: int) -> bool:
+        """Not yet (quiet hours): the action waits on the retry topic until its ``not_before``."""
+        not_before = getattr(event.data, "not_before", None)
+        if not_before is None or not_before <= self.clock.now():
+            return False
+        await self._to_retry(body, raw, attempt, not_before)
+        return True
+
+    async def deliver(self, event: Event, body: bytes, raw: Any, attempt: int, from_retry: bool) -> None:
+        action = event.data
+        assert isinstance(action, ActionRequested)
+        last = attempt >= self.settings.max_attempts
+        result = await deliver(action, self.db, self.channel, self.clock, attempt, last_attempt=last,
+                               from_retry=from_retry)  # fmt: skip
+        if result.retry:
+            await self._to_retry(
+                body, raw, attempt + 1, self.clock.now() + backoff(attempt, self.settings.retry_base_s)
+            )
+            await retrying(self.db, action, result, self.clock, attempt)
+            log.info("delivery will be retried", extra={"action_id": action.action_id, "attempt": attempt,
+                                                       "reason": result.retry})  # fmt: skip
+        if result.gave_up:
+            why = RuntimeError(f"gave up after {attempt} attempts: {result.gave_up}")
+            headers = {**_original(raw), **dead_letter_headers(why, raw.topic, raw.partition, raw.offset)}
+            await self.broker.publish(body, self.topics.dlq(self.topics.actions), key=raw.key, headers=headers)
+        if result.outcome_type and result.outcome:
+            await self.report(event, result.outcome_type, result.outcome)
+
+    async def report(self, event: Event, outcome_type: str, outcome: Outcome) -> None:
+        """The outcome, under one id per action and outcome: published again after a crash, it is
+        the same event; then marked published, so a re-read action publishes nothing more."""
+        action_id = outcome.action_id or event.id
+        made = new_event(outcome_type, event.subject, outcome, source=SOURCE, time=self.clock.now(),
+                         id=f"{action_id}:{outcome_type}")  # fmt: skip
+        key, value, headers = encode(made)
+        await self.broker.publish(value, self.topics.outcomes, key=key, headers={k: v.decode() for k, v in headers})
+        await messages_store.outcome_published(self.db, action_id)
+
+    async def dead_letter(self, body: bytes, raw: Any, exc: Exception) -> None:
+        headers = dead_letter_headers(exc, self.topics.actions, raw.partition, raw.offset)
+        await self.broker.publish(body, self.topics.dlq(self.topics.actions), key=raw.key, headers=headers)
+        dead_letters.add(1, {"messaging.destination.name": self.topics.actions, "error.type": error_type(exc)})
+        log.warning("action dead-lettered", extra={"reason": str(getattr(exc, "reason", exc))[:200],
+                                                   "error_type": error_type(exc)})  # fmt: skip
+
+    async def _to_retry(self, body: bytes, raw: Any, attempt: int, due: datetime) -> None:
+        headers = {**_original(raw), ATTEMPT_HEADER: str(attempt), RETRY_AT_HEADER: due.isoformat()}
+        await self.broker.publish(body, self.topics.actions_retry, key=raw.key, headers=headers)
+
+    def retry_wait(self, msg: KafkaMessage) -> tuple[int, float]:
+        """(attempt, seconds to wait) of an action on the retry topic, from its headers."""
+        headers = dict(msg.raw_message.headers or ())  # type: ignore[union-attr]
+        try:
+            attempt = int(headers.get(ATTEMPT_HEADER, b"2"))
+            due = datetime.fromisoformat(headers.get(RETRY_AT_HEADER, b"1970-01-01T00:00:00+00:00").decode())
+            return attempt, min((due - self.clock.now()).total_seconds(), self.settings.retry_max_wait_s)
+        except (ValueError, TypeError, OverflowError):  # headers someone else wrote: try it now
+            return self.settings.max_attempts, 0.0
+
+
+def _original(raw: Any) -> dict[str, str]:
+    """The record's own headers, without the dispatcher's bookkeeping ones."""
+    return {k: v.decode() for k, v in (raw.headers or ()) if not k.startswith("proact_")}
+
+
 def build_broker(
     settings: DispatcherSettings, db: AsyncDatabase[Document], channel: Channel | Channels, clock: Clock
 ) -> KafkaBroker:
@@ -54,13 +150,14 @@ def build_broker(
         enable_idempotence=True,
         logger=log,
     )
+    dispatch = Dispatch(broker, settings, db, channel, clock)
 
     @broker.subscriber(
         topics.actions,
         group_id=settings.group_id,
         isolation_level="read_committed",  # only actions of committed engine transactions
         auto_offset_reset="earliest",
-        # an infrastructure error (MongoDB down) re-reads the action; invalid ones are dead-lettered below
+        # an infrastructure error (MongoDB down) re-reads the action; invalid ones are dead-lettered
         ack_policy=AckPolicy.NACK_ON_ERROR,
         group_instance_id=instance,
         title="dispatch-actions",
@@ -70,7 +167,7 @@ def build_broker(
     # value without a content-type header would arrive as a dict, fail a ``bytes`` parameter, be
     # nacked and come back forever, a poison message that kept the subscriber spinning.
     async def on_action(body: Any, msg: KafkaMessage) -> None:
-        await handle(msg.body, msg, attempt=1, from_retry=False)
+        await dispatch.handle(msg.body, msg, attempt=1, from_retry=False)
 
     @broker.subscriber(
         topics.actions_retry,
@@ -83,72 +180,10 @@ def build_broker(
         description="Actions whose delivery failed for a passing reason, tried again when their back-off ends.",
     )
     async def on_retry(body: Any, msg: KafkaMessage) -> None:
-        headers = dict(msg.raw_message.headers or ())  # type: ignore[union-attr]
-        try:
-            attempt = int(headers.get(ATTEMPT_HEADER, b"2"))
-            due = datetime.fromisoformat(headers.get(RETRY_AT_HEADER, b"1970-01-01T00:00:00+00:00").decode())
-            wait = min((due - clock.now()).total_seconds(), settings.retry_max_wait_s)
-        except (ValueError, TypeError, OverflowError):  # headers someone else wrote: try it now
-            attempt, wait = settings.max_attempts, 0.0
+        attempt, wait = dispatch.retry_wait(msg)
         if wait > 0:  # this waits on the retry topic only; new actions flow on meanwhile
             await asyncio.sleep(wait)
-        await handle(msg.body, msg, attempt, from_retry=True)
-
-    async def handle(body: bytes, msg: KafkaMessage, attempt: int, from_retry: bool) -> None:
-        """One action, isolated: an error of MongoDB or Kafka has it read again (nack); any other
-        error is this action's alone, and dead-letters it with the reason."""
-        raw = msg.raw_message
-        try:
-            event = decode(body, raw.headers)  # type: ignore[union-attr]
-            if not isinstance(event.data, ActionRequested):
-                raise InvalidEvent(f"{event.type} does not belong on {topics.actions}", "type")
-            await dispatch(event, body, raw, attempt, from_retry)
-        except (PyMongoError, KafkaError):
-            raise
-        except Exception as exc:
-            await broker.publish(
-                body,
-                topics.dlq(topics.actions),
-                key=raw.key,  # type: ignore[union-attr]
-                headers=dead_letter_headers(exc, topics.actions, raw.partition, raw.offset),  # type: ignore[union-attr]
-            )
-            dead_letters.add(1, {"messaging.destination.name": topics.actions, "error.type": error_type(exc)})
-            log.warning("action dead-lettered", extra={"reason": str(getattr(exc, "reason", exc))[:200],
-                                                       "error_type": error_type(exc)})  # fmt: skip
-
-    async def dispatch(event: Event, body: bytes, raw: Any, attempt: int, from_retry: bool) -> None:
-        assert isinstance(event.data, ActionRequested)
-        original = {k: v.decode() for k, v in (raw.headers or ()) if not k.startswith("proact_")}
-        not_before = event.data.not_before
-        if not_before is not None and not_before > clock.now():  # not yet: wait on the retry topic
-            held = {**original, ATTEMPT_HEADER: str(attempt), RETRY_AT_HEADER: not_before.isoformat()}
-            await broker.publish(body, topics.actions_retry, key=raw.key, headers=held)
-            return
-        last = attempt >= settings.max_attempts
-        result = await deliver(event.data, db, channel, clock, attempt, last_attempt=last, from_retry=from_retry)
-        if result.retry:
-            due = clock.now() + backoff(attempt, settings.retry_base_s)
-            retry_headers = {**original, ATTEMPT_HEADER: str(attempt + 1), RETRY_AT_HEADER: due.isoformat()}
-            await broker.publish(body, topics.actions_retry, key=raw.key, headers=retry_headers)
-            await retrying(db, event.data, result, clock, attempt)
-            log.info("delivery will be retried", extra={"action_id": event.data.action_id, "attempt": attempt,
-                                                       "reason": result.retry})  # fmt: skip
-        if result.gave_up:
-            why = RuntimeError(f"gave up after {attempt} attempts: {result.gave_up}")
-            await broker.publish(
-                body,
-                topics.dlq(topics.actions),
-                key=raw.key,
-                headers={**original, **dead_letter_headers(why, raw.topic, raw.partition, raw.offset)},
-            )
-        if result.outcome_type and result.outcome:
-            # one id per action and outcome: published again after a crash, it is the same event
-            outcome_id = f"{event.data.action_id}:{result.outcome_type}"
-            outcome = new_event(result.outcome_type, event.subject, result.outcome, source=SOURCE, time=clock.now(),
-                                id=outcome_id)  # fmt: skip
-            key, value, headers = encode(outcome)
-            await broker.publish(value, topics.outcomes, key=key, headers={k: v.decode() for k, v in headers})
-            await messages_store.outcome_published(db, event.data.action_id)
+        await dispatch.handle(msg.body, msg, attempt, from_retry=True)
 
     @broker.subscriber(
         topics.customers,

@@ -389,9 +389,9 @@ class Engine:
         self._consumed[(tp.topic, event.type)] += 1
         # The failure model: whatever one event does to the code that applies it (a rule, a score,
         # the arithmetic on its times, the encoding of what it causes), only that event is
-        # dead-lettered, and its half-made changes are undone (``handle_whole`` does the same for
-        # a back-test; here the encoding of the outputs is inside the savepoint too). Kafka errors
-        # are not raised here: they come from the sends below, and restart the loop from the last commit.
+        # dead-lettered, and its half-made changes are undone (``handle`` undoes its own; this
+        # savepoint holds the encoding of the outputs too). Kafka errors are not raised here: they
+        # come from the sends below, and restart the loop from the last commit.
         state.savepoint()
         try:
             outputs = [(out, self._encoded(out)) for out in handle(state, event, now, self.scorers, self.rules)]
@@ -521,7 +521,7 @@ class Engine:
             remaining = {tp for tp in tps if end[tp] > 0}
             deadline = time.monotonic() + self.settings.restore_timeout_s
             while remaining:
-                if time.monotonic() > deadline:
+                if time.monotonic() >= deadline:
                     behind = {tp.partition: end[tp] - await reader.position(tp) for tp in remaining}
                     raise RestoreIncomplete(f"changelog not read to its end in time; records left: {behind}")
                 records = await reader.getmany(*remaining, timeout_ms=200, max_records=5000)

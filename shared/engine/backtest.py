@@ -22,7 +22,7 @@ from typing import Any
 
 from shared.contract import Event
 from shared.contract import events as ev
-from shared.engine.handlers import handle_whole, timer_event
+from shared.engine.handlers import handle, timer_event
 from shared.engine.runner import RuleBook, RuleRunner
 from shared.engine.state import PartitionState
 from shared.rules import ContactPolicy, Rule, RuleSet
@@ -65,7 +65,7 @@ class Backtest:
     def _handle(self, event: Event, at: datetime) -> list[Event]:
         """One event, isolated as in the engine: one that fails is counted by error, not the end."""
         try:
-            return handle_whole(self.state, event, at, None, self.runner)
+            return handle(self.state, event, at, None, self.runner)
         except Exception as exc:
             self.failed[type(exc).__name__] += 1
             return []

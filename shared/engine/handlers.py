@@ -37,33 +37,22 @@ def handle(
     scorers: Scores | None = None,
     rules: RuleRunner | None = None,
 ) -> list[Event]:
-    """Apply one event, then the rules; return the events to publish. Duplicate event ids have no effect."""
+    """Apply one event, then the rules; return the events to publish. Duplicate event ids have no effect.
+
+    All or nothing: if anything raises (a rule, a score, arithmetic on the event's times), the
+    changes it made are undone before the error goes on to the caller, which dead-letters (the
+    engine) or counts (a back-test) that one event (docs/architecture.md, "Failure model")."""
     if state.seen(event.subject, event.id):
         return []
-    state.remember(event.subject, event.id)
-    handler = HANDLERS.get(event.type)
-    out = handler(state, event, now) if handler else []
-    if scorers is not None:
-        scorers.changed(state, event)
-    if rules is not None:
-        out += rules.on_event(state, event, now)
-    return out
-
-
-def handle_whole(
-    state: PartitionState,
-    event: Event,
-    now: datetime,
-    scorers: Scores | None = None,
-    rules: RuleRunner | None = None,
-) -> list[Event]:
-    """``handle``, all or nothing: if anything raises (a rule, a score, arithmetic on the event's
-    times), the changes it made are undone before the error goes on to the caller, which
-    dead-letters (the engine) or counts (a back-test) that one event. See docs/architecture.md,
-    "Failure model"."""
     state.savepoint()
     try:
-        out = handle(state, event, now, scorers, rules)
+        state.remember(event.subject, event.id)
+        handler = HANDLERS.get(event.type)
+        out = handler(state, event, now) if handler else []
+        if scorers is not None:
+            scorers.changed(state, event)
+        if rules is not None:
+            out += rules.on_event(state, event, now)
     except BaseException:
         state.rollback()
         raise

@@ -103,6 +103,7 @@ class PartitionState:
         self._undo_seen: dict[str, tuple[str, ...] | None] = {}
         self._undo_timers: dict[str, Timer | None] = {}
         self._undo_decisions = 0
+        self._savepoints = 0  # nesting: only the outermost release keeps the changes
 
     # --- one record at a time ---------------------------------------------------------------
     def savepoint(self) -> None:
@@ -111,19 +112,28 @@ class PartitionState:
         A record that fails half-way (a rule or a score raising) must leave no partial change: its
         changes would otherwise be written to the changelog with the batch. The handlers copy an
         entity before changing it (``dict(state.get(...))``, new lists for histories), never change
-        a stored one in place, so putting back the references replaced is a complete undo."""
+        a stored one in place, so putting back the references replaced is a complete undo.
+
+        Savepoints nest (the engine's encloses the handlers' own): a rollback undoes everything since
+        the outermost one, and only the outermost release keeps the changes."""
+        self._savepoints += 1
+        if self._savepoints > 1:
+            return
         self._undo = {}
         self._undo_seen = {}
         self._undo_timers = {}
         self._undo_decisions = len(self._decisions)
 
     def release(self) -> None:
-        """Keep the changes made since ``savepoint``."""
-        self._undo = None
+        """Keep the changes made since ``savepoint`` (once the outermost savepoint is released)."""
+        self._savepoints = max(self._savepoints - 1, 0)
+        if self._savepoints == 0:
+            self._undo = None
 
     def rollback(self) -> None:
         """Undo every change made since ``savepoint``: entities, seen ids, timers and decisions."""
         undo = self._undo
+        self._savepoints = 0
         if undo is None:
             return
         for key, (entity, change, read) in undo.items():

@@ -16,13 +16,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError
 
+from shared import versioned
 from shared.rules.builtin import BUILTIN
 from shared.rules.evaluator import RuleSet
 from shared.rules.model import ContactPolicy, Rule
 from shared.settings import Settings
-from shared.store import Collections, Document, database, mongo_client
+from shared.store import Collections, Document
 from shared.versioned import VersionedStore, audit
 
 POLICY_ID = "contact_policy"
@@ -96,30 +97,20 @@ async def follow(
 ) -> None:
     """Seed the built-in rules where missing, then read the published rules and the contact policy
     every ``interval_s`` and hand them to ``on_rules`` (which says whether they changed); ``loaded``
-    is set after the first successful read. While MongoDB is unreachable, or a stored rule cannot be
-    read, the rules last read stay in force. Runs until cancelled."""
-    client = mongo_client(settings)
-    db = database(client, settings)
+    is set after the first successful read (``shared.versioned.follow``)."""
     seeded = False
-    last: Any = None
-    try:
-        while True:
-            try:
-                if not seeded:
-                    await seed(db)
-                    seeded = True
-                # which versions are in force, and the policy: only a change is validated and compiled
-                signature = (await RULES.signature(db), await db[Collections.SETTINGS].find_one({"_id": POLICY_ID}))
-                if signature != last:
-                    rules = await active(db)
-                    if on_rules(rules):
-                        log.info("rules loaded", extra={"rules": sorted(rules.rules), "fingerprint": rules.fingerprint})
-                    last = signature
-                loaded.set()
-            except PyMongoError as exc:
-                log.warning("cannot read the rules from MongoDB: %s", exc.__class__.__name__)
-            except ValueError as exc:
-                log.error("invalid rule in the store, keeping the rules in force: %s", str(exc)[:300])
-            await asyncio.sleep(interval_s)
-    finally:
-        await client.close()
+
+    async def signature(db: AsyncDatabase[Document]) -> Any:
+        nonlocal seeded
+        if not seeded:
+            await seed(db)
+            seeded = True
+        # which versions are in force, and the policy: only a change is validated and compiled
+        return await RULES.signature(db), await db[Collections.SETTINGS].find_one({"_id": POLICY_ID})
+
+    async def load(db: AsyncDatabase[Document]) -> None:
+        rules = await active(db)
+        if on_rules(rules):
+            log.info("rules loaded", extra={"rules": sorted(rules.rules), "fingerprint": rules.fingerprint})
+
+    await versioned.follow(settings, interval_s, "rules", signature, load, loaded)

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -103,3 +105,24 @@ class Stack:
     def close(self) -> None:
         for name in list(self.processes):
             self.stop(name)
+
+
+@asynccontextmanager
+async def own_stack(name: str, workdir: Path, model_dir: Path) -> AsyncIterator[Stack]:
+    """A stack (nothing started yet) on topics and a database of its own, removed afterwards."""
+    from shared.settings import Settings
+    from shared.store import mongo_client
+    from tests.factories import uid
+    from tests.integration.conftest import isolated_topics
+    from tests.kafka_io import BOOTSTRAP
+
+    prefix = uid(name).replace("-", "")
+    async with isolated_topics(BOOTSTRAP, prefix):
+        stack = Stack(prefix, prefix, workdir, model_dir)
+        try:
+            yield stack
+        finally:
+            stack.close()
+            client = mongo_client(Settings())
+            await client.drop_database(prefix)
+            await client.close()

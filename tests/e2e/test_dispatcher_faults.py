@@ -20,10 +20,9 @@ import pytest
 from shared.contract import Topics, decode
 from shared.settings import Settings
 from shared.store import Collections, mongo_client
-from tests.e2e.stack import Stack, free_port
+from tests.e2e.stack import Stack, free_port, own_stack
 from tests.factories import event, uid
-from tests.integration.conftest import isolated_topics
-from tests.kafka_io import BOOTSTRAP, produce, read
+from tests.kafka_io import produce, read
 from tests.receivers import Receivers
 
 pytestmark = pytest.mark.e2e
@@ -34,12 +33,10 @@ KILLS = 3
 
 @pytest.fixture
 async def dispatcher(tmp_path: Path, model_registry: Path) -> AsyncIterator[tuple[Stack, Receivers]]:
-    prefix = uid("dfault").replace("-", "")
     receivers = Receivers()
     smtp_port, hook_port = free_port(), free_port()
     servers = receivers.serve(smtp_port, hook_port)
-    async with isolated_topics(BOOTSTRAP, prefix):
-        stack = Stack(prefix, prefix, tmp_path, model_registry)
+    async with own_stack("dfault", tmp_path, model_registry) as stack:
         stack.env |= {
             "PROACT_SMTP_HOST": "127.0.0.1", "PROACT_SMTP_PORT": str(smtp_port),
             "PROACT_WEBHOOK_URL": f"http://127.0.0.1:{hook_port}/sms", "PROACT_WEBHOOK_SECRET": secrets.token_hex(16),
@@ -48,11 +45,7 @@ async def dispatcher(tmp_path: Path, model_registry: Path) -> AsyncIterator[tupl
         try:
             yield stack, receivers
         finally:
-            stack.close()
             Receivers.stop(servers)
-            client = mongo_client(Settings())
-            await client.drop_database(prefix)
-            await client.close()
 
 
 async def test_every_action_is_delivered_and_reported_once_across_kills(

@@ -21,9 +21,7 @@ from aiokafka.errors import KafkaError
 from shared.contract import EVENT_TYPES, Topics, encode, new_event
 from shared.settings import Settings
 from shared.store import Collections, mongo_client
-from tests.e2e.stack import Stack, free_port
-from tests.factories import uid
-from tests.integration.conftest import isolated_topics
+from tests.e2e.stack import Stack, free_port, own_stack
 from tests.kafka_io import BOOTSTRAP, committed_reader
 
 pytestmark = pytest.mark.e2e
@@ -33,16 +31,8 @@ CUSTOMERS = 400
 
 @pytest.fixture
 async def engines(tmp_path: Path, model_registry: Path) -> AsyncIterator[Stack]:
-    prefix = uid("fault").replace("-", "")
-    async with isolated_topics(BOOTSTRAP, prefix):
-        stack = Stack(prefix, prefix, tmp_path, model_registry)
-        try:
-            yield stack
-        finally:
-            stack.close()
-            client = mongo_client(Settings())
-            await client.drop_database(prefix)
-            await client.close()
+    async with own_stack("fault", tmp_path, model_registry) as stack:
+        yield stack
 
 
 def workload(rng: random.Random) -> tuple[list[tuple[str, bytes, bytes]], Counter[str], Counter[str], set[str]]:

@@ -21,32 +21,21 @@ import pytest
 from aiokafka.partitioner import murmur2
 
 from shared.contract import Topics, decode
-from shared.settings import Settings
-from shared.store import mongo_client
-from tests.e2e.stack import SERVICES, Stack
+from tests.e2e.stack import SERVICES, Stack, own_stack
 from tests.factories import event, uid
-from tests.integration.conftest import isolated_topics
-from tests.kafka_io import BOOTSTRAP, produce, produce_raw, read
+from tests.kafka_io import produce, produce_raw, read
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory, model_registry: Path) -> AsyncIterator[Stack]:
-    prefix = uid("hostile").replace("-", "")
-    async with isolated_topics(BOOTSTRAP, prefix):
-        stack = Stack(prefix, prefix, tmp_path_factory.mktemp("hostile"), model_registry)
-        try:
-            for name in SERVICES:
-                stack.start(name)
-            for name in SERVICES:
-                stack.wait_ready(name, timeout_s=90)
-            yield stack
-        finally:
-            stack.close()
-            client = mongo_client(Settings())
-            await client.drop_database(prefix)
-            await client.close()
+    async with own_stack("hostile", tmp_path_factory.mktemp("hostile"), model_registry) as stack:
+        for name in SERVICES:
+            stack.start(name)
+        for name in SERVICES:
+            stack.wait_ready(name, timeout_s=90)
+        yield stack
 
 
 def hostile_events(cid: str) -> dict[str, tuple[str, dict[str, Any] | bytes, str]]:

@@ -177,3 +177,12 @@ def test_idle_sessions_visitors_and_seen_ids_expire_with_tombstones_and_their_ti
     tombstones = {k.decode() for k, v in state.changelog_records() if v is None}
     assert tombstones == {"session:s-old", "seen:v-old", "seen:c-1", "visitor:v-old", "timer:t-old", "session:s-new"}
     assert state.live_keys() == 3  # c-1, v-new and v-new's seen ids
+
+
+def test_savepoints_nest_and_the_outermost_decides() -> None:
+    state = PartitionState(0)
+    state.savepoint()  # the engine's, around the handlers' own
+    handle(state, event("customer.upserted", subject="c-9", customer_id="c-9"), datetime.now(UTC), rules=RUNNER)
+    assert state.get(CUSTOMER, "c-9") is not None  # the handlers released theirs
+    state.rollback()  # the encoding of the outputs failed: the whole event goes
+    assert state.get(CUSTOMER, "c-9") is None
