@@ -78,8 +78,9 @@ class Services:
 
     def start(self, name: str) -> None:
         with (self.work / f"{name}.log").open("ab") as log:  # appended: a restart keeps what came before
-            self.procs[name] = subprocess.Popen([sys.executable, "-m", MODULES[name]], env=self.env, cwd=ROOT,
-                                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", MODULES[name]], env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+            )
 
     def ready(self, name: str, timeout_s: float = 120) -> None:
         url = f"http://127.0.0.1:{PORTS[name]}/health/ready"
@@ -119,8 +120,12 @@ def kill_infra(name: str) -> None:
 
 
 def start_infra(name: str) -> None:
-    subprocess.run(["bash", str(ROOT / "deploy" / "local" / f"{name}.sh"), "start"], check=True,  # noqa: S607
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(
+        ["bash", str(ROOT / "deploy" / "local" / f"{name}.sh"), "start"],  # noqa: S607
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 class Shop:
@@ -160,22 +165,40 @@ class Shop:
         self.customers.add(cid)
         by_sms = self.rng.random() < 1 / 3
         consents = {"email": False, "sms": True} if by_sms else {"email": True}
-        profile = {"customer_id": cid, "email": f"{cid}@example.com", "phone": "+48601234567", "locale": "pl-PL",
-                   "timezone": "UTC", "consents": consents}  # fmt: skip
+        profile = {
+            "customer_id": cid,
+            "email": f"{cid}@example.com",
+            "phone": "+48601234567",
+            "locale": "pl-PL",
+            "timezone": "UTC",
+            "consents": consents,
+        }
         await self.send("customer.upserted", cid, profile)
         now = datetime.now(UTC)
         money = {"amount": "49.90", "currency": "EUR"}
-        placed = {"order_id": oid, "customer_id": cid, "total": money,
-                  "items": [{"sku": "A1", "name": "Aurora", "qty": 1, "price": money}],
-                  "promised_ship_by": (now + timedelta(seconds=deadline_s if late else 40)).isoformat(),
-                  "promised_delivery_by": (now + timedelta(days=2)).isoformat()}  # fmt: skip
+        placed = {
+            "order_id": oid,
+            "customer_id": cid,
+            "total": money,
+            "items": [{"sku": "A1", "name": "Aurora", "qty": 1, "price": money}],
+            "promised_ship_by": (now + timedelta(seconds=deadline_s if late else 40)).isoformat(),
+            "promised_delivery_by": (now + timedelta(days=2)).isoformat(),
+        }
         await self.send("order.placed", cid, placed)
         key = f"delay-notice:{oid}" if late else f"{CHECKIN}:{oid}"
         self.orders[key] = "late" if late else "on time"
         if not late:
             await asyncio.sleep(1)
-            await self.send("order.shipped", cid, {"order_id": oid, "customer_id": cid, "carrier": "DHL",
-                                                   "estimated_delivery": (now + timedelta(days=1)).isoformat()})  # fmt: skip
+            await self.send(
+                "order.shipped",
+                cid,
+                {
+                    "order_id": oid,
+                    "customer_id": cid,
+                    "carrier": "DHL",
+                    "estimated_delivery": (now + timedelta(days=1)).isoformat(),
+                },
+            )
             await asyncio.sleep(1)
             await self.send("order.delivered", cid, {"order_id": oid, "customer_id": cid})
         return key
@@ -184,8 +207,21 @@ class Shop:
         """One page view, posted until the storefront accepts it (the widget retries the same way)."""
         visitor = f"v-{uuid.uuid4().hex[:10]}"
         event_id = str(uuid.uuid4())
-        body = {"events": [{"id": event_id, "type": "page.viewed", "time": datetime.now(UTC).isoformat(),
-                "data": {"visitor_id": visitor, "session_id": f"s-{visitor}", "url": "/p/1", "page_type": "product"}}]}  # fmt: skip
+        body = {
+            "events": [
+                {
+                    "id": event_id,
+                    "type": "page.viewed",
+                    "time": datetime.now(UTC).isoformat(),
+                    "data": {
+                        "visitor_id": visitor,
+                        "session_id": f"s-{visitor}",
+                        "url": "/p/1",
+                        "page_type": "product",
+                    },
+                }
+            ]
+        }
         while True:
             try:
                 answer = await client.post("/v1/events", json=body)
@@ -205,8 +241,15 @@ async def prepare(settings: Settings) -> None:
     db = client[settings.mongo_database]
     await rule_store.seed(db)
     current = (await rule_store.versions(db, CHECKIN))[0]["rule"]
-    draft = await rule_store.save_draft(db, {**current, "triggers": [{"kind": "delay", "after": "order.delivered",
-        "delay": "PT5S"}], "guards": {**current["guards"], "holdout_pct": 0, "quiet_hours": None}}, author="chaos")  # fmt: skip
+    draft = await rule_store.save_draft(
+        db,
+        {
+            **current,
+            "triggers": [{"kind": "delay", "after": "order.delivered", "delay": "PT5S"}],
+            "guards": {**current["guards"], "holdout_pct": 0, "quiet_hours": None},
+        },
+        author="chaos",
+    )
     await rule_store.publish(db, CHECKIN, draft.version, author="chaos")
     await rule_store.set_policy(db, ContactPolicy(max_messages=1000, cooldown=timedelta(0)), author="chaos")
     await client.close()
@@ -290,9 +333,21 @@ async def run(args: argparse.Namespace, env: dict[str, str], work: Path, prefix:
                     probe = str(uuid.uuid4())
                     while True:
                         try:
-                            body = {"events": [{"id": probe, "type": "page.viewed",
-                                    "time": datetime.now(UTC).isoformat(), "data": {"visitor_id": "v-probe",
-                                    "session_id": "s-probe", "url": "/", "page_type": "home"}}]}  # fmt: skip
+                            body = {
+                                "events": [
+                                    {
+                                        "id": probe,
+                                        "type": "page.viewed",
+                                        "time": datetime.now(UTC).isoformat(),
+                                        "data": {
+                                            "visitor_id": "v-probe",
+                                            "session_id": "s-probe",
+                                            "url": "/",
+                                            "page_type": "home",
+                                        },
+                                    }
+                                ]
+                            }
                             if (await client.post("/v1/events", json=body)).status_code == 202:
                                 shop.browsing_accepted.add(probe)
                                 break
@@ -304,10 +359,13 @@ async def run(args: argparse.Namespace, env: dict[str, str], work: Path, prefix:
                     # the receivers count in their own threads: polled, not awaited
                     while receivers.count(key) == 0 and time.monotonic() - killed_at < 300:  # noqa: ASYNC110
                         await asyncio.sleep(0.1)
-                recoveries.append({"target": target, "down_s": round(pause, 1),
-                                   "recovered_s": round(time.monotonic() - killed_at, 1)})  # fmt: skip
-                print(f"  killed {target} (down {pause:.1f} s): working again after {recoveries[-1]['recovered_s']} s",
-                      flush=True)  # fmt: skip
+                recoveries.append(
+                    {"target": target, "down_s": round(pause, 1), "recovered_s": round(time.monotonic() - killed_at, 1)}
+                )
+                print(
+                    f"  killed {target} (down {pause:.1f} s): working again after {recoveries[-1]['recovered_s']} s",
+                    flush=True,
+                )
 
     began = time.monotonic()
     chaos_task = asyncio.create_task(chaos())
@@ -341,10 +399,13 @@ async def run(args: argparse.Namespace, env: dict[str, str], work: Path, prefix:
     why_missing = []  # what proact recorded about the first few missing messages
     for key in missing[:5]:
         message = await client[prefix][Collections.MESSAGES].find_one({"idempotency_key": key}) or {}
-        decisions = [f"{d.get('outcome')}/{d.get('guard')}" async for d in client[prefix][Collections.DECISIONS].find(
-            {"order_id": key.split(":", 1)[1]})]  # fmt: skip
-        why_missing.append({"key": key, "message": message.get("status"), "reason": message.get("reason"),
-                            "decisions": decisions})  # fmt: skip
+        decisions = [
+            f"{d.get('outcome')}/{d.get('guard')}"
+            async for d in client[prefix][Collections.DECISIONS].find({"order_id": key.split(":", 1)[1]})
+        ]
+        why_missing.append(
+            {"key": key, "message": message.get("status"), "reason": message.get("reason"), "decisions": decisions}
+        )
     await client.close()
     events_lost = sum(1 for c in shop.customers if projected.get(c) != 1)
     on_topic = await browsing_on_topic(topics)
@@ -382,10 +443,18 @@ def main() -> None:
     smtp_port, hook_port = 18325, 18326
     with tempfile.TemporaryDirectory(prefix="proact-chaos-") as tmp:
         work = Path(tmp)
-        env = stack_env(prefix, work, PORTS, PROACT_SMTP_HOST="127.0.0.1", PROACT_SMTP_PORT=str(smtp_port),
-                        PROACT_UNSUBSCRIBE_SECRET=uuid.uuid4().hex, PROACT_WEBHOOK_URL=f"http://127.0.0.1:{hook_port}/sms",
-                        PROACT_WEBHOOK_SECRET=uuid.uuid4().hex, PROACT_DISPATCHER_RETRY_BASE_S="0.5",
-                        PROACT_DISPATCHER_MAX_ATTEMPTS="12")  # fmt: skip
+        env = stack_env(
+            prefix,
+            work,
+            PORTS,
+            PROACT_SMTP_HOST="127.0.0.1",
+            PROACT_SMTP_PORT=str(smtp_port),
+            PROACT_UNSUBSCRIBE_SECRET=uuid.uuid4().hex,
+            PROACT_WEBHOOK_URL=f"http://127.0.0.1:{hook_port}/sms",
+            PROACT_WEBHOOK_SECRET=uuid.uuid4().hex,
+            PROACT_DISPATCHER_RETRY_BASE_S="0.5",
+            PROACT_DISPATCHER_MAX_ATTEMPTS="12",
+        )
         print(f"chaos: {args.seconds:.0f} s of traffic, {args.orders_per_s:g} orders/s, seed {args.seed}", flush=True)
         try:
             result = asyncio.run(run(args, env, work, prefix))
@@ -396,14 +465,21 @@ def main() -> None:
     result["seed"] = args.seed
     print(json.dumps(result, indent=2))
     recovered = ", ".join(f"{r['target']} {r['recovered_s']} s" for r in result["recoveries"])
-    record("chaos", f"python bench/chaos.py --seconds {args.seconds:.0f} --seed {args.seed}", [
-        (f"{result['orders']} orders, {result['events_acknowledged']:,} events; each of 5 parts killed once",
-         f"{result['messages_received']} of {result['messages_expected']} messages", ""),
-        ("events lost", str(result["events_lost"]), "0"),
-        ("messages delivered twice (SMTP, webhook)", str(result["delivered_twice"]), "0"),
-        ("timers lost", str(result["timers_lost"]), "0"),
-        ("working again after SIGKILL (kill to probe message)", recovered, ""),
-    ])  # fmt: skip
+    record(
+        "chaos",
+        f"python bench/chaos.py --seconds {args.seconds:.0f} --seed {args.seed}",
+        [
+            (
+                f"{result['orders']} orders, {result['events_acknowledged']:,} events; each of 5 parts killed once",
+                f"{result['messages_received']} of {result['messages_expected']} messages",
+                "",
+            ),
+            ("events lost", str(result["events_lost"]), "0"),
+            ("messages delivered twice (SMTP, webhook)", str(result["delivered_twice"]), "0"),
+            ("timers lost", str(result["timers_lost"]), "0"),
+            ("working again after SIGKILL (kill to probe message)", recovered, ""),
+        ],
+    )
     ok = result["events_lost"] == 0 and result["delivered_twice"] == 0 and result["timers_lost"] == 0
     print("chaos: " + ("no event lost, no message twice, no timer lost" if ok else "FAILED: see the figures above"))
     sys.exit(0 if ok else 1)

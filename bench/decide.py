@@ -81,9 +81,17 @@ async def generate(port: int, path: str, bodies: list[bytes], rate: float, secon
     def pct(p: float) -> float:
         return latencies[min(int(len(latencies) * p), len(latencies) - 1)] * 1000
 
-    return {"requests": len(latencies), "rps": len(latencies) / elapsed, "p50": pct(0.5), "p99": pct(0.99),
-            "p999": pct(0.999), "max": latencies[-1] * 1000, "errors": errors, "fail_safe": fail_safe,
-            "shown": shown}  # fmt: skip
+    return {
+        "requests": len(latencies),
+        "rps": len(latencies) / elapsed,
+        "p50": pct(0.5),
+        "p99": pct(0.99),
+        "p999": pct(0.999),
+        "max": latencies[-1] * 1000,
+        "errors": errors,
+        "fail_safe": fail_safe,
+        "shown": shown,
+    }
 
 
 # --- the orchestration ------------------------------------------------------------------------------
@@ -133,8 +141,10 @@ def cpu_s(pid: int) -> float:
 def load(port: int, path: str, bodies_file: Path, rate: float, seconds: float) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--generate", str(port), path, str(bodies_file), str(rate), str(seconds)],
-        cwd=ROOT, capture_output=True, check=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -185,10 +195,17 @@ def main() -> None:
     prefix = f"benchdecide{uuid.uuid4().hex[:6]}"
     with tempfile.TemporaryDirectory(prefix="proact-bench-") as tmp:
         work = Path(tmp)
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "PROACT_TOPIC_PREFIX": prefix, "PROACT_MONGO_DATABASE": prefix,
-               "PROACT_STOREFRONT_HTTP_PORT": str(STOREFRONT_PORT), "OTEL_TRACES_EXPORTER": "none",
-               "PROACT_LOG_LEVEL": "WARNING", "PROACT_MODEL_DIR": str(work / "models"),
-               "PROACT_STOREFRONT_EVENTS_PER_IP": "10000000"}  # one load generator is every visitor  # fmt: skip
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "PROACT_TOPIC_PREFIX": prefix,
+            "PROACT_MONGO_DATABASE": prefix,
+            "PROACT_STOREFRONT_HTTP_PORT": str(STOREFRONT_PORT),
+            "OTEL_TRACES_EXPORTER": "none",
+            "PROACT_LOG_LEVEL": "WARNING",
+            "PROACT_MODEL_DIR": str(work / "models"),
+            "PROACT_STOREFRONT_EVENTS_PER_IP": "10000000",
+        }  # one load generator is every visitor
         from services.trainer import training
         from shared.models.registry import Registry
 
@@ -200,8 +217,23 @@ def main() -> None:
         )
         (work / "trivial_app.py").write_text(TRIVIAL)
         storefront = spawn([sys.executable, "-m", "services.storefront"], env, work / "storefront.log")
-        trivial = spawn([sys.executable, "-m", "uvicorn", "trivial_app:app", "--port", str(TRIVIAL_PORT),
-                         "--log-level", "warning", "--no-access-log", "--app-dir", str(work)], env, work / "trivial.log")  # fmt: skip
+        trivial = spawn(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "trivial_app:app",
+                "--port",
+                str(TRIVIAL_PORT),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+                "--app-dir",
+                str(work),
+            ],
+            env,
+            work / "trivial.log",
+        )
         try:
             wait_ready(f"http://127.0.0.1:{STOREFRONT_PORT}/health/ready", storefront, work / "storefront.log")
             wait_ready(f"http://127.0.0.1:{TRIVIAL_PORT}/health/ready", trivial, work / "trivial.log")
@@ -223,20 +255,31 @@ def main() -> None:
                 proc.wait(20)
             asyncio.run(cleanup(prefix))
     day = datetime.now(UTC).date()
-    print(f"decide benchmark, {args.rate:.0f} requests/s for {args.seconds:.0f} s, {args.sessions} sessions, "
-          f"{os.cpu_count()} cores, {day} (Kafka, FerretDB, server and load generator on the same machine)")  # fmt: skip
+    print(
+        f"decide benchmark, {args.rate:.0f} requests/s for {args.seconds:.0f} s, {args.sessions} sessions, "
+        f"{os.cpu_count()} cores, {day} (Kafka, FerretDB, server and load generator on the same machine)"
+    )
     for name, r in (("trivial FastAPI endpoint (baseline)", base), ("POST /v1/decide", real)):
-        print(f"  {name:38s} {r['rps']:7.0f} req/s  p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms  "
-              f"p99.9 {r['p999']:6.2f} ms  max {r['max']:7.2f} ms  errors {r['errors']}  fail-safe {r['fail_safe']}  "
-              f"pop-ups {r['shown']}  server CPU {r['cpu_ms']:.2f} ms/request")  # fmt: skip
+        print(
+            f"  {name:38s} {r['rps']:7.0f} req/s  p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms  "
+            f"p99.9 {r['p999']:6.2f} ms  max {r['max']:7.2f} ms  errors {r['errors']}  fail-safe {r['fail_safe']}  "
+            f"pop-ups {r['shown']}  server CPU {r['cpu_ms']:.2f} ms/request"
+        )
     print(f"  ratio decide/trivial: p50 {real['p50'] / base['p50']:.2f}x  p99 {real['p99'] / base['p99']:.2f}x")
-    record("decide", f"python bench/decide.py --rate {args.rate:.0f} --seconds {args.seconds:.0f}", [
-        (f"POST /v1/decide at {real['rps']:.0f} req/s, p50 / p99 / p99.9",
-         f"{real['p50']:.1f} / {real['p99']:.1f} / {real['p999']:.1f} ms", "p99 ≤ 10 ms"),
-        ("trivial FastAPI endpoint, p50 / p99", f"{base['p50']:.1f} / {base['p99']:.1f} ms", ""),
-        ("errors, fail-safe answers", f"{real['errors']}, {real['fail_safe']}", "0"),
-        ("server CPU per request", f"{real['cpu_ms']:.2f} ms", ""),
-    ])  # fmt: skip
+    record(
+        "decide",
+        f"python bench/decide.py --rate {args.rate:.0f} --seconds {args.seconds:.0f}",
+        [
+            (
+                f"POST /v1/decide at {real['rps']:.0f} req/s, p50 / p99 / p99.9",
+                f"{real['p50']:.1f} / {real['p99']:.1f} / {real['p999']:.1f} ms",
+                "p99 ≤ 10 ms",
+            ),
+            ("trivial FastAPI endpoint, p50 / p99", f"{base['p50']:.1f} / {base['p99']:.1f} ms", ""),
+            ("errors, fail-safe answers", f"{real['errors']}, {real['fail_safe']}", "0"),
+            ("server CPU per request", f"{real['cpu_ms']:.2f} ms", ""),
+        ],
+    )
 
 
 if __name__ == "__main__":

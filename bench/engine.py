@@ -325,14 +325,21 @@ async def main() -> None:
         print(f"  projector: backlog of {written:,} entities into MongoDB in {catch_up:.1f} s ({rate:,.0f}/s)")
         print(f"  projector lag during the fixed-rate run: max {lat['max_projector_lag']:.2f} s")
         print(f"  engine peak RSS: {rss:.0f} MB")
-        record("engine", f"python bench/engine.py --events {args.events}", [
-            ("sustained events/s through the engine", f"{sustained:,.0f}", "≥ 10,000"),
-            ("ratio to a raw aiokafka loop", f"{sustained / raw:.3f}", "≥ 0.1"),
-            (f"event-to-action p50 / p99 at {lat['achieved_rate']:,.0f} events/s",
-             f"{lat['p50_ms']:.0f} / {lat['p99_ms']:.0f} ms", "p99 < 250 ms"),
-            ("projector lag at that rate (max)", f"{lat['max_projector_lag']:.1f} s", "< 5 s"),
-            ("engine peak RSS", f"{rss:.0f} MB", ""),
-        ])  # fmt: skip
+        record(
+            "engine",
+            f"python bench/engine.py --events {args.events}",
+            [
+                ("sustained events/s through the engine", f"{sustained:,.0f}", "≥ 10,000"),
+                ("ratio to a raw aiokafka loop", f"{sustained / raw:.3f}", "≥ 0.1"),
+                (
+                    f"event-to-action p50 / p99 at {lat['achieved_rate']:,.0f} events/s",
+                    f"{lat['p50_ms']:.0f} / {lat['p99_ms']:.0f} ms",
+                    "p99 < 250 ms",
+                ),
+                ("projector lag at that rate (max)", f"{lat['max_projector_lag']:.1f} s", "< 5 s"),
+                ("engine peak RSS", f"{rss:.0f} MB", ""),
+            ],
+        )
     finally:
         await cleanup(prefix)
 

@@ -66,8 +66,10 @@ async def engine_lag(admin: AIOKafkaAdminClient, probe: AIOKafkaConsumer, group:
     parts = [TopicPartition(t, p) for t in topics.engine_inputs for p in range(topics.partitions)]
     ends = await probe.end_offsets(parts)
     committed = await admin.list_consumer_group_offsets(group)
-    return sum(max(end - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0), 0)
-               for tp, end in ends.items())  # fmt: skip
+    return sum(
+        max(end - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0), 0)
+        for tp, end in ends.items()
+    )
 
 
 async def sample_lag(prefix: str, seconds: float, into: list[tuple[float, int]]) -> None:
@@ -111,13 +113,25 @@ def main() -> None:
             bodies_file.write_text(json.dumps([b.decode() for b in bodies]))
             producer = subprocess.Popen(
                 [sys.executable, __file__, "--produce", prefix, str(args.events_per_s), str(args.seconds)],
-                env=env, cwd=ROOT, stdout=subprocess.PIPE,
-            )  # fmt: skip
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+            )
             decide = subprocess.Popen(
-                [sys.executable, str(ROOT / "bench" / "decide.py"), "--generate", str(PORTS["storefront"]),
-                 "/v1/decide", str(bodies_file), str(args.rate), str(args.seconds)],
-                env=env, cwd=ROOT, stdout=subprocess.PIPE,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    str(ROOT / "bench" / "decide.py"),
+                    "--generate",
+                    str(PORTS["storefront"]),
+                    "/v1/decide",
+                    str(bodies_file),
+                    str(args.rate),
+                    str(args.seconds),
+                ],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+            )
             lags: list[tuple[float, int]] = []
             pids = {name: p.pid for name, p in {**services, "event producer": producer, "decide": decide}.items()}
             run_dir = cache_dir() / "run"
@@ -141,12 +155,16 @@ def main() -> None:
                 proc.wait(30)
             asyncio.run(cleanup(prefix))
     day = datetime.now(UTC).date()
-    print(f"load, {args.seconds:.0f} s: POST /v1/decide at {args.rate:.0f} requests/s while the engine ingests "
-          f"{args.events_per_s:,} events/s; engine, projector, dispatcher, storefront, Kafka and FerretDB on "
-          f"{os.cpu_count()} cores, {day}")  # fmt: skip
-    print(f"  decide: {answers['rps']:.0f} req/s  p50 {answers['p50']:.2f} ms  p99 {answers['p99']:.2f} ms  "
-          f"p99.9 {answers['p999']:.2f} ms  max {answers['max']:.2f} ms  errors {answers['errors']}  "
-          f"fail-safe {answers['fail_safe']}  pop-ups {answers['shown']}")  # fmt: skip
+    print(
+        f"load, {args.seconds:.0f} s: POST /v1/decide at {args.rate:.0f} requests/s while the engine ingests "
+        f"{args.events_per_s:,} events/s; engine, projector, dispatcher, storefront, Kafka and FerretDB on "
+        f"{os.cpu_count()} cores, {day}"
+    )
+    print(
+        f"  decide: {answers['rps']:.0f} req/s  p50 {answers['p50']:.2f} ms  p99 {answers['p99']:.2f} ms  "
+        f"p99.9 {answers['p999']:.2f} ms  max {answers['max']:.2f} ms  errors {answers['errors']}  "
+        f"fail-safe {answers['fail_safe']}  pop-ups {answers['shown']}"
+    )
     during = [lag for t, lag in lags if t <= args.seconds]
     print(
         f"  events produced {produced:,}; engine lag during the run: max {max(during):,} records, "
@@ -162,12 +180,23 @@ def main() -> None:
     figure.savefig(args.plot, dpi=100)
     print("  CPU during the run (cores): " + ", ".join(f"{name} {share:.2f}" for name, share in cpu.items()))
     print(f"  lag plot: {args.plot}")
-    record("load", f"python bench/load.py --rate {args.rate:.0f} --events-per-s {args.events_per_s} --seconds {args.seconds:.0f}", [
-        (f"POST /v1/decide at {answers['rps']:.0f} req/s, whole stack: p50 / p99 / p99.9",
-         f"{answers['p50']:.0f} / {answers['p99']:.0f} / {answers['p999']:.0f} ms", "p99 ≤ 10 ms"),
-        ("errors, fail-safe answers", f"{answers['errors']}, {answers['fail_safe']}", ""),
-        (f"engine lag at {args.events_per_s:,} events/s: max, 15 s after", f"{max(during):,}, {lags[-1][1]:,} records", ""),
-    ])  # fmt: skip
+    record(
+        "load",
+        f"python bench/load.py --rate {args.rate:.0f} --events-per-s {args.events_per_s} --seconds {args.seconds:.0f}",
+        [
+            (
+                f"POST /v1/decide at {answers['rps']:.0f} req/s, whole stack: p50 / p99 / p99.9",
+                f"{answers['p50']:.0f} / {answers['p99']:.0f} / {answers['p999']:.0f} ms",
+                "p99 ≤ 10 ms",
+            ),
+            ("errors, fail-safe answers", f"{answers['errors']}, {answers['fail_safe']}", ""),
+            (
+                f"engine lag at {args.events_per_s:,} events/s: max, 15 s after",
+                f"{max(during):,}, {lags[-1][1]:,} records",
+                "",
+            ),
+        ],
+    )
 
 
 if __name__ == "__main__":

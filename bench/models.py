@@ -66,8 +66,10 @@ def main() -> None:
             )
             print(f"  batch of {args.rows:,}, score_many: {batch:12,.0f} rows/s")
             print(f"  batch of {args.rows:,}, predict_proba alone: {plain_batch:,.0f} rows/s")
-            figures += [(f"{name}: one row, compiled / predict_proba", f"{compiled:.0f} / {plain:.0f} µs", ""),
-                        (f"{name}: batch of {args.rows:,}", f"{batch:,.0f} rows/s", "")]  # fmt: skip
+            figures += [
+                (f"{name}: one row, compiled / predict_proba", f"{compiled:.0f} / {plain:.0f} µs", ""),
+                (f"{name}: batch of {args.rows:,}", f"{batch:,.0f} rows/s", ""),
+            ]
     record("models", "python bench/models.py", figures)
 
 

@@ -37,8 +37,13 @@ def machine() -> str:
 def record(name: str, command: str, figures: list[tuple[str, str, str]]) -> None:
     """``figures``: (measure, result, target or ""), in the order to show them."""
     RESULTS.mkdir(exist_ok=True)
-    entry = {"name": name, "command": command, "date": f"{datetime.now(UTC):%Y-%m-%d}", "machine": machine(),
-             "figures": [list(f) for f in figures]}  # fmt: skip
+    entry = {
+        "name": name,
+        "command": command,
+        "date": f"{datetime.now(UTC):%Y-%m-%d}",
+        "machine": machine(),
+        "figures": [list(f) for f in figures],
+    }
     (RESULTS / f"{name}.json").write_text(json.dumps(entry, indent=2, ensure_ascii=False) + "\n")
     render()
 

@@ -27,10 +27,22 @@ from shared.engine.state import PartitionState
 from shared.rules import ContactPolicy, Rule, RuleSet
 
 TRIGGERS = [
-    "order.placed", "order.shipped", "order.eta_changed", "order.delivered", "order.cancelled",
-    "order.return_requested", "ticket.opened", "ticket.updated", "ticket.resolved", "csat.submitted",
-    "nps.submitted", "message.opened", "message.clicked", "service_case.opened", "customer.upserted",
-]  # fmt: skip
+    "order.placed",
+    "order.shipped",
+    "order.eta_changed",
+    "order.delivered",
+    "order.cancelled",
+    "order.return_requested",
+    "ticket.opened",
+    "ticket.updated",
+    "ticket.resolved",
+    "csat.submitted",
+    "nps.submitted",
+    "message.opened",
+    "message.clicked",
+    "service_case.opened",
+    "customer.upserted",
+]
 CONDITIONS = [
     "customer.orders >= {n}",
     'count_since(customer.ticket_history, now - duration("720h")) > {n}',
@@ -46,14 +58,18 @@ def rules(count: int, rng: random.Random, triggers: list[str] = TRIGGERS) -> lis
         conditions = [
             {"expr": rng.choice(CONDITIONS).format(n=rng.randrange(1, 6))} for _ in range(rng.randrange(1, 4))
         ]
-        out.append(Rule.model_validate({
-            "rule_id": f"bench-{i}",
-            "name": f"bench {i}",
-            "triggers": [{"kind": "event", "event": triggers[i % len(triggers)]}],
-            "conditions": conditions,
-            "action": {"template_id": "t", "priority": rng.randrange(100)},
-            "guards": {"cooldown": "P1D", "contact_policy": rng.random() < 0.5},
-        }))  # fmt: skip
+        out.append(
+            Rule.model_validate(
+                {
+                    "rule_id": f"bench-{i}",
+                    "name": f"bench {i}",
+                    "triggers": [{"kind": "event", "event": triggers[i % len(triggers)]}],
+                    "conditions": conditions,
+                    "action": {"template_id": "t", "priority": rng.randrange(100)},
+                    "guards": {"cooldown": "P1D", "contact_policy": rng.random() < 0.5},
+                }
+            )
+        )
     return out
 
 
@@ -74,8 +90,12 @@ def workload(n: int, rng: random.Random) -> list[Event]:
         order = f"o{rng.randrange(20000)}"
         r = rng.random()
         if r < 0.3:
-            data = {"order_id": order, "customer_id": c, "total": {"amount": "20.00", "currency": "EUR"},
-                    "promised_ship_by": (now + timedelta(days=2)).isoformat()}  # fmt: skip
+            data = {
+                "order_id": order,
+                "customer_id": c,
+                "total": {"amount": "20.00", "currency": "EUR"},
+                "promised_ship_by": (now + timedelta(days=2)).isoformat(),
+            }
             out.append(new_event("order.placed", c, data, source="bench"))
         elif r < 0.5:
             kind = rng.choice(["order.shipped", "order.delivered", "order.eta_changed"])

@@ -59,11 +59,18 @@ async def produce(topics: Topics, n: int) -> None:
         futures = []
         for i in range(n):
             visitor = f"v{i}"
-            value = orjson.dumps({
-                "specversion": "1.0", "id": f"e{i}", "source": "bench", "type": "page.viewed", "time": stamp,
-                "subject": visitor, "datacontenttype": "application/json",
-                "data": {"visitor_id": visitor, "session_id": f"s{i}", "url": "/p/1", "page_type": "product"},
-            })  # fmt: skip
+            value = orjson.dumps(
+                {
+                    "specversion": "1.0",
+                    "id": f"e{i}",
+                    "source": "bench",
+                    "type": "page.viewed",
+                    "time": stamp,
+                    "subject": visitor,
+                    "datacontenttype": "application/json",
+                    "data": {"visitor_id": visitor, "session_id": f"s{i}", "url": "/p/1", "page_type": "product"},
+                }
+            )
             futures.append(await producer.send(topics.browsing, value, key=visitor.encode()))
             if len(futures) >= 20_000:
                 await asyncio.gather(*futures)
@@ -75,8 +82,13 @@ async def produce(topics: Topics, n: int) -> None:
 
 async def changelog_live_keys(topics: Topics) -> int:
     """Keys whose latest record in the changelog is a value, not a tombstone: what compaction keeps."""
-    consumer = AIOKafkaConsumer(topics.engine_state, bootstrap_servers=BOOTSTRAP, group_id=None,
-                                auto_offset_reset="earliest", isolation_level="read_committed")  # fmt: skip
+    consumer = AIOKafkaConsumer(
+        topics.engine_state,
+        bootstrap_servers=BOOTSTRAP,
+        group_id=None,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
     await consumer.start()
     live: dict[bytes, bool] = {}
     try:
@@ -111,10 +123,14 @@ async def main() -> None:
         print(f"produced {args.events:,} page views from unique visitors in {time.perf_counter() - t:.0f} s")
         speed = args.days * 86400 / (args.events / args.expected_rate)
         settings = EngineSettings(
-            topic_prefix=prefix, group_id=f"{prefix}-engine", model_dir=Path("/nonexistent"),
-            session_idle_s=3600.0, visitor_idle_days=args.visitor_idle_days, seen_ids_idle_days=1.0,
+            topic_prefix=prefix,
+            group_id=f"{prefix}-engine",
+            model_dir=Path("/nonexistent"),
+            session_idle_s=3600.0,
+            visitor_idle_days=args.visitor_idle_days,
+            seen_ids_idle_days=1.0,
             log_level="WARNING",
-        )  # fmt: skip
+        )
         clock = FastClock(speed)
         engine = Engine(settings, clock=clock, rules=RuleSet(builtin_rules()))
         task = asyncio.create_task(engine.run())
@@ -140,12 +156,16 @@ async def main() -> None:
                 f"{low:.0f}-{high:.0f} MB (+{(high / low - 1) * 100:.0f}% over {samples[-1][0] - after[0][0]:.1f} days)"
             )
             print(f"after the expiry horizon ({horizon} days): live keys at most {peak_after:,}, RSS {rss_range}")
-            record("state", f"python bench/state.py --events {args.events}", [
-                ("page views from unique visitors, simulated days", f"{args.events:,}, {samples[-1][0]:.1f}", ""),
-                ("live keys after the horizon (max)", f"{peak_after:,}", "flat"),
-                ("engine RSS after the horizon", rss_range, "flat"),
-                ("live keys left in the changelog", f"{in_changelog:,} of {3 * args.events:,}", ""),
-            ])  # fmt: skip
+            record(
+                "state",
+                f"python bench/state.py --events {args.events}",
+                [
+                    ("page views from unique visitors, simulated days", f"{args.events:,}, {samples[-1][0]:.1f}", ""),
+                    ("live keys after the horizon (max)", f"{peak_after:,}", "flat"),
+                    ("engine RSS after the horizon", rss_range, "flat"),
+                    ("live keys left in the changelog", f"{in_changelog:,} of {3 * args.events:,}", ""),
+                ],
+            )
     finally:
         await cleanup(prefix)
 

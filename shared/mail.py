@@ -43,8 +43,15 @@ class Mailer:
         if not settings.smtp_host:
             return None
         password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
-        return cls(settings.smtp_host, settings.smtp_port, settings.email_from, settings.smtp_timeout_s,
-                   settings.smtp_username, password, settings.smtp_starttls)  # fmt: skip
+        return cls(
+            settings.smtp_host,
+            settings.smtp_port,
+            settings.email_from,
+            settings.smtp_timeout_s,
+            settings.smtp_username,
+            password,
+            settings.smtp_starttls,
+        )
 
     def compose(
         self, to: str, subject: str, text: str, locale: str, headers: dict[str, str] | None = None

@@ -29,8 +29,12 @@ def builtin(template_id: str) -> dict[str, Any] | None:
     parts = templates.BUILTIN.get(template_id)
     if parts is None:
         return None
-    return {"template_id": template_id, "version": 0, "status": "built-in", "template": {
-        "template_id": template_id, "version": 0, "description": "built in", "locales": parts}}  # fmt: skip
+    return {
+        "template_id": template_id,
+        "version": 0,
+        "status": "built-in",
+        "template": {"template_id": template_id, "version": 0, "description": "built in", "locales": parts},
+    }
 
 
 async def published(db: AsyncDatabase[Document]) -> dict[str, dict[str, templates.Parts]]:

@@ -78,13 +78,38 @@ class MessageSandbox(SandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "%", "+"})
     REMOVED_FILTERS = ("center", "indent", "wordwrap", "format", "batch", "slice")
     FORBIDDEN_NODES = (
-        nodes.Assign, nodes.AssignBlock, nodes.Macro, nodes.CallBlock, nodes.Import, nodes.FromImport,
-        nodes.Include, nodes.Extends, nodes.Block, nodes.With, nodes.FilterBlock, nodes.Scope,
-    )  # fmt: skip
+        nodes.Assign,
+        nodes.AssignBlock,
+        nodes.Macro,
+        nodes.CallBlock,
+        nodes.Import,
+        nodes.FromImport,
+        nodes.Include,
+        nodes.Extends,
+        nodes.Block,
+        nodes.With,
+        nodes.FilterBlock,
+        nodes.Scope,
+    )
     SAFE_METHODS = frozenset(
-        {"upper", "lower", "title", "capitalize", "strip", "lstrip", "rstrip", "startswith", "endswith",
-         "isdigit", "isalpha", "get", "keys", "values", "items"}
-    )  # fmt: skip
+        {
+            "upper",
+            "lower",
+            "title",
+            "capitalize",
+            "strip",
+            "lstrip",
+            "rstrip",
+            "startswith",
+            "endswith",
+            "isdigit",
+            "isalpha",
+            "get",
+            "keys",
+            "values",
+            "items",
+        }
+    )
 
     def __init__(self) -> None:
         # a value a template names but the message lacks renders empty rather than failing the message

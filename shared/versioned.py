@@ -116,8 +116,14 @@ class VersionedStore(Generic[T]):
             return self.parse(doc[self.kind])
         again = self.parse({**doc[self.kind], "version": newest + 1})
         await db[self.collection].insert_one(self.doc(again, "published", author, now))
-        await audit(db, author, f"{self.kind}.republished", f"{key}@{newest + 1}", {"from_version": version},
-                    again.model_dump(mode="json"))  # fmt: skip
+        await audit(
+            db,
+            author,
+            f"{self.kind}.republished",
+            f"{key}@{newest + 1}",
+            {"from_version": version},
+            again.model_dump(mode="json"),
+        )
         return again
 
 

@@ -124,5 +124,12 @@ def serve(service: str, settings: Any, create_app: Callable[[Any], FastAPI], unt
     # X-Forwarded-For is believed only from the trusted proxies (an ingress): the client address
     # the rate limits count is then the visitor's; from anyone else the header is ignored
     trusted = getattr(settings, "trusted_proxies", "127.0.0.1")
-    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning", access_log=False,
-                proxy_headers=True, forwarded_allow_ips=trusted)  # fmt: skip
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips=trusted,
+    )

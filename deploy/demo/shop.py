@@ -146,9 +146,12 @@ class Shop:
         kind = self.rng.choices(["browse", "linger", "buy"], weights=[5, 3, 2])[0]
         start = datetime.now(UTC) - (timedelta(minutes=self.rng.uniform(55, 75)) if kind == "linger" else timedelta(0))
         events: list[dict[str, Any]] = [
-            {"type": "session.started", "time": start.isoformat(),
-             "data": {**base, "landing_url": "/", "traffic_source": "search"}}
-        ]  # fmt: skip
+            {
+                "type": "session.started",
+                "time": start.isoformat(),
+                "data": {**base, "landing_url": "/", "traffic_source": "search"},
+            }
+        ]
         pages = self.rng.sample(PAGES, self.rng.randint(5, 8) if kind == "linger" else self.rng.randint(2, 6))
         step = (datetime.now(UTC) - start) / (len(pages) + 1) if kind == "linger" else timedelta(seconds=20)
         for i, (page_type, url) in enumerate(pages):
@@ -179,9 +182,14 @@ class Shop:
             return
         await self.http.post("/v1/outcomes", json={"type": "popup.accepted", **ref})
         phone = f"+4860{self.rng.randrange(10**7):07d}"
-        callback = {"visitor_id": base["visitor_id"], "session_id": base["session_id"],
-                    "decision_id": answer["decision_id"], "phone": phone, "consent": True,
-                    "preferred_time": "after 17:00"}  # fmt: skip
+        callback = {
+            "visitor_id": base["visitor_id"],
+            "session_id": base["session_id"],
+            "decision_id": answer["decision_id"],
+            "phone": phone,
+            "consent": True,
+            "preferred_time": "after 17:00",
+        }
         (await self.http.post("/v1/callbacks", json=callback)).raise_for_status()
 
     async def ticket(self) -> None:

@@ -22,8 +22,12 @@ async def main() -> None:
     settings = Settings()
     topics = Topics.from_settings(settings)
     watched = [
-        topics.actions, topics.outcomes, topics.decisions, topics.support, *[topics.dlq(t) for t in topics.event_topics]
-    ]  # fmt: skip
+        topics.actions,
+        topics.outcomes,
+        topics.decisions,
+        topics.support,
+        *[topics.dlq(t) for t in topics.event_topics],
+    ]
     consumer = AIOKafkaConsumer(
         *watched,
         bootstrap_servers=settings.kafka_bootstrap_servers,

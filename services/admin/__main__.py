@@ -42,8 +42,9 @@ async def create_key(settings: AdminSettings, name: str, role: access.Role) -> s
     return key
 
 
-async def backtest_file(settings: AdminSettings, rule_id: str, version: int | None, path: Path,
-                        until: datetime | None) -> dict[str, Any]:  # fmt: skip
+async def backtest_file(
+    settings: AdminSettings, rule_id: str, version: int | None, path: Path, until: datetime | None
+) -> dict[str, Any]:
     client = mongo_client(settings)
     try:
         db = database(client, settings)

@@ -64,8 +64,14 @@ async def create_key(db: AsyncDatabase[Document], name: str, role: Role, by: str
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     key_id = secrets.token_hex(4)
     key = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-    record = {"_id": key_id, "name": name, "role": role, "created_at": datetime.now(UTC), "created_by": by,
-              "revoked_at": None}  # fmt: skip
+    record = {
+        "_id": key_id,
+        "name": name,
+        "role": role,
+        "created_at": datetime.now(UTC),
+        "created_by": by,
+        "revoked_at": None,
+    }
     await db[Collections.API_KEYS].insert_one({**record, "key_hash": _hash(key)})
     await audit(db, by, "key.created", key_id, None, {"name": name, "role": role})
     return key, public(record)
@@ -88,8 +94,9 @@ def public(record: Document) -> dict[str, Any]:
 async def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
     challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "an API key is required: Authorization: Bearer pk_…",
-                            headers=challenge)  # fmt: skip
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "an API key is required: Authorization: Bearer pk_…", headers=challenge
+        )
     key = credentials.credentials
     if not key.startswith(PREFIX) or len(key) > 200:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "this is not a proact API key", headers=challenge)

@@ -156,8 +156,13 @@ async def _run(app_state: Any, job_id: str, rule: Rule, body: NewBacktest) -> No
         result["invalid_records"] = invalid
         if cut:
             result["warnings"].append(f"stopped after {body.max_events} events: the result covers the oldest ones")
-        await finish({"status": "done", "result": result,
-                      "progress": {"phase": "done", "done": len(events), "total": len(events)}})  # fmt: skip
+        await finish(
+            {
+                "status": "done",
+                "result": result,
+                "progress": {"phase": "done", "done": len(events), "total": len(events)},
+            }
+        )
     except asyncio.CancelledError:  # the service is stopping
         await asyncio.shield(finish({"status": "interrupted", "error": "the admin service stopped"}))
         raise
@@ -183,9 +188,17 @@ async def start(
     rule = Rule.model_validate(docs[0]["rule"])
     now = datetime.now(UTC)
     job_id = uuid.uuid4().hex
-    job = {"_id": job_id, "rule_id": rule_id, "rule_version": rule.version, "status": "queued",
-           "created_at": now, "created_by": who.who, "heartbeat_at": now, "request": body.model_dump(mode="json"),
-           "progress": {"phase": "queued", "done": 0, "total": None}}  # fmt: skip
+    job = {
+        "_id": job_id,
+        "rule_id": rule_id,
+        "rule_version": rule.version,
+        "status": "queued",
+        "created_at": now,
+        "created_by": who.who,
+        "heartbeat_at": now,
+        "request": body.model_dump(mode="json"),
+        "progress": {"phase": "queued", "done": 0, "total": None},
+    }
     await db[Collections.BACKTESTS].insert_one(job)
     task = asyncio.create_task(_run(request.app.state, job_id, rule, body))
     request.app.state.jobs.add(task)

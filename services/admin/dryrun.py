@@ -47,8 +47,12 @@ async def known_facts(
     order: dict[str, Any] = {}
     if order_id or (event_type and scope_field(event_type) == "order_id"):
         query = {"_id": order_id} if order_id else {"customer_id": customer_id}
-        order = await db[Collections.ORDERS].find_one(query, {"_id": 0, "projected_at": 0},
-                                                      sort=[("placed_at", DESCENDING)]) or {}  # fmt: skip
+        order = (
+            await db[Collections.ORDERS].find_one(
+                query, {"_id": 0, "projected_at": 0}, sort=[("placed_at", DESCENDING)]
+            )
+            or {}
+        )
         if order_id and not order:
             raise HTTPException(404, {"detail": f"the engine knows no order {order_id}", "field": "order_id"})
     data = {"customer_id": customer_id, **({"order_id": order["order_id"]} if order else {})}

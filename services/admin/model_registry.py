@@ -115,8 +115,9 @@ async def promote(request: Request, kind: Kind, version: Version, who: Publisher
         await asyncio.to_thread(registry.promote, kind, version)
     except ModelRefused as exc:
         raise HTTPException(422, {"detail": f"this model file is refused: {exc}", "field": "version"}) from None
-    await audit(request.app.state.db, who.who, "model.promoted", f"{kind}:{version}", {"version": before},
-                {"version": version})  # fmt: skip
+    await audit(
+        request.app.state.db, who.who, "model.promoted", f"{kind}:{version}", {"version": before}, {"version": version}
+    )
     return {"kind": kind, "promoted": version}
 
 
@@ -131,6 +132,12 @@ async def rollback(request: Request, kind: Kind, who: Publisher) -> dict[str, An
         raise HTTPException(409, str(exc.args[0])) from None
     except ModelRefused as exc:
         raise HTTPException(409, f"the version to roll back to is refused, nothing changed: {exc}") from None
-    await audit(request.app.state.db, who.who, "model.rolled_back", f"{kind}:{version}", {"version": before},
-                {"version": version})  # fmt: skip
+    await audit(
+        request.app.state.db,
+        who.who,
+        "model.rolled_back",
+        f"{kind}:{version}",
+        {"version": before},
+        {"version": version},
+    )
     return {"kind": kind, "promoted": version}

@@ -129,8 +129,16 @@ async def results(
     db = request.app.state.db
     window = timedelta(hours=window_h or request.app.state.settings.conversion_window_h)
     since = datetime.now(UTC) - timedelta(days=days)
-    fields = {"customer_id": 1, "channel": 1, "locale": 1, "holdout": 1, "status": 1, "created_at": 1,
-              "opened_at": 1, "clicked_at": 1}  # fmt: skip
+    fields = {
+        "customer_id": 1,
+        "channel": 1,
+        "locale": 1,
+        "holdout": 1,
+        "status": 1,
+        "created_at": 1,
+        "opened_at": 1,
+        "clicked_at": 1,
+    }
     cursor = db[Collections.MESSAGES].find({"rule_id": rule_id, "created_at": {"$gte": since}}, fields)
     messages = [m async for m in cursor]
     customers = sorted({m["customer_id"] for m in messages})

@@ -31,13 +31,16 @@ def refusal(exc: ValidationError, within: str | None = None) -> HTTPException:
     """422 naming the field that is wrong (``conditions.1.expr``); ``within`` replaces the first part
     of each field's path (the body names it otherwise)."""
     errors = [
-        {"field": ".".join(str(p) for p in ((within, *e["loc"][1:]) if within and e["loc"] else e["loc"])),
-         "message": e["msg"]}
+        {
+            "field": ".".join(str(p) for p in ((within, *e["loc"][1:]) if within and e["loc"] else e["loc"])),
+            "message": e["msg"],
+        }
         for e in exc.errors()
-    ]  # fmt: skip
+    ]
     first = errors[0]
-    return HTTPException(422, {"detail": f"{first['field']}: {first['message']}", "field": first["field"],
-                               "errors": errors})  # fmt: skip
+    return HTTPException(
+        422, {"detail": f"{first['field']}: {first['message']}", "field": first["field"], "errors": errors}
+    )
 
 
 def _public(doc: dict[str, Any]) -> dict[str, Any]:
@@ -52,11 +55,25 @@ async def schema(_: Viewer) -> dict[str, Any]:
 
 # the facts a condition can read, offered by the UI's condition builder (any CEL over the facts works)
 FACTS = (
-    "order.status", "order.items", "order.total.amount", "order.promised_delivery_by", "order.estimated_delivery",
-    "customer.orders", "customer.tickets", "customer.locale", "customer.has_email", "customer.has_phone",
-    "customer.last_order_at", "scores.churn", "trigger.kind", "event.type", "session.page_count",
-    "session.duration_s", "session.checkout", "session.offered",
-)  # fmt: skip
+    "order.status",
+    "order.items",
+    "order.total.amount",
+    "order.promised_delivery_by",
+    "order.estimated_delivery",
+    "customer.orders",
+    "customer.tickets",
+    "customer.locale",
+    "customer.has_email",
+    "customer.has_phone",
+    "customer.last_order_at",
+    "scores.churn",
+    "trigger.kind",
+    "event.type",
+    "session.page_count",
+    "session.duration_s",
+    "session.checkout",
+    "session.offered",
+)
 
 
 @router.get("/rules/vocabulary")
@@ -91,9 +108,13 @@ async def list_rules(
         slot = "published" if doc["status"] == "published" else "draft"
         if row[slot] is None or doc["version"] > row[slot]["version"]:
             rule = doc["rule"]
-            row[slot] = {"version": doc["version"], "name": rule["name"], "enabled": rule["enabled"],
-                         "triggers": [t["kind"] for t in rule["triggers"]],
-                         "channel": rule["action"]["channel"]}  # fmt: skip
+            row[slot] = {
+                "version": doc["version"],
+                "name": rule["name"],
+                "enabled": rule["enabled"],
+                "triggers": [t["kind"] for t in rule["triggers"]],
+                "channel": rule["action"]["channel"],
+            }
     for row in rows.values():  # a draft older than what is in force is history, not work in progress
         if row["draft"] and row["published"] and row["draft"]["version"] < row["published"]["version"]:
             row["draft"] = None
@@ -220,10 +241,14 @@ async def why(
         query["action_id"] = action_id
     decisions = [d async for d in db[Collections.DECISIONS].find(query).sort("at", -1).limit(limit)]
     actions = [d["action_id"] for d in decisions if d.get("action_id")]
-    messages = [
-        _public(m)
-        async for m in db[Collections.MESSAGES].find(
-            {"action_id": {"$in": actions}}, {"action_id": 1, "status": 1, "channel": 1, "updated_at": 1}
-        )
-    ] if actions else []  # fmt: skip
+    messages = (
+        [
+            _public(m)
+            async for m in db[Collections.MESSAGES].find(
+                {"action_id": {"$in": actions}}, {"action_id": 1, "status": 1, "channel": 1, "updated_at": 1}
+            )
+        ]
+        if actions
+        else []
+    )
     return explain(customer_id, [_public(d) for d in decisions], messages, rule_id, action_id)

@@ -117,8 +117,9 @@ async def list_templates(request: Request, _: Viewer) -> list[dict[str, Any]]:
     for key, parts in templates.BUILTIN.items():
         rows[key] = {"template_id": key, "published": 0, "draft": None, "locales": sorted(parts)}
     async for doc in db[TEMPLATES.collection].find({}, {"template_id": 1, "version": 1, "status": 1, "template": 1}):
-        row = rows.setdefault(doc["template_id"], {"template_id": doc["template_id"], "published": None, "draft": None,
-                                                   "locales": []})  # fmt: skip
+        row = rows.setdefault(
+            doc["template_id"], {"template_id": doc["template_id"], "published": None, "draft": None, "locales": []}
+        )
         slot = "published" if doc["status"] == "published" else "draft"
         if row[slot] is None or doc["version"] > row[slot]:
             row[slot] = doc["version"]
@@ -166,8 +167,12 @@ async def save_draft(
         raise refusal(exc) from None
     except DuplicateKeyError:
         raise HTTPException(409, "another version was saved at the same moment; reload and retry") from None
-    return {"template_id": template_id, "version": saved.version, "status": "draft",
-            "template": saved.model_dump(mode="json")}  # fmt: skip
+    return {
+        "template_id": template_id,
+        "version": saved.version,
+        "status": "draft",
+        "template": saved.model_dump(mode="json"),
+    }
 
 
 @router.post("/templates/{template_id}/versions/{version}/publish")
@@ -192,8 +197,11 @@ async def preview(
     parts = await _parts(request, template_id, body)
     values = await _values(request, template_id, body, now)
     locales = body.locales or sorted(parts)
-    return {"template_id": template_id, "values": values,
-            "previews": {loc: _render(template_id, parts, loc, values) for loc in locales}}  # fmt: skip
+    return {
+        "template_id": template_id,
+        "values": values,
+        "previews": {loc: _render(template_id, parts, loc, values) for loc in locales},
+    }
 
 
 @router.post("/templates/{template_id}/test-send", status_code=202)
@@ -217,6 +225,12 @@ async def test_send(
     except MailRefused as exc:
         raise HTTPException(422 if exc.permanent else 502, exc.reason) from None
     domain = str(body.to).rsplit("@", 1)[-1]
-    await audit(request.app.state.db, who.who, "template.test_sent", template_id, None,
-                {"locale": rendered["locale"], "to_domain": domain, "version": body.version})  # fmt: skip
+    await audit(
+        request.app.state.db,
+        who.who,
+        "template.test_sent",
+        template_id,
+        None,
+        {"locale": rendered["locale"], "to_domain": domain, "version": body.version},
+    )
     return {"sent": True, "locale": rendered["locale"], "subject": f"[test] {subject}"}

@@ -50,9 +50,13 @@ class Dispatch:
     dead-letters that action with its reason; those two have it read again (nack)."""
 
     def __init__(
-        self, broker: KafkaBroker, settings: DispatcherSettings, db: AsyncDatabase[Document],
-        channel: Channel | Channels, clock: Clock,
-    ) -> None:  # fmt: skip
+        self,
+        broker: KafkaBroker,
+        settings: DispatcherSettings,
+        db: AsyncDatabase[Document],
+        channel: Channel | Channels,
+        clock: Clock,
+    ) -> None:
         self.broker, self.settings, self.db, self.channel, self.clock = broker, settings, db, channel, clock
         self.topics = Topics.from_settings(settings)
 
@@ -86,15 +90,18 @@ class Dispatch:
         action = event.data
         assert isinstance(action, ActionRequested)
         last = attempt >= self.settings.max_attempts
-        result = await deliver(action, self.db, self.channel, self.clock, attempt, last_attempt=last,
-                               from_retry=from_retry)  # fmt: skip
+        result = await deliver(
+            action, self.db, self.channel, self.clock, attempt, last_attempt=last, from_retry=from_retry
+        )
         if result.retry:
             await self._to_retry(
                 body, raw, attempt + 1, self.clock.now() + backoff(attempt, self.settings.retry_base_s)
             )
             await retrying(self.db, action, result, self.clock, attempt)
-            log.info("delivery will be retried", extra={"action_id": action.action_id, "attempt": attempt,
-                                                       "reason": result.retry})  # fmt: skip
+            log.info(
+                "delivery will be retried",
+                extra={"action_id": action.action_id, "attempt": attempt, "reason": result.retry},
+            )
         if result.gave_up:
             why = RuntimeError(f"gave up after {attempt} attempts: {result.gave_up}")
             headers = {**_original(raw), **dead_letter_headers(why, raw.topic, raw.partition, raw.offset)}
@@ -106,8 +113,9 @@ class Dispatch:
         """The outcome, under one id per action and outcome: published again after a crash, it is
         the same event; then marked published, so a re-read action publishes nothing more."""
         action_id = outcome.action_id or event.id
-        made = new_event(outcome_type, event.subject, outcome, source=SOURCE, time=self.clock.now(),
-                         id=f"{action_id}:{outcome_type}")  # fmt: skip
+        made = new_event(
+            outcome_type, event.subject, outcome, source=SOURCE, time=self.clock.now(), id=f"{action_id}:{outcome_type}"
+        )
         key, value, headers = encode(made)
         await self.broker.publish(value, self.topics.outcomes, key=key, headers={k: v.decode() for k, v in headers})
         await messages_store.outcome_published(self.db, action_id)
@@ -116,8 +124,10 @@ class Dispatch:
         headers = dead_letter_headers(exc, self.topics.actions, raw.partition, raw.offset)
         await self.broker.publish(body, self.topics.dlq(self.topics.actions), key=raw.key, headers=headers)
         dead_letters.add(1, {"messaging.destination.name": self.topics.actions, "error.type": error_type(exc)})
-        log.warning("action dead-lettered", extra={"reason": str(getattr(exc, "reason", exc))[:200],
-                                                   "error_type": error_type(exc)})  # fmt: skip
+        log.warning(
+            "action dead-lettered",
+            extra={"reason": str(getattr(exc, "reason", exc))[:200], "error_type": error_type(exc)},
+        )
 
     async def _to_retry(self, body: bytes, raw: Any, attempt: int, due: datetime) -> None:
         headers = {**_original(raw), ATTEMPT_HEADER: str(attempt), RETRY_AT_HEADER: due.isoformat()}

@@ -137,12 +137,20 @@ class WebhookChannel:
 
     async def send(self, message: dict[str, Any]) -> bool:
         locale, parts = render(message, self.templates)
-        body = orjson.dumps({
-            "id": message["action_id"], "channel": message["channel"], "to": message.get("to"),
-            "locale": locale, "text": parts.get("text") or parts.get("body", ""),
-        })  # fmt: skip
-        headers = {"Content-Type": "application/json", "Idempotency-Key": message["idempotency_key"],
-                   "X-Proact-Signature": self.sign(body, int(time.time()))}  # fmt: skip
+        body = orjson.dumps(
+            {
+                "id": message["action_id"],
+                "channel": message["channel"],
+                "to": message.get("to"),
+                "locale": locale,
+                "text": parts.get("text") or parts.get("body", ""),
+            }
+        )
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": message["idempotency_key"],
+            "X-Proact-Signature": self.sign(body, int(time.time())),
+        }
         try:
             response = await self._client.post(self.url, content=body, headers=headers)
         except httpx.HTTPError as exc:

@@ -184,9 +184,15 @@ async def _failed(
 ) -> Result:
     """Record the final failure and report it."""
     await messages_store.mark(
-        db, action.action_id, "failed", clock.now(), via=channel.name, reason=exc.reason, attempts=attempt,
+        db,
+        action.action_id,
+        "failed",
+        clock.now(),
+        via=channel.name,
+        reason=exc.reason,
+        attempts=attempt,
         outcome_published=False,
-    )  # fmt: skip
+    )
     messages.add(1, {"proact.channel": action.channel, "outcome": "failed"})
     log.warning("message failed", extra={"action_id": action.action_id, "reason": exc.reason})
     outcome = Outcome(
@@ -202,10 +208,18 @@ async def _failed(
 def _recorded_outcome(action: ActionRequested, doc: Document) -> Result:
     """The outcome of a delivery or failure recorded in ``doc``, as it was first made."""
     delivered = doc["status"] == "delivered"
-    detail = {"via": doc.get("via")} if delivered else {"via": doc.get("via"), "reason": doc.get("reason"),
-                                                         "permanent": True}  # fmt: skip
-    outcome = Outcome(action_id=action.action_id, rule_id=action.rule_id, customer_id=action.customer_id,
-                      channel=action.channel, detail=detail)  # fmt: skip
+    detail = (
+        {"via": doc.get("via")}
+        if delivered
+        else {"via": doc.get("via"), "reason": doc.get("reason"), "permanent": True}
+    )
+    outcome = Outcome(
+        action_id=action.action_id,
+        rule_id=action.rule_id,
+        customer_id=action.customer_id,
+        channel=action.channel,
+        detail=detail,
+    )
     return Result("message.delivered" if delivered else "message.failed", outcome)
 
 
@@ -213,5 +227,6 @@ async def retrying(
     db: AsyncDatabase[Document], action: ActionRequested, result: Result, clock: Clock, attempt: int
 ) -> None:
     """Record that the next attempt is scheduled (call it after publishing that attempt)."""
-    await messages_store.mark(db, action.action_id, "retrying", clock.now(), via=result.via, reason=result.retry,
-                     attempts=attempt)  # fmt: skip
+    await messages_store.mark(
+        db, action.action_id, "retrying", clock.now(), via=result.via, reason=result.retry, attempts=attempt
+    )

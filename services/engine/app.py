@@ -260,9 +260,12 @@ class Engine:
             for decision in decisions:
                 metrics.decisions.add(
                     1,
-                    {"proact.rule.id": decision["rule_id"], "proact.rule.outcome": decision["outcome"],
-                     "proact.rule.guard": decision.get("guard") or "none"},
-                )  # fmt: skip
+                    {
+                        "proact.rule.id": decision["rule_id"],
+                        "proact.rule.outcome": decision["outcome"],
+                        "proact.rule.guard": decision.get("guard") or "none",
+                    },
+                )
             decision_records = ((d["customer_id"].encode(), orjson.dumps(d)) for d in decisions)
             await send_batched(producer, self.topics.decisions, partition, decision_records)
             await send_batched(producer, self.topics.engine_state, partition, state.changelog_records())

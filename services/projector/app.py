@@ -172,11 +172,13 @@ class Projector:
             async with slots:
                 await self._write(collection, ops)
 
-        await asyncio.gather(*(
-            write(collection, ops[i : i + self.chunk])
-            for collection, ops in by_collection.items()
-            for i in range(0, len(ops), self.chunk)
-        ))  # fmt: skip
+        await asyncio.gather(
+            *(
+                write(collection, ops[i : i + self.chunk])
+                for collection, ops in by_collection.items()
+                for i in range(0, len(ops), self.chunk)
+            )
+        )
         self.written += len(latest)
         if decisions:
             await self._append_decisions(decisions)
@@ -184,8 +186,17 @@ class Projector:
     def _unreadable(self, tp: TopicPartition, offset: int, exc: Exception, **where: str) -> None:
         kind = type(exc).__name__
         self.unreadable[kind] += 1
-        log.error("record not projected", extra={"topic": tp.topic, "partition": tp.partition, "offset": offset,
-                                                 "error_type": kind, "reason": str(exc)[:200], **where})  # fmt: skip
+        log.error(
+            "record not projected",
+            extra={
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "offset": offset,
+                "error_type": kind,
+                "reason": str(exc)[:200],
+                **where,
+            },
+        )
 
     async def _append_decisions(self, decisions: list[Document]) -> None:
         """The decision log is append-only: inserts, whose ``_id`` (rule, order, cause) makes a

@@ -42,8 +42,9 @@ def create_app(settings: StorefrontSettings) -> FastAPI:
         intent = ModelHandle(Registry(settings.model_dir), "intent")
         app.state.intent_model = intent
         app.state.templates = templates.InForce()  # the published over the built-in, kept current below
-        decider = Decider(view, intent, timedelta(seconds=settings.popup_cooldown_s), settings.decide_budget_ms,
-                          app.state.templates)  # fmt: skip
+        decider = Decider(
+            view, intent, timedelta(seconds=settings.popup_cooldown_s), settings.decide_budget_ms, app.state.templates
+        )
         app.state.decider = decider
         app.state.rules_loaded = asyncio.Event()
         app.state.event_limits = (

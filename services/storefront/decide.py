@@ -124,8 +124,13 @@ class Decider:
             reasons = "; ".join(f"{v.rule.rule_id}: {v.why}" for v in verdicts)
             return Answer(False, decision_id, reasons or "no rule applies", decisions=records)
         rule = winner.rule
-        contact = {"rule_id": rule.rule_id, "at": now.isoformat(), "channel": "popup", "scope": session_id,
-                   "holdout": winner.outcome == "holdout"}  # fmt: skip
+        contact = {
+            "rule_id": rule.rule_id,
+            "at": now.isoformat(),
+            "channel": "popup",
+            "scope": session_id,
+            "holdout": winner.outcome == "holdout",
+        }
         # the offer is decided: this replica shows no second one in the session, even before the
         # widget reports it shown (other replicas learn it from the popup.shown outcome)
         sessions.offered(self.view, session_id, visitor_id, rule.rule_id, now)

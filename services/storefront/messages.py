@@ -41,9 +41,11 @@ SOURCE = "proact/storefront"
 INBOX_LIMIT = 50
 CUSTOMER_ID = Query(min_length=1, max_length=200, description="the signed-in customer")
 IDENTITY = Header(
-    alias="X-Proact-Identity", min_length=64, max_length=64,
+    alias="X-Proact-Identity",
+    min_length=64,
+    max_length=64,
     description="HMAC-SHA256 of the customer id with the identity secret, hex (computed by the shop's back end)",
-)  # fmt: skip
+)
 
 
 class InboxMessage(BaseModel):
@@ -95,7 +97,7 @@ async def inbox(
             read=d["read_at"] is not None,
         )
         async for d in docs
-    ]  # fmt: skip  (stored in UTC; the driver returns naive datetimes)
+    ]  # stored in UTC; the driver returns naive datetimes
     return Inbox(messages=items, unread=sum(not m.read for m in items))
 
 
@@ -121,8 +123,13 @@ async def read(
         if await db[Collections.INBOX].count_documents({"_id": message_id, "customer_id": customer_id}) == 0:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such message in this inbox")
         return  # read before: nothing new to report
-    opened = ev.Outcome(action_id=item["action_id"], rule_id=item["rule_id"], customer_id=customer_id,
-                        channel="inapp", detail={"via": "inbox"})  # fmt: skip
+    opened = ev.Outcome(
+        action_id=item["action_id"],
+        rule_id=item["rule_id"],
+        customer_id=customer_id,
+        channel="inapp",
+        detail={"via": "inbox"},
+    )
     pub: Publisher = request.app.state.publisher
     await pub.publish_all([new_event("message.opened", customer_id, opened, source=SOURCE, time=now)])
 
@@ -160,8 +167,10 @@ async def unsubscribe_page(
     """The confirmation page the link opens; it changes nothing by itself."""
     _, channel = _token(request, token)
     _, text = request.app.state.templates.render("unsubscribe", lang, {"channel": channel})
-    form = (f'<p>{text["question"]}</p><form method="post"><button type="submit" '
-            f'style="font:inherit;padding:.5rem 1rem">{text["button"]}</button></form>')  # fmt: skip
+    form = (
+        f'<p>{text["question"]}</p><form method="post"><button type="submit" '
+        f'style="font:inherit;padding:.5rem 1rem">{text["button"]}</button></form>'
+    )
     return _page(lang, form, text["title"])
 
 
@@ -181,8 +190,9 @@ async def unsubscribe(
     customer_id, channel = _token(request, token)
     known = await db[Collections.CUSTOMERS].find_one({"_id": customer_id}, {"consents": 1}) or {}
     consents = {**(known.get("consents") or {}), channel: False}
-    data = ev.CustomerUpserted(customer_id=customer_id, consents=ev.Consents(**consents),
-                               attributes={"consent_changed_by": "unsubscribe-link"})  # fmt: skip
+    data = ev.CustomerUpserted(
+        customer_id=customer_id, consents=ev.Consents(**consents), attributes={"consent_changed_by": "unsubscribe-link"}
+    )
     pub: Publisher = request.app.state.publisher
     await pub.publish_all([new_event("customer.upserted", customer_id, data, source=SOURCE)])
     log.info("unsubscribed", extra={"customer_id": customer_id, "channel": channel})

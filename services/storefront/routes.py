@@ -216,9 +216,11 @@ async def popup_outcome(
     "/v1/callbacks",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=CallbackAccepted,
-    responses={422: {"description": "no consent, or an invalid phone or e-mail; `field` says which"},
-               429: {"description": "too many callback requests; retry after the given seconds"}},
-)  # fmt: skip
+    responses={
+        422: {"description": "no consent, or an invalid phone or e-mail; `field` says which"},
+        429: {"description": "too many callback requests; retry after the given seconds"},
+    },
+)
 async def callback(
     body: CallbackRequest, request: Request, response: Response, pub: Annotated[Publisher, Depends(publisher)]
 ) -> CallbackAccepted:

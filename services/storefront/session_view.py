@@ -106,9 +106,12 @@ class SessionView:
         """Read the topics from ``ttl`` ago, then keep up; runs until cancelled."""
         while True:
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=bootstrap_servers, group_id=None, isolation_level="read_committed",
-                enable_auto_commit=False, auto_offset_reset="latest",
-            )  # fmt: skip
+                bootstrap_servers=bootstrap_servers,
+                group_id=None,
+                isolation_level="read_committed",
+                enable_auto_commit=False,
+                auto_offset_reset="latest",
+            )
             try:
                 await consumer.start()
                 await self._read(consumer, topics)

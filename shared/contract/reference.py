@@ -86,19 +86,29 @@ def asyncapi() -> dict[str, Any]:
             "title": type_,
             "contentType": CONTENT_TYPE,
             "summary": (model.__doc__ or type_).strip().split("\n")[0],
-            "payload": {"allOf": [
-                {"$ref": REF.format(model="CloudEvent")},
-                {"type": "object", "properties": {"type": {"const": type_},
-                                                  "data": {"$ref": REF.format(model=model.__name__)}}},
-            ]},
+            "payload": {
+                "allOf": [
+                    {"$ref": REF.format(model="CloudEvent")},
+                    {
+                        "type": "object",
+                        "properties": {"type": {"const": type_}, "data": {"$ref": REF.format(model=model.__name__)}},
+                    },
+                ]
+            },
             "examples": [{"name": "example", "payload": example(type_)}],
-        }  # fmt: skip
+        }
     defs["DecisionRecord"] = _schema(DecisionRecord, defs)
-    messages["decision"] = {"name": "decision", "contentType": "application/json",
-                            "payload": {"$ref": REF.format(model="DecisionRecord")}}  # fmt: skip
-    messages["entity"] = {"name": "entity", "contentType": "application/json",
-                          "summary": "a changelog record: key <kind>:<id>, the entity as JSON, or a tombstone",
-                          "payload": {"type": ["object", "null"]}}  # fmt: skip
+    messages["decision"] = {
+        "name": "decision",
+        "contentType": "application/json",
+        "payload": {"$ref": REF.format(model="DecisionRecord")},
+    }
+    messages["entity"] = {
+        "name": "entity",
+        "contentType": "application/json",
+        "summary": "a changelog record: key <kind>:<id>, the entity as JSON, or a tombstone",
+        "payload": {"type": ["object", "null"]},
+    }
     for attribute, writers, readers in FLOWS:
         address = getattr(topics, attribute)
         carried = [t for t, (topic, _) in EVENT_TYPES.items() if topic == attribute]
@@ -119,16 +129,25 @@ def asyncapi() -> dict[str, Any]:
                 }
     return {
         "asyncapi": "3.0.0",
-        "info": {"title": "proact", "version": "1.0.0",
-                 "description": "Every Kafka topic proact uses, who writes and who reads it, and the events on it "
-                                "(CloudEvents 1.0 in structured mode; the changelog and the decision log are JSON)."},
+        "info": {
+            "title": "proact",
+            "version": "1.0.0",
+            "description": "Every Kafka topic proact uses, who writes and who reads it, and the events on it "
+            "(CloudEvents 1.0 in structured mode; the changelog and the decision log are JSON).",
+        },
         "defaultContentType": CONTENT_TYPE,
-        "servers": {"local": {"host": "127.0.0.1:9092", "pathname": "", "protocol": "kafka",
-                              "description": "the local broker of make run"}},
+        "servers": {
+            "local": {
+                "host": "127.0.0.1:9092",
+                "pathname": "",
+                "protocol": "kafka",
+                "description": "the local broker of make run",
+            }
+        },
         "channels": channels,
         "operations": operations,
         "components": {"messages": messages, "schemas": defs},
-    }  # fmt: skip
+    }
 
 
 def _type(prop: dict[str, Any]) -> str:
@@ -146,8 +165,11 @@ def _type(prop: dict[str, Any]) -> str:
     kind = str(prop.get("type", "any"))
     if kind == "array":
         return f"array of {_type(prop.get('items', {}))}"
-    bounds = [f"{k} {prop[k]}" for k in ("format", "pattern", "maxLength", "minimum", "maximum", "exclusiveMinimum",
-                                          "exclusiveMaximum") if k in prop]  # fmt: skip
+    bounds = [
+        f"{k} {prop[k]}"
+        for k in ("format", "pattern", "maxLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+        if k in prop
+    ]
     return f"{kind} ({', '.join(bounds)})" if bounds else kind
 
 
@@ -201,7 +223,7 @@ def events_md() -> str:
             json.dumps(example(type_), indent=2, ensure_ascii=False),
             "```",
             "",
-        ]  # fmt: skip
+        ]
     lines += [
         "## The decision log (`proact.engine.decisions`)",
         "",
@@ -216,8 +238,10 @@ def events_md() -> str:
 
 
 def files() -> dict[Path, str]:
-    out = {OUT / "schemas" / f"{name}.json": json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
-           for name, schema in schemas().items()}  # fmt: skip
+    out = {
+        OUT / "schemas" / f"{name}.json": json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+        for name, schema in schemas().items()
+    }
     out[OUT / "asyncapi.json"] = json.dumps(asyncapi(), indent=2, ensure_ascii=False) + "\n"
     out[EVENTS_MD] = events_md()
     return out

@@ -98,8 +98,14 @@ class Backtest:
                 self.by_day[event.time.date().isoformat()] += 1
                 self.by_channel[data.channel] += 1
                 if len(self.samples) < SAMPLES_KEPT:
-                    self.samples.append({"customer_id": data.customer_id, "at": event.time.isoformat(),
-                                         "channel": data.channel, "context": data.context})  # fmt: skip
+                    self.samples.append(
+                        {
+                            "customer_id": data.customer_id,
+                            "at": event.time.isoformat(),
+                            "channel": data.channel,
+                            "context": data.context,
+                        }
+                    )
         for decision in self.state.take_decisions():
             if decision["rule_id"] != self.rule.rule_id:
                 continue

@@ -275,8 +275,13 @@ class RuleRunner:
         waiting = [i for i in items if self._wait_for_profile(customer, i, now)]
         for item in waiting:
             until = shifted(now, self.profile_wait)
-            verdict = Verdict(item.rule, "deferred", "no profile of this customer yet: evaluated again shortly",
-                              "unknown_customer", defer_until=until)  # fmt: skip
+            verdict = Verdict(
+                item.rule,
+                "deferred",
+                "no profile of this customer yet: evaluated again shortly",
+                "unknown_customer",
+                defer_until=until,
+            )
             self._defer(state, customer_id, item, verdict, now)
             state.decide(_decision(verdict, item, customer_id, state, now))
         items = [i for i in items if i not in waiting]
@@ -358,8 +363,13 @@ class RuleRunner:
         holdout = verdict.outcome == "holdout"
         assert verdict.channel is not None
         customer = dict(state.get(CUSTOMER, customer_id) or {"customer_id": customer_id, "orders": 0, "tickets": 0})
-        contact = {"rule_id": rule.rule_id, "at": now.isoformat(), "channel": verdict.channel, "scope": item.scope,
-                   "holdout": holdout}  # fmt: skip
+        contact = {
+            "rule_id": rule.rule_id,
+            "at": now.isoformat(),
+            "channel": verdict.channel,
+            "scope": item.scope,
+            "holdout": holdout,
+        }
         customer["contacts"] = [*customer.get("contacts", []), contact][-MAX_CONTACTS_KEPT:]
         state.put(CUSTOMER, customer_id, customer)
         action = ev.ActionRequested(

@@ -49,13 +49,40 @@ def plots(y: NDArray[Any], p: NDArray[np.float64], out: Path, title: str) -> lis
     observed, predicted = calibration_curve(y, p, n_bins=10, strategy="quantile")
     # (file, curve x, curve y, curve label, reference line, x label, y label, title, legend place)
     charts: list[tuple[Any, ...]] = [
-        ("roc.png", fpr, tpr, f"AUC {roc_auc_score(y, p):.3f}", ([0, 1], [0, 1]),
-         "false positive rate", "true positive rate", "ROC", "lower right"),
-        ("precision_recall.png", recall, precision, f"AP {average_precision_score(y, p):.3f}",
-         ([0, 1], [y.mean(), y.mean()]), "recall", "precision", "precision-recall", "upper right"),
-        ("calibration.png", predicted, observed, "model", ([0, 1], [0, 1]),
-         "predicted probability", "observed rate", "calibration", "upper left"),
-    ]  # fmt: skip
+        (
+            "roc.png",
+            fpr,
+            tpr,
+            f"AUC {roc_auc_score(y, p):.3f}",
+            ([0, 1], [0, 1]),
+            "false positive rate",
+            "true positive rate",
+            "ROC",
+            "lower right",
+        ),
+        (
+            "precision_recall.png",
+            recall,
+            precision,
+            f"AP {average_precision_score(y, p):.3f}",
+            ([0, 1], [y.mean(), y.mean()]),
+            "recall",
+            "precision",
+            "precision-recall",
+            "upper right",
+        ),
+        (
+            "calibration.png",
+            predicted,
+            observed,
+            "model",
+            ([0, 1], [0, 1]),
+            "predicted probability",
+            "observed rate",
+            "calibration",
+            "upper left",
+        ),
+    ]
     for name, xs, ys, label, reference, xlabel, ylabel, what, legend in charts:
         fig, ax = plt.subplots(figsize=(4.5, 4.5))
         ax.plot(xs, ys, "o-" if name == "calibration.png" else "-", label=label)

@@ -163,9 +163,15 @@ def evaluate(
     )
     if channel is None:
         wanted = rule.action.channel
-        return stop("consent", f"no consent for {'any channel' if wanted == 'preferred' else wanted}" + (
-            "" if rule.action.fallback == "preferred" or wanted == "preferred" else " and the rule does not fall back"
-        ))  # fmt: skip
+        return stop(
+            "consent",
+            f"no consent for {'any channel' if wanted == 'preferred' else wanted}"
+            + (
+                ""
+                if rule.action.fallback == "preferred" or wanted == "preferred"
+                else " and the rule does not fall back"
+            ),
+        )
 
     if guards.contact_policy:
         all_sent = g.sent(contacts)

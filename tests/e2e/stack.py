@@ -61,8 +61,12 @@ class Stack:
         """An admin API key, made the way an operator makes one (the command line)."""
         made = subprocess.run(
             [sys.executable, "-m", "services.admin", "create-key", "--name", f"e2e-{role}", "--role", role],
-            env=self.env, capture_output=True, text=True, timeout=60, check=True,
-        )  # fmt: skip
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         return made.stdout.strip()
 
     def kill(self, name: str) -> None:

@@ -38,10 +38,13 @@ async def dispatcher(tmp_path: Path, model_registry: Path) -> AsyncIterator[tupl
     servers = receivers.serve(smtp_port, hook_port)
     async with own_stack("dfault", tmp_path, model_registry) as stack:
         stack.env |= {
-            "PROACT_SMTP_HOST": "127.0.0.1", "PROACT_SMTP_PORT": str(smtp_port),
-            "PROACT_WEBHOOK_URL": f"http://127.0.0.1:{hook_port}/sms", "PROACT_WEBHOOK_SECRET": secrets.token_hex(16),
-            "PROACT_UNSUBSCRIBE_SECRET": secrets.token_hex(16), "PROACT_DISPATCHER_RETRY_BASE_S": "0.5",
-        }  # fmt: skip
+            "PROACT_SMTP_HOST": "127.0.0.1",
+            "PROACT_SMTP_PORT": str(smtp_port),
+            "PROACT_WEBHOOK_URL": f"http://127.0.0.1:{hook_port}/sms",
+            "PROACT_WEBHOOK_SECRET": secrets.token_hex(16),
+            "PROACT_UNSUBSCRIBE_SECRET": secrets.token_hex(16),
+            "PROACT_DISPATCHER_RETRY_BASE_S": "0.5",
+        }
         try:
             yield stack, receivers
         finally:
@@ -55,11 +58,19 @@ async def test_every_action_is_delivered_and_reported_once_across_kills(
     topics = Topics(prefix=stack.env["PROACT_TOPIC_PREFIX"])
     rng = random.Random(7)
     customers = [uid("c") for _ in range(CUSTOMERS)]
-    await produce([
-        event("customer.upserted", subject=c, email=f"{c}@example.com", phone="+48123456789",
-              consents={"email": True, "sms": True})
-        for c in customers
-    ], topics)  # fmt: skip
+    await produce(
+        [
+            event(
+                "customer.upserted",
+                subject=c,
+                email=f"{c}@example.com",
+                phone="+48123456789",
+                consents={"email": True, "sms": True},
+            )
+            for c in customers
+        ],
+        topics,
+    )
     stack.start("dispatcher")
     stack.wait_ready("dispatcher")
     db = mongo_client(Settings())[stack.env["PROACT_MONGO_DATABASE"]]
@@ -72,9 +83,18 @@ async def test_every_action_is_delivered_and_reported_once_across_kills(
     for i in range(ACTIONS):
         cid, action_id = rng.choice(customers), uid("a")
         keys[action_id] = f"delay-notice:{action_id}"
-        actions.append(event("action.requested", subject=cid, action_id=action_id, customer_id=cid,
-                             channel="email" if i % 2 else "sms", idempotency_key=keys[action_id],
-                             template_id="delay_notice", context={"order_id": f"o-{i}"}))  # fmt: skip
+        actions.append(
+            event(
+                "action.requested",
+                subject=cid,
+                action_id=action_id,
+                customer_id=cid,
+                channel="email" if i % 2 else "sms",
+                idempotency_key=keys[action_id],
+                template_id="delay_notice",
+                context={"order_id": f"o-{i}"},
+            )
+        )
     sending = asyncio.create_task(produce(actions, topics))
     for _ in range(KILLS):
         await asyncio.sleep(rng.uniform(0.8, 2.0))

@@ -48,8 +48,11 @@ def workload(rng: random.Random) -> tuple[list[tuple[str, bytes, bytes]], Counte
         out.append((EVENT_TYPES[type_][0], key, value))
 
     for c in range(CUSTOMERS):
-        add("customer.upserted", f"c{c}", {"customer_id": f"c{c}", "email": f"c{c}@example.com",
-                                           "consents": {"email": True}})  # fmt: skip
+        add(
+            "customer.upserted",
+            f"c{c}",
+            {"customer_id": f"c{c}", "email": f"c{c}@example.com", "consents": {"email": True}},
+        )
     while len(out) < EVENTS:
         cid = f"c{rng.randrange(CUSTOMERS)}"
         r = rng.random()
@@ -57,8 +60,11 @@ def workload(rng: random.Random) -> tuple[list[tuple[str, bytes, bytes]], Counte
             oid = f"o{len(out)}"
             ship_by = now + timedelta(seconds=rng.uniform(3, 20)) if rng.random() < 0.1 else now + timedelta(days=3)
             total = {"amount": "9.99", "currency": "EUR"}
-            add("order.placed", cid, {"order_id": oid, "customer_id": cid, "total": total,
-                                      "promised_ship_by": ship_by.isoformat()})  # fmt: skip
+            add(
+                "order.placed",
+                cid,
+                {"order_id": oid, "customer_id": cid, "total": total, "promised_ship_by": ship_by.isoformat()},
+            )
             orders[cid] += 1
             if ship_by < now + timedelta(days=1):
                 late.add(oid)
@@ -67,8 +73,11 @@ def workload(rng: random.Random) -> tuple[list[tuple[str, bytes, bytes]], Counte
             tickets[cid] += 1
         else:
             visitor = f"v{rng.randrange(CUSTOMERS * 2)}"
-            add("page.viewed", visitor, {"visitor_id": visitor, "session_id": f"s-{visitor}", "url": "/p/1",
-                                         "page_type": "product"})  # fmt: skip
+            add(
+                "page.viewed",
+                visitor,
+                {"visitor_id": visitor, "session_id": f"s-{visitor}", "url": "/p/1", "page_type": "product"},
+            )
     return out, orders, tickets, late
 
 

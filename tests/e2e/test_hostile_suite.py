@@ -53,21 +53,38 @@ def hostile_events(cid: str) -> dict[str, tuple[str, dict[str, Any] | bytes, str
     return {
         "a delivery in year 9999": ("orders", {**delivered, "time": "9999-12-31T23:59:59Z"}, "time"),
         "a delivery in 1970": ("orders", {**delivered, "time": "1970-01-01T00:00:00Z"}, "time"),
-        "a promise in 2999": ("orders", with_data(placed, promised_ship_by="2999-01-01T00:00:00Z"),
-                              "data.promised_ship_by"),
+        "a promise in 2999": (
+            "orders",
+            with_data(placed, promised_ship_by="2999-01-01T00:00:00Z"),
+            "data.promised_ship_by",
+        ),
         "an invalid time zone": ("customers", with_data(profile, timezone="Mars/Olympus_Mons"), "data.timezone"),
         "an invalid locale": ("customers", with_data(profile, locale="<script>"), "data.locale"),
-        "a huge amount": ("orders", with_data(placed, total={"amount": "1e30", "currency": "EUR"}),
-                          "data.total.amount"),
-        "a non-finite amount": ("orders", with_data(placed, total={"amount": "NaN", "currency": "EUR"}),
-                                "data.total.amount"),
+        "a huge amount": (
+            "orders",
+            with_data(placed, total={"amount": "1e30", "currency": "EUR"}),
+            "data.total.amount",
+        ),
+        "a non-finite amount": (
+            "orders",
+            with_data(placed, total={"amount": "NaN", "currency": "EUR"}),
+            "data.total.amount",
+        ),
         "a 10 KB order id": ("orders", with_data(placed, order_id="o" * 10_000), "data.order_id"),
-        "nesting 2,000 deep": ("orders", orjson.dumps(with_data(placed, note=[1])).replace(b"[1]", orjson.dumps(1))
-                               .replace(b'"note":1', b'"note":' + b"[" * 2000 + b"1" + b"]" * 2000), "value"),
+        "nesting 2,000 deep": (
+            "orders",
+            orjson.dumps(with_data(placed, note=[1]))
+            .replace(b"[1]", orjson.dumps(1))
+            .replace(b'"note":1', b'"note":' + b"[" * 2000 + b"1" + b"]" * 2000),
+            "value",
+        ),
         "a timer.fired on the orders topic": ("orders", event("timer.fired", subject=cid).to_dict(), "type"),
-        "an action.requested on the customers topic": ("customers", event("action.requested", subject=cid).to_dict(),
-                                                       "type"),
-    }  # fmt: skip
+        "an action.requested on the customers topic": (
+            "customers",
+            event("action.requested", subject=cid).to_dict(),
+            "type",
+        ),
+    }
 
 
 def assert_every_service_lives(stack: Stack) -> None:
@@ -84,12 +101,16 @@ async def late_orders_get_exactly_one_notice(topics: Topics) -> None:
     await produce([event("customer.upserted", subject=c, consents={"email": True}) for c in customers.values()], topics)
     await asyncio.sleep(3)  # the profiles first: topics have no order between them
     past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
-    await produce([event("order.placed", subject=c, order_id=o, promised_ship_by=past) for o, c in customers.items()],
-                  topics)  # fmt: skip
+    await produce(
+        [event("order.placed", subject=c, order_id=o, promised_ship_by=past) for o, c in customers.items()], topics
+    )
 
     def notices(records: list[Any], order_id: str) -> int:
-        return sum(decode(r.value, r.headers).data.model_dump()["context"].get("order_id") == order_id
-                   for r in records if r.key in wanted)  # fmt: skip
+        return sum(
+            decode(r.value, r.headers).data.model_dump()["context"].get("order_id") == order_id
+            for r in records
+            if r.key in wanted
+        )
 
     wanted = {c.encode() for c in customers.values()}
     records = await read(topics.actions, lambda rs: all(notices(rs, o) for o in customers), timeout_s=60, settle_s=3)
@@ -126,10 +147,13 @@ async def test_hostile_requests_get_a_4xx_naming_the_field_and_every_service_liv
     async with admin, shop:
         rule = (await admin.get("/v1/rules/post-purchase-checkin")).json()[-1]["rule"]
         for name, change, field in [
-            ("a 40 KB context expression (crashed the CEL binding)",
-             {"action": {**rule["action"], "context": {"x": "+".join(["1"] * 20_000)}}}, "action.context"),
+            (
+                "a 40 KB context expression (crashed the CEL binding)",
+                {"action": {**rule["action"], "context": {"x": "+".join(["1"] * 20_000)}}},
+                "action.context",
+            ),
             ("six nested comprehensions (hours of work)", {"conditions": [{"expr": nested_all}]}, "conditions.0.expr"),
-        ]:  # fmt: skip
+        ]:
             answer = await admin.post("/v1/rules/validate", json={**rule, **change})
             assert answer.status_code == 200, name
             assert answer.json()["valid"] is False, name
@@ -139,8 +163,9 @@ async def test_hostile_requests_get_a_4xx_naming_the_field_and_every_service_liv
             ("doubling a string 25 times", "{% set s = 'xx' %}" + "{% set s = s ~ s %}" * 25 + "{{ s }}"),
             ("a self-calling macro", "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}"),
         ]:
-            answer = await admin.post("/v1/templates/winback/preview",
-                                      json={"template": {"en": {"subject": source, "text": "x"}}})  # fmt: skip
+            answer = await admin.post(
+                "/v1/templates/winback/preview", json={"template": {"en": {"subject": source, "text": "x"}}}
+            )
             assert answer.status_code == 422, name
             assert answer.json()["field"] == "template.en.subject", name
         page = {"visitor_id": uid("v"), "session_id": uid("s"), "url": "/", "page_type": "home"}

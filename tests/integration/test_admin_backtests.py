@@ -115,9 +115,21 @@ async def test_an_ndjson_export_is_back_tested_on_the_command_line(
     env = {**os.environ, "PROACT_MONGO_DATABASE": app.state.db.name}
     until = (T0 + timedelta(days=10)).isoformat()
     done = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.admin", "backtest", "--rule", CHECKIN, "--version", "1",
-        "--events", str(export), "--until", until, env=env, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "services.admin",
+        "backtest",
+        "--rule",
+        CHECKIN,
+        "--version",
+        "1",
+        "--events",
+        str(export),
+        "--until",
+        until,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+    )
     out, _ = await done.communicate()
     assert done.returncode == 0
     result = orjson.loads(out)

@@ -111,14 +111,37 @@ async def test_the_schema_and_the_policy(client: httpx.AsyncClient) -> None:
 
 async def test_why_did_a_customer_get_or_not_get_a_rule(client: httpx.AsyncClient, admin_app: FastAPI) -> None:
     cid = uid("c")
-    base = {"rule_id": CHECKIN, "rule_version": 1, "rule_name": "Post-purchase check-in", "customer_id": cid,
-            "order_id": "o-1", "scope": "o-1", "conditions": [], "inputs": {}}  # fmt: skip
-    await admin_app.state.db[Collections.DECISIONS].insert_many([
-        {**base, "_id": uid("d"), "at": datetime(2026, 11, 20, 9, tzinfo=UTC).isoformat(), "outcome": "suppressed",
-         "guard": "frequency_cap", "why": "the contact policy allows 1 message per 3 days"},
-        {**base, "_id": uid("d"), "at": datetime(2026, 11, 24, 9, tzinfo=UTC).isoformat(), "outcome": "fired",
-         "channel": "email", "action_id": "a-77", "why": "conditions held"},
-    ])  # fmt: skip
+    base = {
+        "rule_id": CHECKIN,
+        "rule_version": 1,
+        "rule_name": "Post-purchase check-in",
+        "customer_id": cid,
+        "order_id": "o-1",
+        "scope": "o-1",
+        "conditions": [],
+        "inputs": {},
+    }
+    await admin_app.state.db[Collections.DECISIONS].insert_many(
+        [
+            {
+                **base,
+                "_id": uid("d"),
+                "at": datetime(2026, 11, 20, 9, tzinfo=UTC).isoformat(),
+                "outcome": "suppressed",
+                "guard": "frequency_cap",
+                "why": "the contact policy allows 1 message per 3 days",
+            },
+            {
+                **base,
+                "_id": uid("d"),
+                "at": datetime(2026, 11, 24, 9, tzinfo=UTC).isoformat(),
+                "outcome": "fired",
+                "channel": "email",
+                "action_id": "a-77",
+                "why": "conditions held",
+            },
+        ]
+    )
     await admin_app.state.db[Collections.MESSAGES].insert_one(
         {"action_id": "a-77", "idempotency_key": uid("k"), "status": "delivered", "customer_id": cid}
     )
@@ -141,15 +164,33 @@ async def test_a_dry_run_says_whether_a_rule_would_fire_for_a_customer_now(
     db = admin_app.state.db
     customer = uid("c")
     # what the engine's projection holds (the projector's documents)
-    profile = {"customer_id": customer, "orders": 2, "tickets": 0, "timezone": "UTC", "consents": {"email": True},
-               "has_email": True}  # fmt: skip
+    profile = {
+        "customer_id": customer,
+        "orders": 2,
+        "tickets": 0,
+        "timezone": "UTC",
+        "consents": {"email": True},
+        "has_email": True,
+    }
     await db[Collections.CUSTOMERS].insert_one({"_id": customer, **profile})
-    await db[Collections.ORDERS].insert_many([
-        {"_id": "o-old", "order_id": "o-old", "customer_id": customer, "status": "returned",
-         "placed_at": "2026-01-01T10:00:00+00:00"},
-        {"_id": "o-new", "order_id": "o-new", "customer_id": customer, "status": "delivered",
-         "placed_at": "2026-02-01T10:00:00+00:00"},
-    ])  # fmt: skip
+    await db[Collections.ORDERS].insert_many(
+        [
+            {
+                "_id": "o-old",
+                "order_id": "o-old",
+                "customer_id": customer,
+                "status": "returned",
+                "placed_at": "2026-01-01T10:00:00+00:00",
+            },
+            {
+                "_id": "o-new",
+                "order_id": "o-new",
+                "customer_id": customer,
+                "status": "delivered",
+                "placed_at": "2026-02-01T10:00:00+00:00",
+            },
+        ]
+    )
 
     latest = (await client.get(f"/v1/rules/{CHECKIN}/dry-run", params={"customer_id": customer})).json()
     assert latest["order_id"] == "o-new"  # the customer's latest order

@@ -26,8 +26,9 @@ pytestmark = pytest.mark.integration
 async def keys(admin_app: FastAPI) -> dict[str, str]:
     db = admin_app.state.db
     await db[Collections.CUSTOMERS].insert_one({"_id": "c-t1", "customer_id": "c-t1", "orders": 4, "locale": "pl"})
-    await db[Collections.ORDERS].insert_one({"_id": "o-t1", "order_id": "o-t1", "customer_id": "c-t1",
-                                             "placed_at": "2026-11-01T10:00:00+00:00"})  # fmt: skip
+    await db[Collections.ORDERS].insert_one(
+        {"_id": "o-t1", "order_id": "o-t1", "customer_id": "c-t1", "placed_at": "2026-11-01T10:00:00+00:00"}
+    )
     return {role: (await access.create_key(db, f"{role}-key", role, by="tests"))[0] for role in access.ROLES}
 
 
@@ -74,8 +75,9 @@ async def test_drafts_publish_and_roll_back_like_rules(http: httpx.AsyncClient, 
     first = await http.put("/v1/templates/checkin", json=checkin(en={"subject": "How is order {{ order_id }}?"}))
     assert first.status_code == 201
     v1 = first.json()["version"]
-    refused = await http.post(f"/v1/templates/checkin/versions/{v1}/publish",
-                              headers={"Authorization": f"Bearer {keys['marketer']}"})  # fmt: skip
+    refused = await http.post(
+        f"/v1/templates/checkin/versions/{v1}/publish", headers={"Authorization": f"Bearer {keys['marketer']}"}
+    )
     assert refused.status_code == 403
     assert (await http.post(f"/v1/templates/checkin/versions/{v1}/publish")).status_code == 200
     second = await http.put("/v1/templates/checkin", json=checkin(en={"subject": "Second: {{ order_id }}"}))
@@ -94,18 +96,23 @@ async def test_the_preview_shows_every_locale_side_by_side_with_the_customers_va
     http: httpx.AsyncClient,
 ) -> None:
     # the built-in check-in rule sends this template with the order id from the engine's facts
-    shown = (await http.post("/v1/templates/checkin/preview", json={"customer_id": "c-t1", "order_id": "o-t1",
-                                                                     "version": 0})).json()  # fmt: skip
+    shown = (
+        await http.post("/v1/templates/checkin/preview", json={"customer_id": "c-t1", "order_id": "o-t1", "version": 0})
+    ).json()
     assert set(shown["previews"]) == {"en", "pl", "ru", "lt", "hr"}
     assert "o-t1" in shown["previews"]["pl"]["parts"]["subject"]
     assert shown["previews"]["pl"]["parts"]["subject"].startswith("Czy wszystko")
     # an unsaved draft, a locale it lacks (falls back), and markup in a value is escaped
-    draft = {"en": {"subject": "Hi {{ name }}", "text": "Order {{ order_id }}"}, "pl": {"subject": "Cześć {{ name }}",
-             "text": "Zamówienie {{ order_id }}"}}  # fmt: skip
+    draft = {
+        "en": {"subject": "Hi {{ name }}", "text": "Order {{ order_id }}"},
+        "pl": {"subject": "Cześć {{ name }}", "text": "Zamówienie {{ order_id }}"},
+    }
     body = {"template": draft, "locales": ["pl-PL", "de"], "values": {"name": "<b>Ola</b>"}}
     shown = (await http.post("/v1/templates/checkin/preview", json=body)).json()
-    assert shown["previews"]["pl-PL"] == {"locale": "pl", "parts": {"subject": "Cześć &lt;b&gt;Ola&lt;/b&gt;",
-                                                                    "text": "Zamówienie SAMPLE-1001"}}  # fmt: skip
+    assert shown["previews"]["pl-PL"] == {
+        "locale": "pl",
+        "parts": {"subject": "Cześć &lt;b&gt;Ola&lt;/b&gt;", "text": "Zamówienie SAMPLE-1001"},
+    }
     assert shown["previews"]["de"]["locale"] == "en"
     broken = await http.post("/v1/templates/checkin/preview", json={"template": {"en": {"subject": "{% if %}"}}})
     assert broken.status_code == 422
@@ -121,8 +128,9 @@ async def test_a_test_send_arrives_at_the_mail_server_marked_as_a_test(
     mailbox, port = smtp
     admin_app.state.mailer = Mailer("127.0.0.1", port, "shop <shop@example.com>")
     try:
-        sent = await http.post("/v1/templates/delay_notice/test-send",
-                               json={"to": "qa@example.com", "locale": "lt", "version": 0})  # fmt: skip
+        sent = await http.post(
+            "/v1/templates/delay_notice/test-send", json={"to": "qa@example.com", "locale": "lt", "version": 0}
+        )
     finally:
         admin_app.state.mailer = None
     assert sent.status_code == 202, sent.text
@@ -140,8 +148,10 @@ async def test_a_test_send_arrives_at_the_mail_server_marked_as_a_test(
 async def test_a_published_template_is_what_services_render(
     admin_app: FastAPI, http: httpx.AsyncClient, base_settings: Settings
 ) -> None:
-    saved = await http.put("/v1/templates/winback", json={"locales": {"en": {"subject": "Come back, {{ customer_id }}",
-                                                                             "text": "New things."}}})  # fmt: skip
+    saved = await http.put(
+        "/v1/templates/winback",
+        json={"locales": {"en": {"subject": "Come back, {{ customer_id }}", "text": "New things."}}},
+    )
     await http.post(f"/v1/templates/winback/versions/{saved.json()['version']}/publish")
     settings = base_settings.model_copy(update={"mongo_database": admin_app.state.db.name})
     in_force = templates.InForce()

@@ -50,19 +50,35 @@ async def admin(base_settings: Settings, model_registry: Path) -> AsyncIterator[
         db = app.state.db
         key, _ = await access.create_key(db, "Maria (marketing)", "admin", by="tests")
         sent = datetime.now(UTC) - timedelta(days=3)
-        await db[Collections.MESSAGES].insert_many([
-            {"_id": f"m{i}", "idempotency_key": f"k{i}", "rule_id": CHECKIN, "customer_id": f"c{i}",
-             "channel": "email" if i % 3 else "sms", "locale": "pl" if i % 2 else "en", "holdout": i % 10 == 0,
-             "status": "holdout" if i % 10 == 0 else "delivered", "created_at": sent,
-             **({"opened_at": sent} if i % 4 == 0 else {})}
-            for i in range(60)
-        ])  # fmt: skip
-        await db[Collections.ORDERS].insert_many([
-            {"_id": f"o{i}", "order_id": f"o{i}", "customer_id": f"c{i}",
-             "placed_at": (sent + timedelta(days=1)).isoformat()}
-            for i in range(60) if (i % 3 == 0 and i % 10) or i == 20
-
-        ])  # fmt: skip
+        await db[Collections.MESSAGES].insert_many(
+            [
+                {
+                    "_id": f"m{i}",
+                    "idempotency_key": f"k{i}",
+                    "rule_id": CHECKIN,
+                    "customer_id": f"c{i}",
+                    "channel": "email" if i % 3 else "sms",
+                    "locale": "pl" if i % 2 else "en",
+                    "holdout": i % 10 == 0,
+                    "status": "holdout" if i % 10 == 0 else "delivered",
+                    "created_at": sent,
+                    **({"opened_at": sent} if i % 4 == 0 else {}),
+                }
+                for i in range(60)
+            ]
+        )
+        await db[Collections.ORDERS].insert_many(
+            [
+                {
+                    "_id": f"o{i}",
+                    "order_id": f"o{i}",
+                    "customer_id": f"c{i}",
+                    "placed_at": (sent + timedelta(days=1)).isoformat(),
+                }
+                for i in range(60)
+                if (i % 3 == 0 and i % 10) or i == 20
+            ]
+        )
         try:
             yield f"http://127.0.0.1:{port}", key
         finally:

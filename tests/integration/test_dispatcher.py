@@ -67,8 +67,13 @@ async def test_the_outbox_remembers_deliveries_across_restarts(tmp_path: Path) -
 async def test_an_action_waits_for_its_not_before(topics: Topics, db: AsyncDatabase[Document], tmp_path: Path) -> None:
     cid = uid("c")
     not_before = datetime.now(UTC) + timedelta(seconds=3)
-    action = event("action.requested", subject=cid, action_id=uid("a"), idempotency_key=f"checkin:{uid('o')}",
-                   not_before=not_before.isoformat())  # fmt: skip
+    action = event(
+        "action.requested",
+        subject=cid,
+        action_id=uid("a"),
+        idempotency_key=f"checkin:{uid('o')}",
+        not_before=not_before.isoformat(),
+    )
     settings = DispatcherSettings(topic_prefix=topics.prefix, group_id=uid("dispatcher"))
     broker = build_broker(settings, db, OutboxChannel(tmp_path), SystemClock())
     async with broker:
@@ -136,8 +141,9 @@ async def test_an_action_read_again_after_its_retry_was_scheduled_is_left_to_the
     key = f"winback:{cid}"
     action = event("action.requested", subject=cid, action_id=aid, idempotency_key=key)
     # what the first attempt left: the message claimed and handed over to the retry topic
-    await db[Collections.MESSAGES].insert_one({"_id": aid, "action_id": aid, "idempotency_key": key,
-                                               "customer_id": cid, "status": "retrying", "attempts": 1})  # fmt: skip
+    await db[Collections.MESSAGES].insert_one(
+        {"_id": aid, "action_id": aid, "idempotency_key": key, "customer_id": cid, "status": "retrying", "attempts": 1}
+    )
     _, value, headers = encode(action)
     settings = DispatcherSettings(topic_prefix=topics.prefix, group_id=uid("dispatcher"))
     async with build_broker(settings, db, OutboxChannel(tmp_path), SystemClock()) as broker:
@@ -240,10 +246,18 @@ async def test_an_outcome_recorded_but_not_published_before_a_crash_is_published
     cid, action_id = uid("c"), uid("a")
     key = f"delay-notice:{uid('o')}"
     action = event("action.requested", subject=cid, action_id=action_id, idempotency_key=key)
-    await db[Collections.MESSAGES].insert_one({
-        "_id": action_id, "action_id": action_id, "idempotency_key": key, "customer_id": cid, "status": "delivered",
-        "via": "outbox", "outcome_published": False, "channel": "email",
-    })  # fmt: skip
+    await db[Collections.MESSAGES].insert_one(
+        {
+            "_id": action_id,
+            "action_id": action_id,
+            "idempotency_key": key,
+            "customer_id": cid,
+            "status": "delivered",
+            "via": "outbox",
+            "outcome_published": False,
+            "channel": "email",
+        }
+    )
     settings = DispatcherSettings(topic_prefix=topics.prefix, group_id=uid("dispatcher"))
     broker = build_broker(settings, db, OutboxChannel(tmp_path), SystemClock())
     async with broker:

@@ -28,20 +28,47 @@ async def test_a_delay_notice_arrives_as_an_email_in_the_customers_language_once
 ) -> None:
     inbox, port = smtp
     polish, gone = uid("c"), uid("c")
-    await produce([
-        event("customer.upserted", subject=polish, email=f"{polish}@example.com", locale="pl-PL",
-              consents={"email": True}),
-        event("customer.upserted", subject=gone, email=f"{gone}@example.com", consents={"email": False}),
-    ], topics)  # fmt: skip
+    await produce(
+        [
+            event(
+                "customer.upserted",
+                subject=polish,
+                email=f"{polish}@example.com",
+                locale="pl-PL",
+                consents={"email": True},
+            ),
+            event("customer.upserted", subject=gone, email=f"{gone}@example.com", consents={"email": False}),
+        ],
+        topics,
+    )
     order = uid("o")
     key = f"delay-notice:{order}"
     context = {"order_id": order, "estimated_delivery": "2026-12-01T10:00:00+00:00"}
-    action = event("action.requested", subject=polish, action_id=uid("a"), customer_id=polish, locale="pl-PL",
-                   idempotency_key=key, context=context)  # fmt: skip
-    again = event("action.requested", subject=polish, action_id=action.data.model_dump()["action_id"],
-                  customer_id=polish, locale="pl-PL", idempotency_key=key, context=context)  # fmt: skip
-    withdrawn = event("action.requested", subject=gone, action_id=uid("a"), customer_id=gone,
-                      idempotency_key=f"delay-notice:{uid('o')}")  # fmt: skip
+    action = event(
+        "action.requested",
+        subject=polish,
+        action_id=uid("a"),
+        customer_id=polish,
+        locale="pl-PL",
+        idempotency_key=key,
+        context=context,
+    )
+    again = event(
+        "action.requested",
+        subject=polish,
+        action_id=action.data.model_dump()["action_id"],
+        customer_id=polish,
+        locale="pl-PL",
+        idempotency_key=key,
+        context=context,
+    )
+    withdrawn = event(
+        "action.requested",
+        subject=gone,
+        action_id=uid("a"),
+        customer_id=gone,
+        idempotency_key=f"delay-notice:{uid('o')}",
+    )
 
     settings = DispatcherSettings(topic_prefix=topics.prefix, group_id=uid("dispatcher"))
     channels = Channels(
@@ -77,8 +104,14 @@ async def test_an_action_ahead_of_the_contact_book_is_retried_and_delivered(
     a passing failure, tried again, not a message lost for want of an address."""
     inbox, port = smtp
     cid = uid("c")
-    action = event("action.requested", subject=cid, action_id=uid("a"), customer_id=cid,
-                   idempotency_key=f"delay-notice:{uid('o')}", context={"order_id": "o-1"})  # fmt: skip
+    action = event(
+        "action.requested",
+        subject=cid,
+        action_id=uid("a"),
+        customer_id=cid,
+        idempotency_key=f"delay-notice:{uid('o')}",
+        context={"order_id": "o-1"},
+    )
     settings = DispatcherSettings(topic_prefix=topics.prefix, group_id=uid("dispatcher"), retry_base_s=0.2)
     mailer = Mailer("127.0.0.1", port, "shop <shop@example.com>")
     broker = build_broker(
@@ -94,8 +127,9 @@ async def test_an_action_ahead_of_the_contact_book_is_retried_and_delivered(
             await asyncio.sleep(0.1)
         assert message is not None
         assert message["reason"] == "the contact book does not know this customer yet"
-        await produce([event("customer.upserted", subject=cid, email=f"{cid}@example.com", consents={"email": True})],
-                      topics)  # fmt: skip
+        await produce(
+            [event("customer.upserted", subject=cid, email=f"{cid}@example.com", consents={"email": True})], topics
+        )
         await read(topics.outcomes, lambda rs: any(r.key == cid.encode() for r in rs), settle_s=1)
     assert [m["To"] for m in inbox.received] == [f"{cid}@example.com"]
     assert (await db[Collections.MESSAGES].find_one({"customer_id": cid}))["status"] == "delivered"
@@ -108,14 +142,22 @@ async def test_a_message_that_cannot_be_composed_fails_for_good_and_the_partitio
     That action fails once, naming the template, and is not read again; the next one is delivered."""
     inbox, port = smtp
     cid = uid("c")
-    await produce([event("customer.upserted", subject=cid, email=f"{cid}@example.com", consents={"email": True})],
-                  topics)  # fmt: skip
+    await produce(
+        [event("customer.upserted", subject=cid, email=f"{cid}@example.com", consents={"email": True})], topics
+    )
     broken, fine = uid("a"), uid("a")
     actions = [
-        event("action.requested", subject=cid, action_id=a, customer_id=cid, idempotency_key=f"delay-notice:{a}",
-              template_id="delay_notice", context={"order_id": order_id})
+        event(
+            "action.requested",
+            subject=cid,
+            action_id=a,
+            customer_id=cid,
+            idempotency_key=f"delay-notice:{a}",
+            template_id="delay_notice",
+            context={"order_id": order_id},
+        )
         for a, order_id in ((broken, "o-1\r\nBcc: everyone@example.com"), (fine, "o-2"))
-    ]  # fmt: skip
+    ]
     settings = DispatcherSettings(topic_prefix=topics.prefix, group_id=uid("dispatcher"))
     mailer = EmailChannel(Mailer("127.0.0.1", port, "shop <shop@example.com>"))
     broker = build_broker(settings, db, Channels(OutboxChannel(tmp_path), {"email": mailer}), SystemClock())
@@ -127,8 +169,12 @@ async def test_a_message_that_cannot_be_composed_fails_for_good_and_the_partitio
             await asyncio.sleep(0.1)
         await produce(actions, topics)
         outcomes = await read(topics.outcomes, lambda rs: sum(r.key == cid.encode() for r in rs) >= 2, settle_s=3)
-    by_action = {e.data.model_dump()["action_id"]: e for r in outcomes if r.key == cid.encode()
-                 for e in [decode(r.value, r.headers)]}  # fmt: skip
+    by_action = {
+        e.data.model_dump()["action_id"]: e
+        for r in outcomes
+        if r.key == cid.encode()
+        for e in [decode(r.value, r.headers)]
+    }
     assert len(by_action) == 2  # one outcome each: the broken one was not read again and again
     assert by_action[broken].type == "message.failed"
     assert "template delay_notice" in by_action[broken].data.model_dump()["detail"]["reason"]

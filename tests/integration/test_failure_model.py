@@ -51,9 +51,12 @@ async def failing() -> AsyncIterator[tuple[Engine, Topics]]:
     try:
         async with isolated_topics(settings.kafka_bootstrap_servers, uid("fm")) as topics:
             engine_settings = EngineSettings(
-                topic_prefix=topics.prefix, group_id=uid("engine"), instance_id=uid("i"), poll_timeout_ms=50,
+                topic_prefix=topics.prefix,
+                group_id=uid("engine"),
+                instance_id=uid("i"),
+                poll_timeout_ms=50,
                 model_dir=Path("/nonexistent"),
-            )  # fmt: skip
+            )
             engine = Engine(engine_settings, rules=RuleSet(builtin_rules()))
             task = asyncio.create_task(engine.run())
             yield engine, topics

@@ -40,8 +40,9 @@ HOSTILE_BODIES = {
 
 @pytest.fixture(scope="module")
 async def storefront(topics: Topics, model_registry: Path) -> AsyncIterator[httpx.AsyncClient]:
-    settings = StorefrontSettings(topic_prefix=topics.prefix, mongo_database=uid("hostile").replace("-", ""),
-                                  model_dir=model_registry)  # fmt: skip
+    settings = StorefrontSettings(
+        topic_prefix=topics.prefix, mongo_database=uid("hostile").replace("-", ""), model_dir=model_registry
+    )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop") as client:

@@ -30,9 +30,12 @@ SECRET = secrets.token_hex(16)  # made for the run: no secret in code
 @pytest.fixture(scope="module")
 async def storefront(topics: Topics, model_registry: Path) -> AsyncIterator[httpx.AsyncClient]:
     settings = StorefrontSettings(
-        topic_prefix=topics.prefix, mongo_database=uid("identity").replace("-", ""), model_dir=model_registry,
-        identity_secret=SecretStr(SECRET), new_sessions_per_ip_minute=5,
-    )  # fmt: skip
+        topic_prefix=topics.prefix,
+        mongo_database=uid("identity").replace("-", ""),
+        model_dir=model_registry,
+        identity_secret=SecretStr(SECRET),
+        new_sessions_per_ip_minute=5,
+    )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop") as client:
@@ -100,8 +103,16 @@ def test_rules_cannot_read_phones_or_email_addresses(expr: str) -> None:
 
 
 def test_snapshots_of_events_leave_out_phones_and_email_addresses() -> None:
-    callback = event("callback.requested", subject="v-1", request_id="r-1", visitor_id="v-1", phone="+48123456789",
-                     email="anna@example.com", consent=True, time=datetime.now(UTC))  # fmt: skip
+    callback = event(
+        "callback.requested",
+        subject="v-1",
+        request_id="r-1",
+        visitor_id="v-1",
+        phone="+48123456789",
+        email="anna@example.com",
+        consent=True,
+        time=datetime.now(UTC),
+    )
     kept = snapshot(callback)
     assert "phone" not in kept["data"]
     assert "email" not in kept["data"]

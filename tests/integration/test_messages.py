@@ -92,8 +92,18 @@ async def test_an_email_unsubscribe_link_turns_the_consent_off_and_stops_further
 ) -> None:
     inbox, port = smtp
     customer = uid("c")
-    await produce([event("customer.upserted", subject=customer, email=f"{customer}@example.com", locale="pl-PL",
-                         consents={"email": True, "sms": True})], topics)  # fmt: skip
+    await produce(
+        [
+            event(
+                "customer.upserted",
+                subject=customer,
+                email=f"{customer}@example.com",
+                locale="pl-PL",
+                consents={"email": True, "sms": True},
+            )
+        ],
+        topics,
+    )
     # what the engine's projection knows of the customer (the storefront keeps the other consents)
     await own_db[Collections.CUSTOMERS].insert_one({"_id": customer, "consents": {"email": True, "sms": True}})
     links = UnsubscribeLinks("http://shop", UNSUBSCRIBE_SECRET)
@@ -102,8 +112,15 @@ async def test_an_email_unsubscribe_link_turns_the_consent_off_and_stops_further
     broker = build_broker(settings, own_db, Channels(OutboxChannel(tmp_path), {"email": email}), SystemClock())
 
     def action(n: int) -> Any:
-        return event("action.requested", subject=customer, action_id=uid("a"), customer_id=customer, locale="pl-PL",
-                     idempotency_key=f"delay-notice:{customer}-{n}", context={"order_id": f"o-{n}"})  # fmt: skip
+        return event(
+            "action.requested",
+            subject=customer,
+            action_id=uid("a"),
+            customer_id=customer,
+            locale="pl-PL",
+            idempotency_key=f"delay-notice:{customer}-{n}",
+            context={"order_id": f"o-{n}"},
+        )
 
     async with broker:
         await broker.start()
@@ -135,9 +152,10 @@ async def test_an_email_unsubscribe_link_turns_the_consent_off_and_stops_further
         assert refused.status_code == 400
         assert refused.json()["field"] == "token"
         done = await client.post(
-            f"{target.path}?{target.query}", content=b"List-Unsubscribe=One-Click",
+            f"{target.path}?{target.query}",
+            content=b"List-Unsubscribe=One-Click",
             headers={"Content-Type": "application/x-www-form-urlencoded"},
-        )  # fmt: skip
+        )
         assert done.status_code == 200
         assert "Gotowe" in done.text
 
@@ -167,8 +185,16 @@ async def test_an_inapp_message_reaches_only_the_signed_in_customers_inbox_once(
     customer, other = uid("c"), uid("c")
     key = f"delay-notice:{uid('o')}"
     action_id = uid("a")
-    message = event("action.requested", subject=customer, action_id=action_id, customer_id=customer, channel="inapp",
-                    locale="lt-LT", idempotency_key=key, context={"order_id": "o-77"})  # fmt: skip
+    message = event(
+        "action.requested",
+        subject=customer,
+        action_id=action_id,
+        customer_id=customer,
+        channel="inapp",
+        locale="lt-LT",
+        idempotency_key=key,
+        context={"order_id": "o-77"},
+    )
     settings = DispatcherSettings(topic_prefix=topics.prefix, group_id=uid("dispatcher"))
     channels = Channels(OutboxChannel(tmp_path), {"inapp": InboxChannel(own_db)})
     async with build_broker(settings, own_db, channels, SystemClock()) as broker:

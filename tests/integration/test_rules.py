@@ -78,8 +78,9 @@ async def publish(db: AsyncDatabase[Document], rule_id: str, **changes: Any) -> 
 
 def upserted(cid: str, zone: str | None = None, **consents: bool) -> Event:
     """A customer for whom it is now midday, unless another zone is given."""
-    return event("customer.upserted", subject=cid, timezone=zone or zone_at_local_hour(12),
-                 consents=consents or {"email": True})  # fmt: skip
+    return event(
+        "customer.upserted", subject=cid, timezone=zone or zone_at_local_hour(12), consents=consents or {"email": True}
+    )
 
 
 def delivered(cid: str) -> list[Event]:
@@ -100,8 +101,15 @@ async def world(base_settings: Settings, model_registry: Path) -> AsyncIterator[
     await publish(db, LOW_CSAT, enabled=True, guards={**csat["guards"], "contact_policy": True})
     await rule_store.set_policy(db, ContactPolicy(max_messages=1, window=timedelta(days=3), cooldown=timedelta(0)))
     clock = ShiftedClock()
-    settings = EngineSettings(topic_prefix=prefix, group_id=uid("engine"), instance_id=uid("i"), poll_timeout_ms=50,
-                              model_dir=model_registry, mongo_database=prefix, rules_refresh_s=0.5)  # fmt: skip
+    settings = EngineSettings(
+        topic_prefix=prefix,
+        group_id=uid("engine"),
+        instance_id=uid("i"),
+        poll_timeout_ms=50,
+        model_dir=model_registry,
+        mongo_database=prefix,
+        rules_refresh_s=0.5,
+    )
     async with isolated_topics(BOOTSTRAP, prefix) as topics:
         engine = Engine(settings, clock=clock)
         running = asyncio.create_task(engine.run())
@@ -120,11 +128,22 @@ async def _play(world: World) -> None:
     """Every scenario's input at once."""
     p = world.people
     now = datetime.now(UTC)
-    p |= {"in_time": customer_id(), "slips": customer_id(), "returned": customer_id(), "checkin": customer_id(),
-          "capped": customer_id(), "held_out": customer_id(held_out=True), "night": customer_id(),
-          "fallback": customer_id(), "no_consent": customer_id(), "night_zone": zone_at_local_hour(2)}  # fmt: skip
-    promise = {"promised_ship_by": (now + timedelta(seconds=2)).isoformat(),
-               "promised_delivery_by": (now + timedelta(days=1)).isoformat()}  # fmt: skip
+    p |= {
+        "in_time": customer_id(),
+        "slips": customer_id(),
+        "returned": customer_id(),
+        "checkin": customer_id(),
+        "capped": customer_id(),
+        "held_out": customer_id(held_out=True),
+        "night": customer_id(),
+        "fallback": customer_id(),
+        "no_consent": customer_id(),
+        "night_zone": zone_at_local_hour(2),
+    }
+    promise = {
+        "promised_ship_by": (now + timedelta(seconds=2)).isoformat(),
+        "promised_delivery_by": (now + timedelta(days=1)).isoformat(),
+    }
     slips = f"o-{p['slips']}"
     events = [
         upserted(p["in_time"]),

@@ -29,8 +29,13 @@ async def app(topics: Topics, base_settings: Settings, model_registry: Path) -> 
     database = uid("storefront").replace("-", "")
     # the shop's lingering visitor: two minutes is "far longer" here, and any intent score will do
     # (the session must still have been scored)
-    conditions = ["session.duration_s > 120.0", "scores.intent != null", "session.page_count >= 5",
-                  "!session.checkout", "!session.offered"]  # fmt: skip
+    conditions = [
+        "session.duration_s > 120.0",
+        "scores.intent != null",
+        "session.page_count >= 5",
+        "!session.checkout",
+        "!session.offered",
+    ]
     db = await database_with_rules(base_settings, database, [{"expr": c} for c in conditions])
     settings = StorefrontSettings(topic_prefix=topics.prefix, mongo_database=database, model_dir=model_registry)
     app = create_app(settings)
@@ -130,8 +135,9 @@ async def test_a_lingering_visitor_gets_one_callback_offer_and_a_buyer_none(
     await browse(client, lingerer, f"s-{lingerer}", minutes=10, pages=looking)
     await browse(client, buyer, f"s-{buyer}", minutes=10, pages=[*looking, "cart", "checkout"])
 
-    offer = (await client.post("/v1/decide", json={"visitor_id": lingerer, "session_id": f"s-{lingerer}",
-                                                   "locale": "hr-HR"})).json()  # fmt: skip
+    offer = (
+        await client.post("/v1/decide", json={"visitor_id": lingerer, "session_id": f"s-{lingerer}", "locale": "hr-HR"})
+    ).json()
     assert offer["show"] is True, offer
     assert (offer["rule_id"], offer["popup"]["locale"], offer["popup"]["cta"]) == (LINGERING, "hr", "Nazovite me")
     again = (await client.post("/v1/decide", json={"visitor_id": lingerer, "session_id": f"s-{lingerer}"})).json()
@@ -140,8 +146,13 @@ async def test_a_lingering_visitor_gets_one_callback_offer_and_a_buyer_none(
     assert none["show"] is False
     assert "condition not met: !session.checkout" in none["reason"]
 
-    shown = {"type": "popup.shown", "visitor_id": lingerer, "session_id": f"s-{lingerer}",
-             "decision_id": offer["decision_id"], "rule_id": LINGERING}  # fmt: skip
+    shown = {
+        "type": "popup.shown",
+        "visitor_id": lingerer,
+        "session_id": f"s-{lingerer}",
+        "decision_id": offer["decision_id"],
+        "rule_id": LINGERING,
+    }
     assert (await client.post("/v1/outcomes", json=shown)).status_code == 202
     records = await read(topics.outcomes, lambda rs: any(r.key == lingerer.encode() for r in rs))
     (outcome,) = [decode(r.value, r.headers) for r in records if r.key == lingerer.encode()]

@@ -49,8 +49,13 @@ async def test_a_delay_notice_is_one_connected_trace_from_order_to_message(
 ) -> None:
     from aiokafka import AIOKafkaProducer
 
-    settings = EngineSettings(topic_prefix=topics.prefix, group_id=uid("engine"), instance_id=uid("i"),
-                              poll_timeout_ms=50, model_dir=tmp_path / "models")  # fmt: skip
+    settings = EngineSettings(
+        topic_prefix=topics.prefix,
+        group_id=uid("engine"),
+        instance_id=uid("i"),
+        poll_timeout_ms=50,
+        model_dir=tmp_path / "models",
+    )
     engine = Engine(settings, rules=RuleSet(builtin_rules()))
     running = asyncio.create_task(engine.run())
     broker = build_broker(
@@ -69,11 +74,16 @@ async def test_a_delay_notice_is_one_connected_trace_from_order_to_message(
         async with broker:
             await broker.start()
             with tracer.start_as_current_span("shop: place order", kind=SpanKind.PRODUCER) as root:
-                placed = event("order.placed", subject=cid, order_id=order,
-                               promised_ship_by=(datetime.now(UTC) + timedelta(seconds=2)).isoformat())  # fmt: skip
+                placed = event(
+                    "order.placed",
+                    subject=cid,
+                    order_id=order,
+                    promised_ship_by=(datetime.now(UTC) + timedelta(seconds=2)).isoformat(),
+                )
                 key, value, headers = encode(placed)
-                await producer.send_and_wait(getattr(topics, EVENT_TYPES["order.placed"][0]), value, key=key,
-                                             headers=inject_headers(headers))  # fmt: skip
+                await producer.send_and_wait(
+                    getattr(topics, EVENT_TYPES["order.placed"][0]), value, key=key, headers=inject_headers(headers)
+                )
             ours = root.get_span_context().trace_id
             for _ in range(150):  # older actions on the shared topics are delivered too: wait for ours
                 if any(s.name == "send email" and s.context.trace_id == ours for s in spans.get_finished_spans()):
@@ -104,15 +114,17 @@ async def test_a_delay_notice_is_one_connected_trace_from_order_to_message(
 async def test_the_decision_call_is_traced_when_the_caller_traces(
     spans: InMemorySpanExporter, topics: Topics, model_registry: Path
 ) -> None:
-    settings = StorefrontSettings(topic_prefix=topics.prefix, mongo_database=uid("trace").replace("-", ""),
-                                  model_dir=model_registry)  # fmt: skip
+    settings = StorefrontSettings(
+        topic_prefix=topics.prefix, mongo_database=uid("trace").replace("-", ""), model_dir=model_registry
+    )
     app = create_app(settings)
     body = {"visitor_id": uid("v"), "session_id": uid("s")}
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop") as client:
-            traced = await client.post("/v1/decide", json=body,
-                                       headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})  # fmt: skip
+            traced = await client.post(
+                "/v1/decide", json=body, headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+            )
             untraced = await client.post("/v1/decide", json=body)
     mongo = mongo_client(settings)
     await mongo.drop_database(settings.mongo_database)

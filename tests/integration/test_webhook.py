@@ -80,12 +80,21 @@ async def test_failing_twice_then_succeeding_gives_one_delivery_and_a_dead_provi
     flaky, dead = uid("a"), uid("a")
     receiver.failures = {flaky: 2, dead: 99}
     actions = [
-        event("action.requested", subject=cid, action_id=a, customer_id=cid, channel="sms",
-              template_id="delay_notice", idempotency_key=f"delay-notice:{a}", context={"order_id": a})
+        event(
+            "action.requested",
+            subject=cid,
+            action_id=a,
+            customer_id=cid,
+            channel="sms",
+            template_id="delay_notice",
+            idempotency_key=f"delay-notice:{a}",
+            context={"order_id": a},
+        )
         for a in (flaky, dead)
-    ]  # fmt: skip
-    settings = DispatcherSettings(topic_prefix=topics.prefix, group_id=uid("dispatcher"), max_attempts=3,
-                                  retry_base_s=0.2)  # fmt: skip
+    ]
+    settings = DispatcherSettings(
+        topic_prefix=topics.prefix, group_id=uid("dispatcher"), max_attempts=3, retry_base_s=0.2
+    )
     channels = Channels(OutboxChannel(tmp_path), {"sms": WebhookChannel(url, SECRET, timeout_s=2)})
     broker = build_broker(settings, db, channels, SystemClock())
     async with broker:
@@ -102,8 +111,11 @@ async def test_failing_twice_then_succeeding_gives_one_delivery_and_a_dead_provi
     assert receiver.calls == {flaky: 3, dead: 3}
     assert receiver.bad_signatures == 0
     assert receiver.delivered[0]["to"] == "+48601234567"
-    by_action = {decode(r.value, r.headers).data.model_dump()["action_id"]: decode(r.value, r.headers)
-                 for r in outcomes if r.key == cid.encode()}  # fmt: skip
+    by_action = {
+        decode(r.value, r.headers).data.model_dump()["action_id"]: decode(r.value, r.headers)
+        for r in outcomes
+        if r.key == cid.encode()
+    }
     assert by_action[flaky].type == "message.delivered"
     assert by_action[dead].type == "message.failed"
     (dead_letter,) = [r for r in dlq if r.key == cid.encode()]

@@ -86,8 +86,9 @@ async def test_a_lingering_visitor_leaves_a_number_and_a_buyer_sees_nothing(
     assert callback.data.model_dump()["phone"] == "+48601234567"
     outcomes = await read(topics.outcomes, lambda rs: sum(r.key == visitor.encode() for r in rs) >= 2)
     assert {decode(r.value, r.headers).type for r in outcomes if r.key == visitor.encode()} == {
-        "popup.shown", "popup.accepted",
-    }  # fmt: skip
+        "popup.shown",
+        "popup.accepted",
+    }
 
     browser.delete_all_cookies()
     await asyncio.to_thread(browser.get, f"{storefront}/demo")

@@ -30,8 +30,13 @@ def test_a_delay_fires_in_simulated_time_and_exits_and_guards_are_counted() -> N
 
 
 def test_a_shorter_delay_reaches_the_customers_before_they_return_the_order() -> None:
-    found = backtest.run(checkin(triggers=[{"kind": "delay", "after": "order.delivered", "delay": "PT12H"}]), [],
-                         ContactPolicy(), history(), until=T0 + timedelta(days=10))  # fmt: skip
+    found = backtest.run(
+        checkin(triggers=[{"kind": "delay", "after": "order.delivered", "delay": "PT12H"}]),
+        [],
+        ContactPolicy(),
+        history(),
+        until=T0 + timedelta(days=10),
+    )
     assert found["messages"] + found["held_out"] == 18  # the returns come a day after delivery: too late to exit
     # due at 20:00 UTC, 22:00 in Warsaw: inside the quiet hours, so sent the next morning
     assert found["outcomes"]["deferred"] == 18

@@ -159,7 +159,12 @@ def test_a_valid_event_with_any_field_changed_decodes_or_is_refused(type_: str, 
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from(["ce_specversion", "ce_type", "ce_id", "ce_source", "ce_subject", "ce_time",
-                                        "content-type"]), st.binary(max_size=40)), st.binary(max_size=200))  # fmt: skip
+@given(
+    st.dictionaries(
+        st.sampled_from(["ce_specversion", "ce_type", "ce_id", "ce_source", "ce_subject", "ce_time", "content-type"]),
+        st.binary(max_size=40),
+    ),
+    st.binary(max_size=200),
+)
 def test_binary_mode_headers_of_any_value_decode_or_are_refused(headers: dict[str, bytes], value: bytes) -> None:
     _decodes_or_refuses(value, list(headers.items()))

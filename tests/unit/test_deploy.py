@@ -58,8 +58,14 @@ def test_every_manifest_validates_against_kubernetes(rendered: list[dict[str, An
 def test_workloads_follow_pod_hygiene(rendered: list[dict[str, Any]]) -> None:
     workloads = [d for d in rendered if d["kind"] in ("Deployment", "StatefulSet", "CronJob")]
     assert {d["metadata"]["name"] for d in workloads} == {
-        "storefront", "admin", "engine", "projector", "dispatcher", "trainer", "otel-collector",
-    }  # fmt: skip
+        "storefront",
+        "admin",
+        "engine",
+        "projector",
+        "dispatcher",
+        "trainer",
+        "otel-collector",
+    }
     for doc in workloads:
         spec = pod_spec(doc)
         assert spec["securityContext"]["runAsNonRoot"] is True, doc["metadata"]["name"]

@@ -24,8 +24,9 @@ def test_every_evaluator_gets_the_same_variables() -> None:
 def test_the_engine_shows_a_rule_the_session_of_the_event() -> None:
     state = PartitionState(0)
     started = (NOW - timedelta(minutes=10)).isoformat()
-    state.put(SESSION, "s-1", {"session_id": "s-1", "started_at": started, "pages": [{}, {}, {}],
-                               "intent": {"score": 0.7}})  # fmt: skip
+    state.put(
+        SESSION, "s-1", {"session_id": "s-1", "started_at": started, "pages": [{}, {}, {}], "intent": {"score": 0.7}}
+    )
     rule = RuleSet(builtin_rules()).rules["post-purchase-checkin"]
     item = Evaluation(rule, "event", "c-1", {"type": "page.viewed", "data": {"session_id": "s-1"}}, "e-1")
     seen = RuleRunner(RuleBook())._facts(state, {"churn": {"score": 0.2}}, item, NOW)

@@ -159,8 +159,11 @@ def test_idle_sessions_visitors_and_seen_ids_expire_with_tombstones_and_their_ti
         for e in events:
             handle(state, e, when, rules=RUNNER)  # type: ignore[arg-type]
 
-    at(t0, event("page.viewed", subject="v-old", visitor_id="v-old", session_id="s-old"),
-       event("customer.upserted", subject="c-1", customer_id="c-1"))  # fmt: skip
+    at(
+        t0,
+        event("page.viewed", subject="v-old", visitor_id="v-old", session_id="s-old"),
+        event("customer.upserted", subject="c-1", customer_id="c-1"),
+    )
     state.schedule(Timer("t-old", "rule", "v-old", t0 + timedelta(days=90), {}))
     list(state.changelog_records())
     at(t0 + timedelta(days=29), event("page.viewed", subject="v-new", visitor_id="v-new", session_id="s-new"))

@@ -37,11 +37,24 @@ def test_a_live_session_gives_the_same_features_as_its_uci_row() -> None:
     }
     online = intent.from_session(session, stats, datetime(2026, 2, 7, 12, tzinfo=UTC), [date(2026, 2, 14)])
     row = {
-        "Administrative": "1", "Administrative_Duration": "5", "Informational": "1", "Informational_Duration": "15",
-        "ProductRelated": "1", "ProductRelated_Duration": "40", "BounceRates": str(0.1 / 4), "ExitRates": str(0.7 / 4),
-        "PageValues": str(30.0 / 4), "SpecialDay": "0.5", "Month": "Feb", "VisitorType": "New_Visitor",
-        "Weekend": "TRUE", "OperatingSystems": "1", "Browser": "1", "Region": "1", "TrafficType": "",
-    }  # fmt: skip
+        "Administrative": "1",
+        "Administrative_Duration": "5",
+        "Informational": "1",
+        "Informational_Duration": "15",
+        "ProductRelated": "1",
+        "ProductRelated_Duration": "40",
+        "BounceRates": str(0.1 / 4),
+        "ExitRates": str(0.7 / 4),
+        "PageValues": str(30.0 / 4),
+        "SpecialDay": "0.5",
+        "Month": "Feb",
+        "VisitorType": "New_Visitor",
+        "Weekend": "TRUE",
+        "OperatingSystems": "1",
+        "Browser": "1",
+        "Region": "1",
+        "TrafficType": "",
+    }
     offline = intent.from_uci_record(row)
     assert intent.intent_vector(online) == pytest.approx(intent.intent_vector(offline))
     assert intent.intent_matrix([online])[0] == pytest.approx(intent.intent_vector(online))
@@ -204,9 +217,17 @@ def test_score_commands_write_one_row_per_input(tmp_path: Path, intent_model: Pa
     assert all(0.0 <= float(r["probability"]) <= 1.0 for r in rows)
 
     result = _run(
-        "score", "churn", "--model", str(churn_model), "--orders", str(ORDERS), "--as-of", "1997-03-31",
-        "--out", str(tmp_path / "c.csv"),
-    )  # fmt: skip
+        "score",
+        "churn",
+        "--model",
+        str(churn_model),
+        "--orders",
+        str(ORDERS),
+        "--as-of",
+        "1997-03-31",
+        "--out",
+        str(tmp_path / "c.csv"),
+    )
     assert result.returncode == 0, result.stderr
     scored = list(csv.DictReader((tmp_path / "c.csv").open()))
     histories = data.read_histories(ORDERS)

@@ -35,8 +35,12 @@ def _log_and_check() -> None:
     handler.stream = stream  # type: ignore[attr-defined]
     log = logging.getLogger("redaction")
     stamp = "2026-12-07T02:00:23.123456+00:00"
-    log.warning("sent at %s to %s", "2026-12-07 02:00:23", "+48 123 456 789",
-                extra={"detail": {"to": "anna@example.com", "numbers": ["555-010-9999"]}, "at": stamp})  # fmt: skip
+    log.warning(
+        "sent at %s to %s",
+        "2026-12-07 02:00:23",
+        "+48 123 456 789",
+        extra={"detail": {"to": "anna@example.com", "numbers": ["555-010-9999"]}, "at": stamp},
+    )
     try:
         raise ValueError("no customer with anna@example.com")
     except ValueError:
@@ -59,8 +63,9 @@ def test_an_unsubscribe_token_is_scrubbed_from_the_span_url() -> None:
     async def unsubscribe(token: str) -> dict[str, str]:
         return {"ok": token[:0]}
 
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, server_request_hook=scrub_secrets,
-                                       exclude_spans=["receive", "send"])  # fmt: skip
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=provider, server_request_hook=scrub_secrets, exclude_spans=["receive", "send"]
+    )
     TestClient(app).get("/unsubscribe?token=s3cr3t-token.mac&lang=pl")
     attributes = [str(v) for span in exporter.get_finished_spans() for v in (span.attributes or {}).values()]
     assert attributes

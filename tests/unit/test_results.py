@@ -30,12 +30,18 @@ def test_wilson_stays_inside_zero_and_one() -> None:
 def test_the_tally_counts_an_order_inside_the_window_after_the_message_only() -> None:
     t0 = datetime(2026, 11, 1, tzinfo=UTC)
     messages = [
-        {"customer_id": "a", "channel": "email", "locale": "pl", "status": "delivered", "created_at": t0,
-         "opened_at": t0},
+        {
+            "customer_id": "a",
+            "channel": "email",
+            "locale": "pl",
+            "status": "delivered",
+            "created_at": t0,
+            "opened_at": t0,
+        },
         {"customer_id": "b", "channel": "email", "locale": "en", "status": "failed", "created_at": t0},
         {"customer_id": "c", "channel": "sms", "locale": "pl", "holdout": True, "status": "holdout", "created_at": t0},
         {"customer_id": "d", "channel": "sms", "locale": None, "holdout": True, "status": "holdout", "created_at": t0},
-    ]  # fmt: skip
+    ]
     orders = {
         "a": [t0 - timedelta(days=3), t0 + timedelta(days=2)],  # the order before the message does not count
         "b": [t0 + timedelta(days=9)],  # outside a 7-day window

@@ -121,8 +121,10 @@ def test_checkin_falling_at_two_in_the_night_is_sent_at_eight_local() -> None:
 
 def test_eta_slipping_twice_gives_one_notice_and_shipping_in_time_none() -> None:
     shop = Shop()
-    promise = {"promised_ship_by": (T0 + timedelta(days=1)).isoformat(),
-               "promised_delivery_by": (T0 + timedelta(days=3)).isoformat()}  # fmt: skip
+    promise = {
+        "promised_ship_by": (T0 + timedelta(days=1)).isoformat(),
+        "promised_delivery_by": (T0 + timedelta(days=3)).isoformat(),
+    }
     shop.send(customer(), event("order.placed", order_id="late", **promise))
     shop.send(event("order.placed", order_id="fine", **promise))
     shop.send(event("order.shipped", order_id="fine", estimated_delivery=(T0 + timedelta(days=2)).isoformat()))

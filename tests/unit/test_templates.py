@@ -8,8 +8,13 @@ from shared.rules.builtin import BUILTIN as RULES
 from shared.templates import BUILTIN, render
 
 LOCALES = ("en", "pl", "ru", "lt", "hr")
-CONTEXT = {"order_id": "o-1", "estimated_delivery": "2026-12-01T10:00:00+00:00", "orders": 3,
-           "last_order_at": "2026-06-01T10:00:00+00:00", "last_order_amount": "49.90"}  # fmt: skip
+CONTEXT = {
+    "order_id": "o-1",
+    "estimated_delivery": "2026-12-01T10:00:00+00:00",
+    "orders": 3,
+    "last_order_at": "2026-06-01T10:00:00+00:00",
+    "last_order_amount": "49.90",
+}
 
 
 @pytest.mark.parametrize("template_id", sorted({r["action"]["template_id"] for r in RULES}))
