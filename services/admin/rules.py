@@ -13,11 +13,11 @@ from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
 from pydantic import ValidationError
-from pymongo.errors import DuplicateKeyError
 
-from services.admin.access import Admin, Marketer, Publisher, Viewer
+from services.admin.access import Admin, Publisher, Viewer
+from services.admin.versioned_routes import add_versioned_routes, refusal
 from shared.contract import events as ev
-from shared.rules import ContactPolicy, Rule, rule_schema
+from shared.rules import ContactPolicy, rule_schema
 from shared.rules import store as rule_store
 from shared.rules.explain import explain
 from shared.rules.model import RULE_ID, Reeligibility, RuleChannel
@@ -25,22 +25,6 @@ from shared.store import Collections
 
 router = APIRouter(prefix="/v1", tags=["rules"])
 RuleId = Annotated[str, Path(pattern=RULE_ID)]
-
-
-def refusal(exc: ValidationError, within: str | None = None) -> HTTPException:
-    """422 naming the field that is wrong (``conditions.1.expr``); ``within`` replaces the first part
-    of each field's path (the body names it otherwise)."""
-    errors = [
-        {
-            "field": ".".join(str(p) for p in ((within, *e["loc"][1:]) if within and e["loc"] else e["loc"])),
-            "message": e["msg"],
-        }
-        for e in exc.errors()
-    ]
-    first = errors[0]
-    return HTTPException(
-        422, {"detail": f"{first['field']}: {first['message']}", "field": first["field"], "errors": errors}
-    )
 
 
 def _public(doc: dict[str, Any]) -> dict[str, Any]:
@@ -141,43 +125,7 @@ async def rule_versions(request: Request, rule_id: RuleId, _: Viewer) -> list[di
     return [_public(d) for d in found]
 
 
-@router.post("/rules/validate")
-async def validate(raw: Annotated[dict[str, Any], Body()], _: Viewer) -> dict[str, Any]:
-    """Check a rule without saving it: ``valid`` and the errors with their fields."""
-    try:
-        Rule.model_validate({**raw, "version": 1})
-    except ValidationError as exc:
-        return {"valid": False, "errors": refusal(exc).detail["errors"]}  # type: ignore[index]
-    return {"valid": True, "errors": []}
-
-
-@router.put("/rules/{rule_id}", status_code=201)
-async def save_draft(
-    request: Request, rule_id: RuleId, raw: Annotated[dict[str, Any], Body()], who: Marketer
-) -> dict[str, Any]:
-    """Save a rule as a new draft version (publish it to put it in force)."""
-    if raw.get("rule_id", rule_id) != rule_id:
-        raise HTTPException(422, {"detail": "rule_id: differs from the path", "field": "rule_id"})
-    try:
-        rule = await rule_store.save_draft(request.app.state.db, {**raw, "rule_id": rule_id}, author=who.who)
-    except ValidationError as exc:
-        raise refusal(exc) from None
-    except DuplicateKeyError:  # two saves took the same next version: the unique _id refused the second
-        raise HTTPException(
-            409, "another version of this rule was saved at the same moment; reload and retry"
-        ) from None
-    return {"rule_id": rule.rule_id, "version": rule.version, "status": "draft", "rule": rule.model_dump(mode="json")}
-
-
-@router.post("/rules/{rule_id}/versions/{version}/publish")
-async def publish(
-    request: Request, rule_id: RuleId, version: Annotated[int, Path(ge=1)], who: Publisher
-) -> dict[str, Any]:
-    """Put a version in force: the newest draft itself, or an older version again as a new one (rollback)."""
-    rule = await rule_store.publish(request.app.state.db, rule_id, version, author=who.who)
-    if rule is None:
-        raise HTTPException(404, f"no version {version} of rule {rule_id}")
-    return {"rule_id": rule.rule_id, "version": rule.version, "status": "published"}
+add_versioned_routes(router, rule_store.RULES, "rules", RULE_ID)
 
 
 @router.post("/rules/{rule_id}/disable")

@@ -16,11 +16,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Request
 from pydantic import BaseModel, EmailStr, Field, ValidationError
-from pymongo.errors import DuplicateKeyError
 
-from services.admin.access import Marketer, Publisher, Viewer
+from services.admin.access import Marketer, Viewer
 from services.admin.dryrun import known_facts
-from services.admin.rules import refusal
+from services.admin.versioned_routes import add_versioned_routes, refusal
 from shared import templates
 from shared.mail import Mailer, MailRefused
 from shared.rules import store as rule_store
@@ -144,47 +143,7 @@ async def template_versions(request: Request, template_id: TemplateId, _: Viewer
     return found
 
 
-@router.post("/templates/validate")
-async def validate(raw: Annotated[dict[str, Any], Body()], _: Viewer) -> dict[str, Any]:
-    """Check a template without saving it: ``valid`` and the errors with their fields."""
-    try:
-        Template.parse({**raw, "version": 1})
-    except ValidationError as exc:
-        return {"valid": False, "errors": refusal(exc).detail["errors"]}  # type: ignore[index]
-    return {"valid": True, "errors": []}
-
-
-@router.put("/templates/{template_id}", status_code=201)
-async def save_draft(
-    request: Request, template_id: TemplateId, raw: Annotated[dict[str, Any], Body()], who: Marketer
-) -> dict[str, Any]:
-    """Save a template as a new draft version (publish it to put it in force)."""
-    if raw.get("template_id", template_id) != template_id:
-        raise HTTPException(422, {"detail": "template_id: differs from the path", "field": "template_id"})
-    try:
-        saved = await TEMPLATES.save_draft(request.app.state.db, {**raw, "template_id": template_id}, author=who.who)
-    except ValidationError as exc:
-        raise refusal(exc) from None
-    except DuplicateKeyError:
-        raise HTTPException(409, "another version was saved at the same moment; reload and retry") from None
-    return {
-        "template_id": template_id,
-        "version": saved.version,
-        "status": "draft",
-        "template": saved.model_dump(mode="json"),
-    }
-
-
-@router.post("/templates/{template_id}/versions/{version}/publish")
-async def publish(
-    request: Request, template_id: TemplateId, version: Annotated[int, Path(ge=1)], who: Publisher
-) -> dict[str, Any]:
-    """Put a version in force (the services pick it up within ``PROACT_TEMPLATES_REFRESH_S``);
-    publishing an older version again is a rollback."""
-    saved = await TEMPLATES.publish(request.app.state.db, template_id, version, author=who.who)
-    if saved is None:
-        raise HTTPException(404, f"no version {version} of template {template_id}")
-    return {"template_id": template_id, "version": saved.version, "status": "published"}
+add_versioned_routes(router, TEMPLATES, "templates", TEMPLATE_ID)
 
 
 @router.post("/templates/{template_id}/preview")
