@@ -269,27 +269,38 @@ class RuleRunner:
 
     # --- deciding ---------------------------------------------------------------------------
     def _decide(self, state: PartitionState, customer_id: str, items: list[Evaluation], now: datetime) -> list[Event]:
-        policy = self.book.current.policy
+        """Evaluate rules for one customer: wait for an unknown customer's profile, decide (conditions
+        and guards, then arbitration between the rules), act on each verdict and record it."""
         customer = state.get(CUSTOMER, customer_id) or {"customer_id": customer_id}
+        items = self._wait_for_profiles(state, customer_id, customer, items, now)
         out: list[Event] = []
+        for item, verdict in zip(items, self._verdicts(state, customer, items, now), strict=True):
+            action = self._carry_out(state, customer_id, item, verdict, now)
+            if action is not None:
+                out.append(action)
+            self._record(state, customer_id, item, verdict, now, action.id if action else None)
+        return out
+
+    def _wait_for_profiles(
+        self, state: PartitionState, customer_id: str, customer: Doc, items: list[Evaluation], now: datetime
+    ) -> list[Evaluation]:
+        """Defer the evaluations that wait for the customer's profile; the others, to evaluate now."""
         waiting = [i for i in items if self._wait_for_profile(customer, i, now)]
         for item in waiting:
-            until = shifted(now, self.profile_wait)
+            why = "no profile of this customer yet: evaluated again shortly"
             verdict = Verdict(
-                item.rule,
-                "deferred",
-                "no profile of this customer yet: evaluated again shortly",
-                "unknown_customer",
-                defer_until=until,
+                item.rule, "deferred", why, "unknown_customer", defer_until=shifted(now, self.profile_wait)
             )
             self._defer(state, customer_id, item, verdict, now)
             state.decide(_decision(verdict, item, customer_id, state, now))
-        items = [i for i in items if i not in waiting]
-        if not items:
-            return out
-        verdicts = []
-        # the facts are converted to CEL once per cause, and only the parts the rules read
+        return [i for i in items if i not in waiting]
+
+    def _verdicts(self, state: PartitionState, customer: Doc, items: list[Evaluation], now: datetime) -> list[Verdict]:
+        """Each rule's verdict, after arbitration. The facts are converted to CEL once per cause, and
+        only the parts the rules of that cause read."""
+        policy = self.book.current.policy
         contexts: dict[tuple[str, str], Any] = {}
+        verdicts = []
         for item in items:
             key = (item.trigger, str(item.cause.get("id")))
             if key not in contexts:
@@ -300,20 +311,32 @@ class RuleRunner:
                 contexts[key] = context(select(self._facts(state, customer, item, now), needed))
             with RuleFailed.naming(item.rule.rule_id):
                 verdicts.append(evaluate(item.rule, contexts[key], customer, item.scope, now, policy))
-        for item, verdict in zip(items, arbitrate(verdicts), strict=True):
-            action_id = None
-            with RuleFailed.naming(item.rule.rule_id):
-                if verdict.outcome == "deferred":
-                    self._defer(state, customer_id, item, verdict, now)
-                elif verdict.acts:
-                    action = self._act(state, customer_id, item, verdict, now)
-                    action_id = action.id
-                    out.append(action)
-            self.evaluations[verdict.outcome] += 1
-            if verdict.outcome == "not_matched" and item.trigger == "event":
-                continue  # an event that does not match a rule on its type is no news: counted, not logged
-            state.decide(_decision(verdict, item, customer_id, state, now, action_id))
-        return out
+        return arbitrate(verdicts)
+
+    def _carry_out(
+        self, state: PartitionState, customer_id: str, item: Evaluation, verdict: Verdict, now: datetime
+    ) -> Event | None:
+        """What a verdict does: a deferral sets a timer, a firing (or a hold-out) makes an action."""
+        with RuleFailed.naming(item.rule.rule_id):
+            if verdict.outcome == "deferred":
+                self._defer(state, customer_id, item, verdict, now)
+            elif verdict.acts:
+                return self._act(state, customer_id, item, verdict, now)
+        return None
+
+    def _record(
+        self,
+        state: PartitionState,
+        customer_id: str,
+        item: Evaluation,
+        verdict: Verdict,
+        now: datetime,
+        action_id: str | None,
+    ) -> None:
+        self.evaluations[verdict.outcome] += 1
+        if verdict.outcome == "not_matched" and item.trigger == "event":
+            return  # an event that does not match a rule on its type is no news: counted, not logged
+        state.decide(_decision(verdict, item, customer_id, state, now, action_id))
 
     def _wait_for_profile(self, customer: Doc, item: Evaluation, now: datetime) -> bool:
         if "consents" in customer or not item.rule.guards.require_consent:
