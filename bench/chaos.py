@@ -273,162 +273,182 @@ async def browsing_on_topic(topics: Topics) -> set[str]:
     return ids
 
 
-async def run(args: argparse.Namespace, env: dict[str, str], work: Path, prefix: str) -> dict[str, Any]:
-    rng = random.Random(args.seed)
-    topics = Topics(prefix=prefix)
-    settings = Settings(topic_prefix=prefix, mongo_database=prefix)
-    await ensure_topics(BOOTSTRAP, topics)
-    await prepare(settings)
-    receivers = Receivers()
-    servers = receivers.serve(
-        int(env["PROACT_SMTP_PORT"]), int(env["PROACT_WEBHOOK_URL"].rsplit(":", 1)[1].split("/")[0])
-    )
-    services = Services(env, work)
-    for name in MODULES:
-        services.start(name)
-    for name in MODULES:
-        services.ready(name)
-    shop = Shop(topics, rng)
-    await shop.start()
-    supervisor = asyncio.create_task(services.supervise())
-    recoveries: list[dict[str, Any]] = []
-    stop = asyncio.Event()
+class ChaosRun:
+    """One run, in phases: ``start`` the stack and the receivers, ``traffic`` and ``chaos`` side by
+    side for ``--seconds``, ``settle`` until the expected messages are in, ``count`` what arrived,
+    was lost or came twice, ``stop``."""
 
-    async def traffic() -> None:
+    def __init__(self, args: argparse.Namespace, env: dict[str, str], work: Path, prefix: str) -> None:
+        self.args, self.env, self.work, self.prefix = args, env, work, prefix
+        self.rng = random.Random(args.seed)
+        self.topics = Topics(prefix=prefix)
+        self.settings = Settings(topic_prefix=prefix, mongo_database=prefix)
+        self.receivers = Receivers()
+        self.services = Services(env, work)
+        self.shop = Shop(self.topics, self.rng)
+        self.recoveries: list[dict[str, Any]] = []
+        self.stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        await ensure_topics(BOOTSTRAP, self.topics)
+        await prepare(self.settings)
+        webhook_port = int(self.env["PROACT_WEBHOOK_URL"].rsplit(":", 1)[1].split("/")[0])
+        self.servers = self.receivers.serve(int(self.env["PROACT_SMTP_PORT"]), webhook_port)
+        for name in MODULES:
+            self.services.start(name)
+        for name in MODULES:
+            self.services.ready(name)
+        await self.shop.start()
+        self.supervisor = asyncio.create_task(self.services.supervise())
+
+    async def traffic(self) -> None:
         flows: set[asyncio.Task[Any]] = set()
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{PORTS['storefront']}", timeout=5) as client:
-            while not stop.is_set():
-                for coro in (shop.order(late=rng.random() < 0.5), shop.browse(client)):
+            while not self.stopping.is_set():
+                for coro in (self.shop.order(late=self.rng.random() < 0.5), self.shop.browse(client)):
                     task = asyncio.create_task(coro)
                     flows.add(task)
                     task.add_done_callback(flows.discard)
-                await asyncio.sleep(1 / args.orders_per_s)
+                await asyncio.sleep(1 / self.args.orders_per_s)
             await asyncio.gather(*flows)
 
-    async def chaos() -> None:
-        # each target once, at a random moment, at least 15 s apart, the last 25 s before the end
-        span = args.seconds - 40
+    async def chaos(self) -> None:
+        """Each target once, at a random moment, at least 15 s apart, the last 25 s before the end."""
+        span = self.args.seconds - 40
         moments = sorted(
-            15 + i * span / len(TARGETS) + rng.uniform(0, span / len(TARGETS) - 12) for i in range(len(TARGETS))
+            15 + i * span / len(TARGETS) + self.rng.uniform(0, span / len(TARGETS) - 12) for i in range(len(TARGETS))
         )
         order = list(TARGETS)
-        rng.shuffle(order)
+        self.rng.shuffle(order)
         started = time.monotonic()
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{PORTS['storefront']}", timeout=2) as client:
             for moment, target in zip(moments, order, strict=True):
                 await asyncio.sleep(max(0.0, started + moment - time.monotonic()))
-                pause = rng.uniform(1, 4)
+                pause = self.rng.uniform(1, 4)
                 killed_at = time.monotonic()
-                if target in MODULES:
-                    services.paused.add(target)
-                    services.kill(target)
-                    await asyncio.sleep(pause)
-                    services.start(target)
-                    services.paused.discard(target)
-                else:
-                    await asyncio.to_thread(kill_infra, target)
-                    await asyncio.sleep(pause)
-                    await asyncio.to_thread(start_infra, target)
-                if target == "storefront":
-                    probe = str(uuid.uuid4())
-                    while True:
-                        try:
-                            body = {
-                                "events": [
-                                    {
-                                        "id": probe,
-                                        "type": "page.viewed",
-                                        "time": datetime.now(UTC).isoformat(),
-                                        "data": {
-                                            "visitor_id": "v-probe",
-                                            "session_id": "s-probe",
-                                            "url": "/",
-                                            "page_type": "home",
-                                        },
-                                    }
-                                ]
-                            }
-                            if (await client.post("/v1/events", json=body)).status_code == 202:
-                                shop.browsing_accepted.add(probe)
-                                break
-                        except httpx.HTTPError:
-                            pass
-                        await asyncio.sleep(0.1)
-                else:  # a message that needs every part: a late order whose deadline is now
-                    key = await shop.order(late=True, deadline_s=0)
-                    # the receivers count in their own threads: polled, not awaited
-                    while receivers.count(key) == 0 and time.monotonic() - killed_at < 300:  # noqa: ASYNC110
-                        await asyncio.sleep(0.1)
-                recoveries.append(
-                    {"target": target, "down_s": round(pause, 1), "recovered_s": round(time.monotonic() - killed_at, 1)}
-                )
-                print(
-                    f"  killed {target} (down {pause:.1f} s): working again after {recoveries[-1]['recovered_s']} s",
-                    flush=True,
-                )
+                await self._kill_and_restart(target, pause)
+                await self._probe(target, client, killed_at)
+                recovered = round(time.monotonic() - killed_at, 1)
+                self.recoveries.append({"target": target, "down_s": round(pause, 1), "recovered_s": recovered})
+                print(f"  killed {target} (down {pause:.1f} s): working again after {recovered} s", flush=True)
 
-    began = time.monotonic()
-    chaos_task = asyncio.create_task(chaos())
-    traffic_task = asyncio.create_task(traffic())
-    await asyncio.sleep(args.seconds)
-    await chaos_task
-    stop.set()
-    await traffic_task
-    # quiet: every expected message has arrived, or two minutes passed
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and any(receivers.count(k) == 0 for k in shop.orders):  # noqa: ASYNC110
-        await asyncio.sleep(0.5)
-    await asyncio.sleep(5)  # a late duplicate would arrive now
-    elapsed = time.monotonic() - began
-    supervisor.cancel()
-    await shop.producer.stop()  # type: ignore[union-attr]
+    async def _kill_and_restart(self, target: str, pause: float) -> None:
+        if target in MODULES:
+            self.services.paused.add(target)
+            self.services.kill(target)
+            await asyncio.sleep(pause)
+            self.services.start(target)
+            self.services.paused.discard(target)
+        else:
+            await asyncio.to_thread(kill_infra, target)
+            await asyncio.sleep(pause)
+            await asyncio.to_thread(start_infra, target)
 
-    missing = sorted(k for k in shop.orders if receivers.count(k) == 0)
-    twice = {k: n for k in shop.orders if (n := receivers.count(k)) > 1}
-    client = mongo_client(settings)
-    projected: dict[str, int] = {}
-    for _ in range(60):  # the projector writes behind the engine
+    async def _probe(self, target: str, client: httpx.AsyncClient, killed_at: float) -> None:
+        """Wait until proact works again: the storefront takes an event, or a message that needs
+        every part (a late order whose deadline is now) arrives."""
+        if target == "storefront":
+            probe = str(uuid.uuid4())
+            data = {"visitor_id": "v-probe", "session_id": "s-probe", "url": "/", "page_type": "home"}
+            body = {
+                "events": [{"id": probe, "type": "page.viewed", "time": datetime.now(UTC).isoformat(), "data": data}]
+            }
+            while True:
+                try:
+                    if (await client.post("/v1/events", json=body)).status_code == 202:
+                        self.shop.browsing_accepted.add(probe)
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.1)
+        key = await self.shop.order(late=True, deadline_s=0)
+        # the receivers count in their own threads: polled, not awaited
+        while self.receivers.count(key) == 0 and time.monotonic() - killed_at < 300:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+
+    async def settle(self) -> None:
+        """Every expected message has arrived, or two minutes passed; then 5 s for a late duplicate."""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and any(self.receivers.count(k) == 0 for k in self.shop.orders):  # noqa: ASYNC110
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(5)
+        self.supervisor.cancel()
+        await self.shop.producer.stop()  # type: ignore[union-attr]
+
+    async def count(self, elapsed: float) -> dict[str, Any]:
+        shop, receivers = self.shop, self.receivers
+        missing = sorted(k for k in shop.orders if receivers.count(k) == 0)
+        twice = {k: n for k in shop.orders if (n := receivers.count(k)) > 1}
+        client = mongo_client(self.settings)
         try:
-            cursor = client[prefix][Collections.CUSTOMERS].find({"_id": {"$in": sorted(shop.customers)}}, {"orders": 1})
-            projected = {d["_id"]: d.get("orders", 0) async for d in cursor}
-        except PyMongoError:
-            projected = {}
-        if len(projected) == len(shop.customers) and all(n == 1 for n in projected.values()):
-            break
-        await asyncio.sleep(1)
-    why_missing = []  # what proact recorded about the first few missing messages
-    for key in missing[:5]:
-        message = await client[prefix][Collections.MESSAGES].find_one({"idempotency_key": key}) or {}
+            projected = await self._projected_orders(client)
+            why_missing = [await self._why_missing(client, key) for key in missing[:5]]
+        finally:
+            await client.close()
+        events_lost = sum(1 for c in shop.customers if projected.get(c) != 1)
+        on_topic = await browsing_on_topic(self.topics)
+        return {
+            "date": datetime.now(UTC).date().isoformat(),
+            "cores": os.cpu_count(),
+            "seconds": round(elapsed),
+            "orders": len(shop.orders),
+            "events_acknowledged": shop.acked + len(shop.browsing_accepted),
+            "source_retries": shop.retries + shop.browsing_retries,
+            "messages_expected": len(shop.orders),
+            "messages_received": sum(receivers.smtp.values()) + sum(receivers.webhook.values()),
+            "by_smtp": sum(receivers.smtp.values()),
+            "by_webhook": sum(receivers.webhook.values()),
+            "events_lost": events_lost + len(shop.browsing_accepted - on_topic),
+            "delivered_twice": len(twice),
+            "timers_lost": len(missing),
+            "restarted_by_supervisor": dict(self.services.exits),
+            "recoveries": self.recoveries,
+            "missing": why_missing,
+        }
+
+    async def _projected_orders(self, client: Any) -> dict[str, int]:
+        """Each customer's order count in the projection (the projector writes behind the engine)."""
+        projected: dict[str, int] = {}
+        wanted = sorted(self.shop.customers)
+        for _ in range(60):
+            try:
+                cursor = client[self.prefix][Collections.CUSTOMERS].find({"_id": {"$in": wanted}}, {"orders": 1})
+                projected = {d["_id"]: d.get("orders", 0) async for d in cursor}
+            except PyMongoError:
+                projected = {}
+            if len(projected) == len(wanted) and all(n == 1 for n in projected.values()):
+                break
+            await asyncio.sleep(1)
+        return projected
+
+    async def _why_missing(self, client: Any, key: str) -> dict[str, Any]:
+        """What proact recorded about a message that never arrived."""
+        db = client[self.prefix]
+        message = await db[Collections.MESSAGES].find_one({"idempotency_key": key}) or {}
         decisions = [
             f"{d.get('outcome')}/{d.get('guard')}"
-            async for d in client[prefix][Collections.DECISIONS].find({"order_id": key.split(":", 1)[1]})
+            async for d in db[Collections.DECISIONS].find({"order_id": key.split(":", 1)[1]})
         ]
-        why_missing.append(
-            {"key": key, "message": message.get("status"), "reason": message.get("reason"), "decisions": decisions}
-        )
-    await client.close()
-    events_lost = sum(1 for c in shop.customers if projected.get(c) != 1)
-    on_topic = await browsing_on_topic(topics)
-    services.stop()
-    Receivers.stop(servers)
-    return {
-        "date": datetime.now(UTC).date().isoformat(),
-        "cores": os.cpu_count(),
-        "seconds": round(elapsed),
-        "orders": len(shop.orders),
-        "events_acknowledged": shop.acked + len(shop.browsing_accepted),
-        "source_retries": shop.retries + shop.browsing_retries,
-        "messages_expected": len(shop.orders),
-        "messages_received": sum(receivers.smtp.values()) + sum(receivers.webhook.values()),
-        "by_smtp": sum(receivers.smtp.values()),
-        "by_webhook": sum(receivers.webhook.values()),
-        "events_lost": events_lost + len(shop.browsing_accepted - on_topic),
-        "delivered_twice": len(twice),
-        "timers_lost": len(missing),
-        "restarted_by_supervisor": dict(services.exits),
-        "recoveries": recoveries,
-        "missing": why_missing,
-    }
+        return {"key": key, "message": message.get("status"), "reason": message.get("reason"), "decisions": decisions}
+
+    def stop(self) -> None:
+        self.services.stop()
+        Receivers.stop(self.servers)
+
+
+async def run(args: argparse.Namespace, env: dict[str, str], work: Path, prefix: str) -> dict[str, Any]:
+    chaos = ChaosRun(args, env, work, prefix)
+    await chaos.start()
+    began = time.monotonic()
+    killing, traffic = asyncio.create_task(chaos.chaos()), asyncio.create_task(chaos.traffic())
+    await asyncio.sleep(args.seconds)
+    await killing
+    chaos.stopping.set()
+    await traffic
+    await chaos.settle()
+    result = await chaos.count(time.monotonic() - began)
+    chaos.stop()
+    return result
 
 
 def main() -> None:
