@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 
+from services.storefront.churn import ChurnScores
 from services.storefront.decide import Decider
 from services.storefront.limits import RateLimit
 from services.storefront.messages import router as messages
@@ -42,8 +43,14 @@ def create_app(settings: StorefrontSettings) -> FastAPI:
         intent = ModelHandle(Registry(settings.model_dir), "intent")
         app.state.intent_model = intent
         app.state.templates = templates.InForce()  # the published over the built-in, kept current below
+        churn = ChurnScores(app.state.db)  # of identified visitors, for pop-up rules (read in the background)
         decider = Decider(
-            view, intent, timedelta(seconds=settings.popup_cooldown_s), settings.decide_budget_ms, app.state.templates
+            view,
+            intent,
+            timedelta(seconds=settings.popup_cooldown_s),
+            settings.decide_budget_ms,
+            app.state.templates,
+            churn,
         )
         app.state.decider = decider
         app.state.rules_loaded = asyncio.Event()

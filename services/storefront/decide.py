@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from services.storefront.churn import ChurnScores
 from services.storefront.session_view import SessionView
 from shared import sessions, templates
 from shared.features import intent
@@ -52,9 +53,11 @@ class Decider:
         cooldown: timedelta,
         budget_ms: float,
         in_force: templates.InForce | None = None,
+        churn: ChurnScores | None = None,
     ) -> None:
         self.view = view
         self.templates = in_force or templates.InForce()
+        self.churn = churn or ChurnScores(None)
         self.intent_model = intent_model
         self.cooldown = cooldown
         self.budget_ms = budget_ms
@@ -98,7 +101,7 @@ class Decider:
             event={"type": "decide", "id": decision_id, "time": now.isoformat(), "data": {}},
             trigger="session",
             now=now,
-            customer={"customer_id": session.get("customer_id")},
+            customer=self._customer(session.get("customer_id")),
             session=session,
             intent=score,
         )
@@ -150,6 +153,13 @@ class Decider:
             return None
         view = intent.from_session(session, {}, datetime.fromisoformat(session["started_at"]))
         return round(model.score_one(intent.intent_vector(view)), 6)
+
+    def _customer(self, customer_id: str | None) -> dict[str, Any]:
+        """What a pop-up rule knows of the customer behind the visitor: the id and the churn score."""
+        if not customer_id:
+            return {"customer_id": None}  # an anonymous visitor
+        score = self.churn.get(customer_id)
+        return {"customer_id": customer_id, **({"churn": {"score": score}} if score is not None else {})}
 
     @staticmethod
     def _record(

@@ -143,6 +143,8 @@ async def post_events(batch: EventBatch, request: Request, pub: Annotated[Publis
     await pub.publish_all(events)
     for e in events:  # the decision call sees them at once, before they come back from Kafka
         request.app.state.view.apply(e)
+        if customer_id := getattr(e.data, "customer_id", None):  # a signed identity: its churn score, ahead
+            request.app.state.decider.churn.want(customer_id)
     return Accepted(accepted=len(events), ids=[e.id for e in events])
 
 

@@ -8,7 +8,8 @@ the check of an expression when a rule is saved. So a rule sees the same variabl
 ``order``   the order the event is about (``{}`` when none)
 ``session`` the browsing session the evaluation is about, with ``duration_s``, ``page_count``,
             ``checkout`` and ``offered`` computed (``{}`` when none)
-``scores``  ``churn`` (the customer's) and ``intent`` (the session's), 0..1 or null
+``scores``  ``churn`` (the customer's: pop-up rules too, when the visitor is a known customer) and
+            ``intent`` (the session's), 0..1 or null
 ``trigger`` ``kind`` (event, delay, absence, score, session, deferred) and ``event`` (its type)
 ``now``     the evaluation time
 =========== ==================================================================================

@@ -5,6 +5,7 @@ of events never carry them."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from services.storefront.app import create_app
+from services.storefront.limits import RateLimit
 from shared import signing
 from shared.contract import Topics
 from shared.engine.runner import snapshot
@@ -117,3 +119,22 @@ def test_snapshots_of_events_leave_out_phones_and_email_addresses() -> None:
     assert "phone" not in kept["data"]
     assert "email" not in kept["data"]
     assert kept["data"]["request_id"] == "r-1"
+
+
+async def test_pop_up_rules_see_the_churn_score_of_an_identified_visitor(storefront: httpx.AsyncClient) -> None:
+    """The engine's projection has the customer's churn score; once a signed session names the
+    customer, the decision call's facts carry it (read in the background, never in the call)."""
+    app = storefront.app  # type: ignore[attr-defined]
+    app.state.new_session_limit = RateLimit(100, 60)  # the limit test before this one used this address's
+    customer = uid("c")
+    await app.state.db["customers"].insert_one({"_id": customer, "churn": {"score": 0.83, "model_version": "v"}})
+    header = {"X-Proact-Identity": signing.identity_signature(SECRET, customer)}
+    session = started(uid("v"), uid("s"), customer)
+    assert (await storefront.post("/v1/events", json={"events": [session]}, headers=header)).status_code == 202
+    decider = app.state.decider
+    for _ in range(50):
+        if decider.churn.get(customer) is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert decider._customer(customer) == {"customer_id": customer, "churn": {"score": 0.83}}
+    assert decider._customer(None) == {"customer_id": None}
