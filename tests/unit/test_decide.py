@@ -12,6 +12,7 @@ import pytest
 from services.storefront.decide import Decider
 from services.storefront.limits import RateLimit
 from services.storefront.session_view import SessionView
+from shared.contract.events import DecisionRecord
 from shared.models.registry import ModelHandle, Registry
 from shared.rules import Rule, RuleSet
 from shared.rules.builtin import BUILTIN, LINGERING
@@ -53,6 +54,8 @@ def test_a_lingering_visitor_is_offered_a_callback_in_their_language_once(decide
     assert answer.popup is not None
     assert (answer.popup["locale"], answer.popup["title"]) == ("pl", "Możemy pomóc?")
     assert [d["outcome"] for d in answer.decisions] == ["fired"]
+    for record in answer.decisions:  # the decision log's published type, as the engine's records
+        DecisionRecord.model_validate(record)
     again = decider.decide("v-1", "s-1", "pl-PL", NOW + timedelta(seconds=5))
     assert not again.show
     assert "already offered" in again.reason
