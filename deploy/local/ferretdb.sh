@@ -44,6 +44,7 @@ start() {
   install
   if pid_alive ferretdb; then log "ferretdb already running"; return 0; fi
   mkdir -p "$DATA/sqlite" "$DATA/state"
+  refuse_taken_port ferretdb "$PROACT_MONGO_HOST" "$PROACT_MONGO_PORT"
   log "starting ferretdb on $PROACT_MONGO_HOST:$PROACT_MONGO_PORT (log: $LOG_DIR/ferretdb.log)"
   nohup "$BIN" --handler=sqlite --sqlite-url="file:$DATA/sqlite/?_pragma=synchronous($SQLITE_SYNC)" \
     --listen-addr="$PROACT_MONGO_HOST:$PROACT_MONGO_PORT" --state-dir="$DATA/state" \

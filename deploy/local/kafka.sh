@@ -69,6 +69,7 @@ start() {
       java -Dlog4j2.configurationFile="$HERE/kafka/log4j2-tools.xml" -cp "$LIBS/*" kafka.tools.StorageTool \
         format --standalone -t "$id" -c "$CONF" --ignore-formatted >/dev/null
     fi
+    refuse_taken_port kafka "$PROACT_KAFKA_HOST" "$PROACT_KAFKA_PORT"
     log "starting kafka on $PROACT_KAFKA_HOST:$PROACT_KAFKA_PORT (log: $LOG_DIR/kafka.log)"
     nohup java "-Xms$HEAP" "-Xmx$HEAP" -XX:+UseG1GC -Djava.awt.headless=true \
       -Dlog4j2.configurationFile="$HERE/kafka/log4j2.xml" -cp "$LIBS/*" kafka.Kafka "$CONF" \

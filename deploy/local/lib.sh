@@ -24,11 +24,32 @@ pid_alive() {
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
+# listener_pid PORT -> the PID listening on the TCP port, where `ss` can tell (empty otherwise)
+listener_pid() { ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2; }
+
+# refuse_taken_port NAME HOST PORT: fail, saying so, when something already answers on the port that
+# NAME is about to use: a stray local mongod or Kafka would otherwise be used silently
+refuse_taken_port() {
+  local name=$1 host=$2 port=$3 pid
+  port_open "$host" "$port" || return 0
+  pid=$(listener_pid "$port")
+  log "port $host:$port is taken by another process${pid:+ (pid $pid)}, not a $name this script started;" \
+    "stop it, or move $name to another port (see deploy/local/README.md)"
+  return 1
+}
+
 # wait_port NAME HOST PORT SECONDS: wait until the port accepts connections, or fail with the log tail
 wait_port() {
   local name=$1 host=$2 port=$3 limit=$4 i
   for ((i = 0; i < limit * 10; i++)); do
-    if port_open "$host" "$port"; then return 0; fi
+    if port_open "$host" "$port"; then
+      # the answer must come from the process this script started, not from one that was there
+      local owner; owner=$(listener_pid "$port")
+      if [[ -n "$owner" && "$owner" != "$(cat "$RUN_DIR/$name.pid" 2>/dev/null)" ]]; then
+        log "$host:$port answers, but from pid $owner, not the $name this script started"; return 1
+      fi
+      return 0
+    fi
     if ! pid_alive "$name"; then
       log "$name exited during start-up; last log lines:"; tail -n 30 "$LOG_DIR/$name.log" >&2 || true
       return 1

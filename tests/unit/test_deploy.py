@@ -4,6 +4,8 @@ kustomize and validate against the Kubernetes schemas; the compose file and Dock
 from __future__ import annotations
 
 import importlib.util
+import os
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -137,3 +139,32 @@ def test_ingress_is_closed_unless_opened(rendered: list[dict[str, Any]]) -> None
     policies = {d["metadata"]["name"]: d for d in rendered if d["kind"] == "NetworkPolicy"}
     assert policies["default-deny-ingress"]["spec"]["podSelector"] == {}
     assert "storefront-public" in policies
+
+
+def test_the_local_scripts_refuse_a_port_another_process_answers_on(tmp_path: Path) -> None:
+    """A stray local mongod or Kafka on the port is refused with its pid, not used silently."""
+    with socket.socket() as stray:
+        stray.bind(("127.0.0.1", 0))
+        stray.listen()
+        port = stray.getsockname()[1]
+        script = f'source deploy/local/lib.sh; refuse_taken_port ferretdb 127.0.0.1 {port} || echo "refused"'
+        found = subprocess.run(
+            ["bash", "-c", script],
+            cwd=ROOT,
+            env={**os.environ, "PROACT_CACHE": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert "refused" in found.stdout
+    assert "is taken by another process" in found.stderr
+    assert f"pid {os.getpid()}" in found.stderr  # the listener named (this test holds the socket)
+    free = subprocess.run(
+        ["bash", "-c", f"source deploy/local/lib.sh; refuse_taken_port ferretdb 127.0.0.1 {port} && echo free"],
+        cwd=ROOT,
+        env={**os.environ, "PROACT_CACHE": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "free" in free.stdout
