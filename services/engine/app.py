@@ -54,8 +54,8 @@ tracer = trace.get_tracer("proact.engine")
 # setting for it), which was most of a batch's time at 1,000 events/s: one transaction measured
 # 25 ms at p50 with it and 5.6 ms with 2 ms (bench/README.md, "Engine"). The retry is cheap for the broker.
 TXN_RETRY_BACKOFF_S = 0.002
-Encoded = tuple[str, bytes, bytes, list[tuple[str, bytes]]]  # topic, key, value, headers
 _aiokafka_sender.BACKOFF_OVERRIDE = TXN_RETRY_BACKOFF_S
+Encoded = tuple[str, bytes, bytes, list[tuple[str, bytes]]]  # topic, key, value, headers
 
 
 @dataclass
@@ -418,7 +418,7 @@ class Engine:
 
     def _encoded(self, event: Event) -> Encoded:
         key, value, headers = encode(event)
-        return getattr(self.topics, EVENT_TYPES[event.type][0]), key, value, inject_headers(headers)
+        return self._topic_of[event.type], key, value, inject_headers(headers)
 
     async def _publish(
         self, producer: AIOKafkaProducer, event: Event, partition: int | None = None, encoded: Encoded | None = None

@@ -81,8 +81,8 @@ class PartitionState:
     def __init__(self, partition: int, seen_ids_per_key: int = 64, expiry: Expiry | None = None) -> None:
         self.partition = partition
         self.seen_ids_per_key = seen_ids_per_key
-        self.expiry = expiry or Expiry()
-        ttl = {SESSION: self.expiry.session, VISITOR: self.expiry.visitor, SEEN: self.expiry.seen}
+        expiry = expiry or Expiry()
+        ttl = {SESSION: expiry.session, VISITOR: expiry.visitor, SEEN: expiry.seen}
         self._ttl = {kind: t.total_seconds() for kind, t in ttl.items() if t is not None}
         # kind -> entity id -> when last touched (epoch s), oldest first: expiry pops from the front
         self._idle: dict[str, OrderedDict[str, float]] = {kind: OrderedDict() for kind in self._ttl}
@@ -156,8 +156,11 @@ class PartitionState:
         self._undo = None
 
     def _touch(self, key: str) -> None:
+        """Keep what ``key`` holds now, the first time a savepoint's record changes it (callers
+        check that a savepoint is open: this is on the hot path)."""
         undo = self._undo
-        if undo is not None and key not in undo:
+        assert undo is not None
+        if key not in undo:
             undo[key] = (
                 self._entities.get(key, _ABSENT),
                 self._changes.get(key, _ABSENT),
