@@ -65,7 +65,9 @@ def identity_signature(secret: str, customer_id: str) -> str:
 
 
 def identity_holds(secret: str, customer_id: str, signature: str) -> bool:
-    return hmac.compare_digest(identity_signature(secret, customer_id), signature.strip().lower())
+    """Whether ``signature`` signs ``customer_id``; a header that is not even ASCII does not."""
+    given = signature.strip().lower()
+    return given.isascii() and hmac.compare_digest(identity_signature(secret, customer_id), given)
 
 
 def webhook_signature(secret: str, body: bytes, timestamp: int) -> str:
