@@ -143,28 +143,18 @@ def test_ingress_is_closed_unless_opened(rendered: list[dict[str, Any]]) -> None
 
 def test_the_local_scripts_refuse_a_port_another_process_answers_on(tmp_path: Path) -> None:
     """A stray local mongod or Kafka on the port is refused with its pid, not used silently."""
+
+    def refuse(port: int) -> subprocess.CompletedProcess[str]:
+        script = f"source deploy/local/lib.sh; refuse_taken_port ferretdb 127.0.0.1 {port} && echo free || echo refused"
+        env = {**os.environ, "PROACT_CACHE": str(tmp_path)}
+        return subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+
     with socket.socket() as stray:
         stray.bind(("127.0.0.1", 0))
         stray.listen()
         port = stray.getsockname()[1]
-        script = f'source deploy/local/lib.sh; refuse_taken_port ferretdb 127.0.0.1 {port} || echo "refused"'
-        found = subprocess.run(
-            ["bash", "-c", script],
-            cwd=ROOT,
-            env={**os.environ, "PROACT_CACHE": str(tmp_path)},
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        found = refuse(port)
     assert "refused" in found.stdout
     assert "is taken by another process" in found.stderr
     assert f"pid {os.getpid()}" in found.stderr  # the listener named (this test holds the socket)
-    free = subprocess.run(
-        ["bash", "-c", f"source deploy/local/lib.sh; refuse_taken_port ferretdb 127.0.0.1 {port} && echo free"],
-        cwd=ROOT,
-        env={**os.environ, "PROACT_CACHE": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert "free" in free.stdout
+    assert "free" in refuse(port).stdout
