@@ -15,6 +15,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from shared.settings import Settings
+from shared.telemetry import trace_mongodb
 
 Document = dict[str, Any]
 
@@ -67,6 +68,9 @@ INDEXES: dict[str, list[IndexModel]] = {
 
 
 def mongo_client(settings: Settings) -> AsyncMongoClient[Document]:
+    """The client every service uses; its commands appear as spans in the trace of the operation that
+    made them (``shared.telemetry.trace_mongodb``)."""
+    trace_mongodb()
     return AsyncMongoClient(
         settings.mongo_url.get_secret_value(),
         serverSelectionTimeoutMS=settings.mongo_timeout_ms,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import orjson
 from opentelemetry import propagate, trace
@@ -11,10 +13,12 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter, SpanExportResult
+from opentelemetry.util.types import Attributes
 
 from shared.settings import Settings
 
 _configured = False
+_mongo_traced = False
 
 
 class JsonLinesSpanExporter(SpanExporter):
@@ -98,3 +102,55 @@ def current_carrier() -> dict[str, str]:
 def extract_context(headers: Sequence[tuple[str, bytes]] | None) -> Context:
     carrier = {k: v.decode("latin-1") for k, v in headers or () if k in ("traceparent", "tracestate")}
     return propagate.extract(carrier)
+
+
+class _ChildSpansOnly(trace.Tracer):
+    """A tracer that records a span only inside another recording span. The MongoDB command listener
+    sees every command of the process; those a traced operation makes (a claim, a record write, a
+    profile read) belong in its trace, but a background query on its own (the projector's batches, a
+    health check, the hygiene job) would make one root trace per command and bury the journeys."""
+
+    def __init__(self, name: str, version: str | None, schema_url: str | None) -> None:
+        self._args = (name, version, schema_url)
+
+    def _tracer(self) -> trace.Tracer:
+        name, version, schema_url = self._args
+        return trace.get_tracer(name, version, schema_url=schema_url)
+
+    def start_span(self, name: str, *args: Any, **kwargs: Any) -> trace.Span:
+        context = kwargs.get("context") or (args[0] if args else None)
+        if not trace.get_current_span(context).is_recording():
+            return trace.INVALID_SPAN
+        return self._tracer().start_span(name, *args, **kwargs)
+
+    @contextmanager  # the SDK's own decorator is private; the listener calls start_span only
+    def start_as_current_span(  # type: ignore[override]
+        self, name: str, *args: Any, **kwargs: Any
+    ) -> Iterator[trace.Span]:
+        with trace.use_span(self.start_span(name, *args, **kwargs), end_on_exit=True) as span:
+            yield span
+
+
+class _ChildSpansOnlyProvider(trace.TracerProvider):
+    def get_tracer(
+        self,
+        instrumenting_module_name: str,
+        instrumenting_library_version: str | None = None,
+        schema_url: str | None = None,
+        attributes: Attributes | None = None,
+    ) -> trace.Tracer:
+        return _ChildSpansOnly(instrumenting_module_name, instrumenting_library_version, schema_url)
+
+
+def trace_mongodb() -> None:
+    """Register OpenTelemetry's PyMongo command listener once per process, before any client is made
+    (PyMongo hands the registered listeners to each client it creates). Spans follow the database
+    semantic conventions (``db.system``, ``db.name``, the collection, the server); the statement is
+    not captured, so no document, and no personal data in one, reaches a trace."""
+    global _mongo_traced
+    if _mongo_traced:
+        return
+    from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
+
+    PymongoInstrumentor().instrument(tracer_provider=_ChildSpansOnlyProvider(), capture_statement=False)
+    _mongo_traced = True

@@ -109,6 +109,19 @@ async def test_a_delay_notice_is_one_connected_trace_from_order_to_message(
     assert timer.links  # and the firing is linked to the span that set the timer
     send = next(s for s in journey if s.name == "send email")
     assert "@" not in str(dict(send.attributes or {}))  # no e-mail address on the span
+    # the dispatcher's MongoDB commands are spans of the same journey: the claim (an insert into
+    # messages), then the record of what happened (updates), with the database semantic conventions
+    mongo = [s for s in journey if (s.attributes or {}).get("db.system") == "mongodb"]
+    commands = {(s.name.rsplit(".", 1)[-1], (s.attributes or {}).get("db.mongodb.collection")) for s in mongo}
+    assert ("insert", "messages") in commands, commands
+    assert ("update", "messages") in commands, commands
+    assert {s.kind for s in mongo} == {SpanKind.CLIENT}
+    # the statement is the command's name only: no document, so no address or phone number, is kept
+    assert all((s.attributes or {}).get("db.statement") == s.name.rsplit(".", 1)[-1] for s in mongo)
+    # and a command made outside any traced operation (the engine's and dispatcher's start-up reads,
+    # index creation) starts no trace of its own
+    every = [s for s in spans.get_finished_spans() if (s.attributes or {}).get("db.system") == "mongodb"]
+    assert all(s.parent is not None for s in every)
 
 
 async def test_the_decision_call_is_traced_when_the_caller_traces(
