@@ -7,21 +7,40 @@ PY := $(VENV)/bin/python
 export PROACT_CACHE ?= $(HOME)/.cache/proact
 export PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: contract install infra-up infra-down infra-status run stop test test-unit lint bench load chaos models traces clean-cache
+.PHONY: contract install install-run lock infra-up infra-down infra-status run stop test test-unit lint bench load chaos models traces clean-cache
 
-$(VENV)/.installed: pyproject.toml
-	@test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+# Python packages come from uv.lock (uv sync --locked fails when the lock no longer matches
+# pyproject.toml); uv itself is pinned and installed into the cache by deploy/local/uv.sh.
+export UV_PYTHON_DOWNLOADS := never
+UV := $(PROACT_CACHE)/tools/uv-0.13.9/bin/uv
+$(UV):
+	@PYTHON_BIN=$(PYTHON_BIN) PROACT_UV_VERSION=0.13.9 bash deploy/local/uv.sh >/dev/null
+
+# what running needs: the services, and the trainer that makes the demo's models
+$(VENV)/.installed-run: pyproject.toml uv.lock | $(UV)
+	$(UV) sync -q --locked --inexact --python $(PYTHON_BIN) --extra trainer
 	@touch $@
 
-install: $(VENV)/.installed
-	@bash deploy/local/system-deps.sh
+# what the tests, linters and benchmarks add (an exact sync: nothing stray stays installed)
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync -q --locked --python $(PYTHON_BIN) --extra trainer --extra bench --extra dev
+	@touch $@ $(VENV)/.installed-run
+
+# `make run` installs and starts only what running needs; `make test` adds the test rig
+install-run: $(VENV)/.installed-run
+	@bash deploy/local/system-deps.sh run
 	@bash deploy/local/kafka.sh install
 	@bash deploy/local/ferretdb.sh install
+
+install: $(VENV)/.installed install-run
+	@bash deploy/local/system-deps.sh test
 	@bash deploy/local/kustomize.sh >/dev/null
 
-infra-up: install
+# the lock, after a change to the dependencies in pyproject.toml
+lock: | $(UV)
+	$(UV) lock
+
+infra-up: install-run
 	@bash deploy/local/ferretdb.sh start
 	@bash deploy/local/kafka.sh start
 
@@ -35,7 +54,7 @@ infra-status:
 	@bash deploy/local/ferretdb.sh status || true
 	@bash deploy/local/services.sh status || true
 
-run: install
+run: install-run
 	@bash deploy/local/run.sh
 
 stop: infra-down
@@ -45,6 +64,8 @@ contract: $(VENV)/.installed
 	$(PY) -m shared.contract reference
 
 lint: $(VENV)/.installed
+	$(UV) lock --check -q
+	$(UV) pip check -q --python $(PY)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
@@ -53,11 +74,11 @@ lint: $(VENV)/.installed
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit -q
 
-test: infra-up lint
+test: install infra-up lint
 	$(PY) -m pytest tests -q
 
 # performance figures for bench/README.md; each benchmark measures its own baseline in the same run
-bench: infra-up
+bench: $(VENV)/.installed infra-up
 	PYTHONPATH=. $(PY) bench/models.py
 	PYTHONPATH=. $(PY) bench/engine.py
 	PYTHONPATH=. $(PY) bench/rules.py
@@ -65,19 +86,19 @@ bench: infra-up
 	PYTHONPATH=. $(PY) bench/state.py
 
 # the decision call at 500 requests/s while the engine ingests 2,000 events/s, the whole stack running
-load: infra-up models
+load: $(VENV)/.installed infra-up models
 	PYTHONPATH=. $(PY) bench/load.py
 
 # SIGKILL the engine, dispatcher, storefront, Kafka and FerretDB under steady traffic; count losses and duplicates
-chaos: infra-up models
+chaos: $(VENV)/.installed infra-up models
 	PYTHONPATH=. $(PY) bench/chaos.py $(CHAOS_ARGS)
 
 # default models from the shipped data, registered and promoted in $(PROACT_MODEL_DIR)
-models: $(VENV)/.installed
+models: $(VENV)/.installed-run
 	@bash deploy/local/models.sh
 
 # the last journeys of `make run` as trace trees (spans the services wrote to the log folder)
-traces: $(VENV)/.installed
+traces: $(VENV)/.installed-run
 	@PYTHONPATH=. $(PY) deploy/local/traces.py
 
 clean-cache: infra-down

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,8 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, brier_score_loss, precision_recall_curve, roc_auc_score, roc_curve
+
+log = logging.getLogger(__name__)
 
 
 def expected_calibration_error(y: NDArray[Any], p: NDArray[np.float64], bins: int = 10) -> float:
@@ -36,8 +39,13 @@ def metrics(y: NDArray[Any], p: NDArray[np.float64]) -> dict[str, float]:
 
 
 def plots(y: NDArray[Any], p: NDArray[np.float64], out: Path, title: str) -> list[str]:
-    """ROC, precision-recall and calibration curves as PNG files in ``out``; returns their names."""
-    import matplotlib
+    """ROC, precision-recall and calibration curves as PNG files in ``out``; returns their names, none
+    when matplotlib is not installed (it comes with the ``trainer`` extra, which service images leave out)."""
+    try:
+        import matplotlib
+    except ImportError:
+        log.warning("matplotlib is not installed (the trainer extra): the model report has no plots")
+        return []
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
