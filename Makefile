@@ -16,14 +16,14 @@ UV := $(PROACT_CACHE)/tools/uv-0.13.9/bin/uv
 $(UV):
 	@PYTHON_BIN=$(PYTHON_BIN) PROACT_UV_VERSION=0.13.9 bash deploy/local/uv.sh >/dev/null
 
-# what running needs: the services, and the trainer that makes the demo's models
+# what running needs: the services, the trainer that makes the demo's models, the demo's mail catcher
 $(VENV)/.installed-run: pyproject.toml uv.lock | $(UV)
-	$(UV) sync -q --locked --inexact --python $(PYTHON_BIN) --extra trainer
+	$(UV) sync -q --locked --inexact --python $(PYTHON_BIN) --extra trainer --extra demo
 	@touch $@
 
 # what the tests, linters and benchmarks add (an exact sync: nothing stray stays installed)
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
-	$(UV) sync -q --locked --python $(PYTHON_BIN) --extra trainer --extra bench --extra dev
+	$(UV) sync -q --locked --python $(PYTHON_BIN) --extra trainer --extra demo --extra bench --extra dev
 	@touch $@ $(VENV)/.installed-run
 
 # `make run` installs and starts only what running needs; `make test` adds the test rig
@@ -46,6 +46,7 @@ infra-up: install-run
 
 infra-down:
 	@bash deploy/local/services.sh stop || true
+	@bash deploy/local/mailcatcher.sh stop || true
 	@bash deploy/local/kafka.sh stop
 	@bash deploy/local/ferretdb.sh stop
 

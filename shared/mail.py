@@ -10,6 +10,7 @@ from email.utils import parseaddr
 
 import aiosmtplib
 
+from shared import templates
 from shared.settings import MailSettings
 
 # Flattened with lines up to RFC 5322's 998 characters: at the usual 78 the library folds a long
@@ -54,8 +55,16 @@ class Mailer:
         )
 
     def compose(
-        self, to: str, subject: str, text: str, locale: str, headers: dict[str, str] | None = None
+        self,
+        to: str,
+        subject: str,
+        text: str,
+        locale: str,
+        headers: dict[str, str] | None = None,
+        html: str | None = None,
     ) -> EmailMessage:
+        """The message; with ``html``, multipart/alternative with the text first (the part a client
+        that cannot show HTML, or a reader who prefers text, gets)."""
         mail = EmailMessage()
         mail["From"] = self.sender
         mail["To"] = to
@@ -63,8 +72,28 @@ class Mailer:
         for name, value in (headers or {}).items():
             mail[name] = value
         mail.set_content(text)
+        if html is not None:
+            mail.add_alternative(html, subtype="html")
         mail["Content-Language"] = locale  # after set_content, which resets the Content-* headers
         return mail
+
+    def compose_rendered(
+        self,
+        to: str,
+        locale: str,
+        parts: templates.Parts,
+        headers: dict[str, str] | None = None,
+        footer: tuple[str, str] | None = None,
+        subject_prefix: str = "",
+    ) -> EmailMessage:
+        """The e-mail of a rendered template (``shared.templates.render``): its subject, its text, and
+        its HTML in the shared layout; ``footer`` is (text, HTML) put under both. Raises ValueError when
+        the layout does not render within its budget."""
+        subject = parts.get("subject") or parts.get("title", "")
+        text = parts.get("text") or parts.get("body", "")
+        html = templates.email_html(locale, subject, text, parts.get("html"), footer[1] if footer else None)
+        plain = templates.plain(text) + (f"\n\n--\n{templates.plain(footer[0])}\n" if footer else "")
+        return self.compose(to, subject_prefix + templates.plain(subject), plain, locale, headers, html=html)
 
     async def send(self, mail: EmailMessage, to: str) -> None:
         try:

@@ -9,6 +9,7 @@ internals nor inject markup through the values it is given.
 from __future__ import annotations
 
 import functools
+import html
 import signal
 import threading
 import time
@@ -23,6 +24,7 @@ from typing import Annotated, Any
 from jinja2 import TemplateError, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -280,6 +282,36 @@ def render(
         raise ValueError(f"template {template_id} ({used}) does not render: {exc}") from None
     except Exception as exc:  # a value the template cannot use, a recursion: this message fails, never the caller
         raise ValueError(f"template {template_id} ({used}) does not render: {type(exc).__name__}: {exc}") from None
+
+
+# --- e-mail ------------------------------------------------------------------------------------------
+EMAIL_LAYOUT = (Path(__file__).resolve().parent / "content" / "layout" / "email.html").read_text(encoding="utf-8")
+
+
+def plain(rendered: str) -> str:
+    """A rendered part as plain text: parts render with autoescaping (a pop-up puts them into a page),
+    so a value's ``&`` arrives as ``&amp;``; a text e-mail or an SMS wants the character itself."""
+    return html.unescape(rendered)
+
+
+def email_html(lang: str, subject: str, text: str, body: str | None = None, footer: str | None = None) -> str:
+    """The HTML alternative of an e-mail: the shared layout (``content/layout/email.html``) with the
+    message's own ``html`` part as ``body`` when it has one, else its text as paragraphs. ``subject``
+    and ``text`` are rendered parts (already escaped), ``body`` and ``footer`` rendered HTML; the
+    layout renders in the sandbox under the same budget as any message."""
+    paragraphs = [Markup(p.strip()).replace("\n", Markup("<br>")) for p in text.split("\n\n") if p.strip()]  # noqa: S704 - rendered with autoescaping
+    values = {
+        "lang": lang,
+        "subject": Markup(subject),  # noqa: S704 - rendered with autoescaping
+        "paragraphs": paragraphs,
+        "body": Markup(body) if body else None,  # noqa: S704 - rendered with autoescaping
+        "footer": Markup(footer) if footer else None,  # noqa: S704 - rendered with autoescaping
+    }
+    try:
+        with _deadline(RENDER_BUDGET_S):
+            return _render_part(_compiled(EMAIL_LAYOUT), values)
+    except (TemplateError, BudgetExceeded) as exc:
+        raise ValueError(f"the e-mail layout does not render: {exc}") from None
 
 
 # --- templates as the marketing team edits them ----------------------------------------------------

@@ -1,11 +1,15 @@
 """A live, readable account of what proact does: actions requested, decisions not to act, messages
-delivered, events refused."""
+delivered (each e-mail's subject in the customer's language, read from the local SMTP catcher's
+files), events refused. Never an address or a phone number."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from datetime import datetime
+from email import message_from_bytes, policy
+from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer
@@ -18,8 +22,34 @@ def line(kind: str, text: str) -> None:
     print(f"{datetime.now():%H:%M:%S}  {kind:<10} {text}", flush=True)
 
 
+def new_mail(folder: Path, seen: set[str]) -> list[str]:
+    """The lines for the e-mails the SMTP catcher kept since the last call: subject, language and the
+    message id's left part (the action's idempotency key)."""
+    found = []
+    for path in sorted(folder.glob("*.eml")) if folder.is_dir() else []:
+        if path.name in seen:
+            continue
+        seen.add(path.name)
+        mail = message_from_bytes(path.read_bytes(), policy=policy.default)
+        key = str(mail.get("Message-ID", "")).strip("<>").split("@", 1)[0]
+        found.append(f'"{mail["Subject"]}" ({mail.get("Content-Language", "?")}) {key}')
+    return found
+
+
+async def watch_mail(folder: Path) -> None:
+    """Print each e-mail the SMTP catcher keeps, as it arrives."""
+    seen: set[str] = set()
+    await asyncio.to_thread(new_mail, folder, seen)  # what was there before this run is not news
+    while True:
+        await asyncio.sleep(1)
+        for text in await asyncio.to_thread(new_mail, folder, seen):
+            line("MAIL", text)
+
+
 async def main() -> None:
     settings = Settings()
+    mail_dir = os.environ.get("PROACT_MAIL_DIR")
+    mail_task = asyncio.create_task(watch_mail(Path(mail_dir))) if mail_dir else None
     topics = Topics.from_settings(settings)
     watched = [
         topics.actions,
@@ -77,6 +107,8 @@ async def main() -> None:
                     f"{event.type} {data.get('channel')} to {data.get('customer_id') or data.get('visitor_id')}",
                 )
     finally:
+        if mail_task is not None:
+            mail_task.cancel()
         await consumer.stop()
 
 

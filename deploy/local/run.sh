@@ -13,6 +13,9 @@ for name in unsubscribe identity; do
 done
 export PROACT_UNSUBSCRIBE_SECRET="${PROACT_UNSUBSCRIBE_SECRET:-$(cat "$PROACT_CACHE/unsubscribe.secret")}"
 export PROACT_STOREFRONT_IDENTITY_SECRET="${PROACT_STOREFRONT_IDENTITY_SECRET:-$(cat "$PROACT_CACHE/identity.secret")}"
+# e-mail goes to the local SMTP catcher (deploy/local/mailcatcher.py), which keeps each message as a file
+export PROACT_SMTP_HOST="${PROACT_SMTP_HOST:-127.0.0.1}" PROACT_SMTP_PORT="${PROACT_SMTP_PORT:-2525}"
+export PROACT_MAIL_DIR="${PROACT_MAIL_DIR:-$PROACT_CACHE/mail}"
 # the console span exporter would flood the service logs; `make run` keeps traces off unless asked
 export OTEL_TRACES_EXPORTER="${OTEL_TRACES_EXPORTER:-none}"
 
@@ -27,6 +30,7 @@ cleanup() {
   [[ -n "$demo_pid" ]] && kill "$demo_pid" 2>/dev/null || true
   [[ -n "$monitor_pid" ]] && kill "$monitor_pid" 2>/dev/null || true
   "$HERE/services.sh" stop || true
+  "$HERE/mailcatcher.sh" stop || true
   for s in "${started_infra[@]}"; do "$HERE/$s.sh" stop || true; done
 }
 trap cleanup INT TERM EXIT
@@ -34,6 +38,7 @@ trap cleanup INT TERM EXIT
 "$HERE/ferretdb.sh" start
 "$HERE/kafka.sh" start
 "$HERE/models.sh"
+"$HERE/mailcatcher.sh" start
 "$HERE/services.sh" start
 # the admin API needs a key: one admin key for this machine, made once and kept in the cache
 if [[ ! -s "$PROACT_CACHE/admin.key" ]]; then
@@ -45,7 +50,8 @@ cat <<MSG
   marketers' web UI http://127.0.0.1:8090/ui  (sign in with the key in $PROACT_CACHE/admin.key)
   demo shop page http://127.0.0.1:8080/demo
   dispatcher AsyncAPI http://127.0.0.1:8082/docs/asyncapi     logs $LOG_DIR
-  delivered messages: $PROACT_DISPATCHER_OUTBOX_DIR/*.ndjson     Ctrl-C stops everything.
+  e-mail as sent: $PROACT_MAIL_DIR/*.eml   other channels: $PROACT_DISPATCHER_OUTBOX_DIR/*.ndjson
+  Ctrl-C stops everything.
   journeys as trace trees: make traces (in another terminal)
 
 MSG

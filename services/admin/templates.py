@@ -176,9 +176,10 @@ async def test_send(
     parts = await _parts(request, template_id, body)
     values = await _values(request, template_id, body, now)
     rendered = _render(template_id, parts, body.locale, values)
-    subject = rendered["parts"].get("subject") or rendered["parts"].get("title") or template_id
-    text = rendered["parts"].get("text") or rendered["parts"].get("body") or ""
-    mail = mailer.compose(str(body.to), f"[test] {subject}", text, rendered["locale"])
+    try:
+        mail = mailer.compose_rendered(str(body.to), rendered["locale"], rendered["parts"], subject_prefix="[test] ")
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
     try:
         await mailer.send(mail, str(body.to))
     except MailRefused as exc:
@@ -192,4 +193,4 @@ async def test_send(
         None,
         {"locale": rendered["locale"], "to_domain": domain, "version": body.version},
     )
-    return {"sent": True, "locale": rendered["locale"], "subject": f"[test] {subject}"}
+    return {"sent": True, "locale": rendered["locale"], "subject": mail["Subject"]}

@@ -48,7 +48,7 @@ def channels(settings: DispatcherSettings, db: AsyncDatabase[Document], in_force
             settings.webhook_url, settings.webhook_secret.get_secret_value(), settings.webhook_timeout_s, in_force
         )
         by_kind |= dict.fromkeys(("sms", "push", "phone", "webhook"), hook)
-    return Channels(OutboxChannel(settings.outbox_dir), by_kind)
+    return Channels(OutboxChannel(settings.outbox_dir, in_force), by_kind)
 
 
 async def main() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -82,7 +83,9 @@ class UnsubscribeLinks:
 
 
 class EmailChannel:
-    """E-mail over SMTP (aiosmtplib): the template rendered in the customer's locale, in the sandbox.
+    """E-mail over SMTP (aiosmtplib): the template rendered in the customer's locale, in the sandbox,
+    sent as multipart/alternative: the text, and HTML in the shared accessible layout
+    (``shared.templates.email_html``; a template's own ``html`` part, when it has one, as its body).
 
     With ``links``, every e-mail ends with an unsubscribe link in its language and carries the
     RFC 8058 one-click headers (``List-Unsubscribe`` and ``List-Unsubscribe-Post``), which mail
@@ -103,13 +106,14 @@ class EmailChannel:
             raise DeliveryFailed("no e-mail address for this customer", permanent=True)
         locale, parts = render(message, self.templates)
         headers = {"Message-ID": f"<{message['idempotency_key'].replace(':', '.')}@proact>"}
-        text = parts.get("text") or parts.get("body", "")
+        footer = None
         if self.links is not None:
             url = self.links.url(message["customer_id"], "email", message.get("locale"))
-            footer = self.templates.render("unsubscribe", locale, {"url": Markup(url)})[1]["footer"]  # noqa: S704 - our own URL
-            text = f"{text}\n\n--\n{footer}\n"
+            text_footer = self.templates.render("unsubscribe", locale, {"url": Markup(url)})[1]["footer"]  # noqa: S704 - our own URL
+            link = Markup('<a href="{0}" style="color:#1d4ed8;">{0}</a>').format(url)
+            footer = (text_footer, self.templates.render("unsubscribe", locale, {"url": link})[1]["footer"])
             headers |= {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
-        mail = self.mailer.compose(to, parts.get("subject") or parts.get("title", ""), text, locale, headers)
+        mail = self.mailer.compose_rendered(to, locale, parts, headers, footer)  # an error fails the message
         try:
             await self.mailer.send(mail, to)
         except MailRefused as exc:
@@ -193,25 +197,55 @@ class InboxChannel:
 
 
 class OutboxChannel:
-    """Appends each message to ``<dir>/<channel>.ndjson``; a stand-in for e-mail, SMS and push."""
+    """The delivery of the channels without a provider: each message, rendered in the customer's
+    language (its locale, subject or title, and text), appended with its action to
+    ``<dir>/<channel>.ndjson``, where a newcomer running the demo can read what was sent.
+
+    Idempotent by the message's key through a bounded index: the last ``index_size`` keys, rebuilt at
+    start from the last ``tail_bytes`` of each file, so a start does not read every line ever written.
+    The ``messages`` collection's unique key is what stops a second delivery; this index only covers a
+    crash between the write here and the record there, moments apart."""
 
     name = "outbox"
+    INDEX_SIZE = 100_000
+    TAIL_BYTES = 32 * 1024 * 1024
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        in_force: templates.InForce | None = None,
+        index_size: int = INDEX_SIZE,
+        tail_bytes: int = TAIL_BYTES,
+    ) -> None:
         self.directory = directory
+        self.templates = in_force or templates.InForce()
+        self.index_size = index_size
         directory.mkdir(parents=True, exist_ok=True)
-        self._delivered: set[str] = set()
-        for path in directory.glob("*.ndjson"):
-            with path.open("rb") as f:
-                for line in f:
-                    if line.strip():
-                        self._delivered.add(orjson.loads(line)["idempotency_key"])
+        self._delivered: OrderedDict[str, None] = OrderedDict()
+        for path in sorted(directory.glob("*.ndjson"), key=lambda p: p.stat().st_mtime):
+            for line in _tail_lines(path, tail_bytes):
+                try:
+                    self._remember(orjson.loads(line)["idempotency_key"])
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    continue  # a line cut by a crash mid-write
+
+    def _remember(self, key: str) -> None:
+        self._delivered[key] = None
+        self._delivered.move_to_end(key)
+        while len(self._delivered) > self.index_size:
+            self._delivered.popitem(last=False)
 
     async def send(self, message: dict[str, Any]) -> bool:
         key = message["idempotency_key"]
         if key in self._delivered:
             return False
-        line = orjson.dumps(message, option=orjson.OPT_APPEND_NEWLINE)
+        locale, parts = render(message, self.templates)
+        rendered = {
+            "locale": locale,
+            "subject": templates.plain(parts.get("subject") or parts.get("title", "")),
+            "text": templates.plain(parts.get("text") or parts.get("body", "")),
+        }
+        line = orjson.dumps({**message, "rendered": rendered}, option=orjson.OPT_APPEND_NEWLINE)
         path = self.directory / f"{message['channel']}.ndjson"
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
@@ -219,5 +253,17 @@ class OutboxChannel:
             os.fsync(fd)
         finally:
             os.close(fd)
-        self._delivered.add(key)
+        self._remember(key)
         return True
+
+
+def _tail_lines(path: Path, tail_bytes: int) -> list[bytes]:
+    """The whole lines in the last ``tail_bytes`` of a file."""
+    with path.open("rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(size - tail_bytes, 0))
+        chunk = f.read()
+    lines = chunk.splitlines()
+    if size > tail_bytes and lines:
+        lines = lines[1:]  # the first line was cut by the seek
+    return [line for line in lines if line.strip()]

@@ -58,10 +58,29 @@ async def test_an_action_read_twice_is_delivered_once(
 
 
 async def test_the_outbox_remembers_deliveries_across_restarts(tmp_path: Path) -> None:
-    message = {"idempotency_key": "k-1", "channel": "sms", "customer_id": "c-1"}
+    message = {"idempotency_key": "k-1", "channel": "sms", "customer_id": "c-1", "template_id": "checkin"}
+    message |= {"locale": "pl-PL", "context": {"order_id": "o-1 & co"}}
     assert await OutboxChannel(tmp_path).send(message) is True
     assert await OutboxChannel(tmp_path).send(message) is False
-    assert len((tmp_path / "sms.ndjson").read_bytes().splitlines()) == 1
+    (line,) = (tmp_path / "sms.ndjson").read_bytes().splitlines()
+    # what was sent, as the customer reads it: in Polish, the value as it is (not HTML-escaped)
+    rendered = orjson.loads(line)["rendered"]
+    assert rendered["locale"] == "pl"
+    assert rendered["subject"] == "Czy wszystko w porządku z zamówieniem o-1 & co?"
+
+
+async def test_the_outbox_index_is_bounded_and_rebuilt_from_the_files_tail(tmp_path: Path) -> None:
+    outbox = OutboxChannel(tmp_path, index_size=50)
+    for i in range(120):
+        message = {"idempotency_key": f"k-{i}", "channel": "sms", "customer_id": "c", "template_id": "checkin"}
+        assert await outbox.send(message) is True
+    assert len(outbox._delivered) == 50
+    size = (tmp_path / "sms.ndjson").stat().st_size
+    again = OutboxChannel(tmp_path, index_size=1_000, tail_bytes=size // 4)  # reads a quarter of the file
+    assert 20 <= len(again._delivered) <= 31
+    assert "k-119" in again._delivered
+    assert "k-0" not in again._delivered
+    assert await again.send({"idempotency_key": "k-119", "channel": "sms", "customer_id": "c"}) is False
 
 
 async def test_an_action_waits_for_its_not_before(topics: Topics, db: AsyncDatabase[Document], tmp_path: Path) -> None:

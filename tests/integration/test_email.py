@@ -89,7 +89,15 @@ async def test_a_delay_notice_arrives_as_an_email_in_the_customers_language_once
     assert mail["To"] == f"{polish}@example.com"
     assert mail["Subject"] == f"Twoje zamówienie {order} się opóźnia"
     assert mail["Content-Language"] == "pl"
-    assert "2026-12-01" in mail.get_content()
+    # multipart/alternative: the text first, then the HTML in the shared layout, both in Polish
+    assert mail.get_content_type() == "multipart/alternative"
+    text, html = (part for part in mail.iter_parts())
+    assert (text.get_content_type(), html.get_content_type()) == ("text/plain", "text/html")
+    assert "2026-12-01" in text.get_content()
+    page = html.get_content()
+    assert '<html lang="pl">' in page
+    assert f'color:#111827;">Twoje zamówienie {order} się opóźnia</h1>' in page
+    assert "2026-12-01" in page
     by_customer = {r.key: decode(r.value, r.headers) for r in outcomes if r.key in wanted}
     assert by_customer[polish.encode()].type == "message.delivered"
     failed = by_customer[gone.encode()]

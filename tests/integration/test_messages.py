@@ -141,7 +141,11 @@ async def test_an_email_unsubscribe_link_turns_the_consent_off_and_stops_further
         assert url.endswith("&lang=pl-PL")
         assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert f"List-Unsubscribe: <{url}>".encode() in inbox.raw[0]  # on one line, not in encoded words
-        assert f"Aby zrezygnować z tych e-maili: {url}" in mail.get_content()  # the footer, in Polish
+        assert f"Aby zrezygnować z tych e-maili: {url}" in mail.get_body(("plain",)).get_content()  # in Polish
+        # and in the HTML part, as a link (the & of the query escaped, as HTML wants)
+        html = mail.get_body(("html",)).get_content()
+        assert f'<a href="{url.replace("&", "&amp;")}"' in html
+        assert "Aby zrezygnować z tych e-maili:" in html
 
         target = urlsplit(url)
         page = await client.get(f"{target.path}?{target.query}")

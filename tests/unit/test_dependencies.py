@@ -60,9 +60,9 @@ def _undeclared(folders: list[str], allowed: set[str]) -> dict[str, list[str]]:
     ("folders", "groups"),
     [
         (["services", "shared"], ["runtime", "trainer"]),
-        (["deploy"], ["runtime"]),
+        (["deploy"], ["runtime", "demo"]),
         (["bench"], ["runtime", "bench", "dev"]),
-        (["tests"], ["runtime", "trainer", "bench", "dev"]),
+        (["tests"], ["runtime", "trainer", "demo", "bench", "dev"]),
     ],
 )
 def test_every_import_is_declared_where_it_runs(folders: list[str], groups: list[str]) -> None:
