@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export PROACT_CACHE ?= $(HOME)/.cache/proact
 export PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: contract install install-run lock infra-up infra-down infra-status run stop test test-unit lint bench load chaos models traces clean-cache
+.PHONY: contract image install install-run lock infra-up infra-down infra-status run stop test test-unit lint bench load chaos models traces clean-cache
 
 # Python packages come from uv.lock (uv sync --locked fails when the lock no longer matches
 # pyproject.toml); uv itself is pinned and installed into the cache by deploy/local/uv.sh.
@@ -35,6 +35,7 @@ install-run: $(VENV)/.installed-run
 install: $(VENV)/.installed install-run
 	@bash deploy/local/system-deps.sh test
 	@bash deploy/local/kustomize.sh >/dev/null
+	@bash deploy/local/compose-check.sh >/dev/null
 
 # the lock, after a change to the dependencies in pyproject.toml
 lock: | $(UV)
@@ -101,6 +102,14 @@ models: $(VENV)/.installed-run
 # the last journeys of `make run` as trace trees (spans the services wrote to the log folder)
 traces: $(VENV)/.installed-run
 	@PYTHONPATH=. $(PY) deploy/local/traces.py
+
+# the two images the compose file and k8s/ name: proact (every service) and proact-trainer (the
+# trainer extra besides), with Docker or Podman where one runs; neither does on the development
+# machines, where tests/unit/test_deploy.py checks the Dockerfile and the compose file offline
+image:
+	@engine=""; for e in docker podman; do if command -v $$e >/dev/null && $$e info >/dev/null 2>&1; then engine=$$e; break; fi; done; \
+	if [[ -z "$$engine" ]]; then echo "make image: no running Docker or Podman engine on this machine" >&2; exit 1; fi; \
+	$$engine build -t proact:local . && $$engine build --build-arg EXTRAS=trainer -t proact-trainer:local .
 
 clean-cache: infra-down
 	rm -rf $(PROACT_CACHE)

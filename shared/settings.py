@@ -207,6 +207,12 @@ class AdminSettings(MailSettings):
     http_port: int = Field(8090, validation_alias=AliasChoices("PROACT_ADMIN_HTTP_PORT"))
     # results per rule: an order this soon after a message counts as a conversion
     conversion_window_h: int = Field(168, ge=1, validation_alias=AliasChoices("PROACT_ADMIN_CONVERSION_WINDOW_H"))
+    # the most events one back-test holds: each is kept as its record's bytes (about 700 bytes with its
+    # headers) until the replay decodes it, so 1,000,000 needs about 0.7 GB; the admin's memory limit
+    # in k8s/ (1.5 GiB) leaves room for that and the replay's state. A request may ask for fewer.
+    backtest_max_events: int = Field(
+        1_000_000, ge=1, le=20_000_000, validation_alias=AliasChoices("PROACT_ADMIN_BACKTEST_MAX_EVENTS")
+    )
 
 
 class TrainerSettings(Settings):

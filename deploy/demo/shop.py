@@ -227,17 +227,19 @@ async def main() -> None:
     parser.add_argument("--orders-per-minute", type=float, default=12)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--checkin-delay", default="PT30S", help="the check-in's delay for the demo; '' leaves it")
+    parser.add_argument("--storefront-url", default=None, help="default: the storefront's host and port settings")
+    parser.add_argument("--admin-url", default=None, help="default: the admin's host and port settings")
     args = parser.parse_args()
     settings = StorefrontSettings()
+    admin = AdminSettings()
     provider = setup_tracing("demo-shop", settings)
     rng = random.Random(args.seed)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_idempotence=True)
     await producer.start()
-    base_url = f"http://{settings.http_host}:{settings.http_port}"
+    base_url = args.storefront_url or f"http://{settings.http_host}:{settings.http_port}"
     key = os.environ.get("PROACT_ADMIN_KEY")
     if args.checkin_delay and key:
-        admin = AdminSettings()
-        await demo_speed_checkin(f"http://{admin.http_host}:{admin.http_port}", args.checkin_delay, key)
+        await demo_speed_checkin(args.admin_url or f"http://{admin.http_host}:{admin.http_port}", args.checkin_delay, key)
     elif args.checkin_delay:
         print("demo shop: no PROACT_ADMIN_KEY, the check-in keeps its delay", flush=True)
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:

@@ -87,9 +87,19 @@ async def test_a_draft_is_back_tested_over_the_recorded_events(shop: tuple[FastA
         assert result["messages"] + result["held_out"] == 14
         assert result["outcomes"]["cancelled"] == 4
 
+        # the service's ceiling bounds what a request asks for (memory: see AdminSettings)
+        app.state.settings.backtest_max_events = 10
+        try:
+            capped = await http.post(f"/v1/rules/{CHECKIN}/backtests", json={"until": until, "max_events": 1_000})
+            result = (await finished(http, capped.json()["job_id"]))["result"]
+        finally:
+            app.state.settings.backtest_max_events = AdminSettings().backtest_max_events
+        assert result["events"] == 10
+        assert "stopped after 10 events: the result covers the oldest ones" in result["warnings"]
+
         as_viewer = {"Authorization": f"Bearer {keys['viewer']}"}
         listed = await http.get(f"/v1/rules/{CHECKIN}/backtests", headers=as_viewer)
-        assert [j["rule_version"] for j in listed.json()][:2] == [1, draft]
+        assert [j["rule_version"] for j in listed.json()][:3] == [draft, 1, draft]
         assert "samples" not in listed.json()[0]["result"]
         # viewers may look, not start one; a bad window names the field
         refused = await http.post(f"/v1/rules/{CHECKIN}/backtests", json={}, headers=as_viewer)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -103,26 +105,120 @@ def test_the_engine_has_stable_member_ids(rendered: list[dict[str, Any]]) -> Non
     assert env["PROACT_INSTANCE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
 
 
-def test_compose_runs_the_whole_stack_from_one_image() -> None:
+def compose_check() -> str:
+    out = subprocess.run(
+        ["bash", str(ROOT / "deploy/local/compose-check.sh")], capture_output=True, text=True, timeout=600, check=False
+    )
+    if out.returncode != 0 or not out.stdout.strip():
+        pytest.skip(f"compose-check unavailable: {out.stderr[-300:]}")
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_compose_loads_as_docker_compose_would(tmp_path: Path) -> None:
+    """compose-go (the loader Docker Compose uses) accepts the file: the specification's schema,
+    references between services, volumes. A broken reference is refused, so the check can fail."""
+    checker = compose_check()
+    path = ROOT / "deploy/compose/docker-compose.yaml"
+    loaded = subprocess.run([checker, str(path)], capture_output=True, text=True, timeout=60, check=False)
+    assert loaded.returncode == 0, loaded.stderr
+    assert {"engine", "demo-shop", "mailpit", "models-init", "secrets-init"} <= set(loaded.stdout.split())
+    broken = tmp_path / "docker-compose.yaml"
+    broken.write_text(path.read_text().replace("condition: service_healthy", "condition: service_sleepy", 1))
+    refused = subprocess.run([checker, str(broken)], capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode != 0
+
+
+def test_compose_runs_the_whole_demo() -> None:
     compose = yaml.safe_load((ROOT / "deploy/compose/docker-compose.yaml").read_text())
     services = compose["services"]
-    assert {"kafka", "mongo", "otel-collector", "jaeger"} <= services.keys()
-    proact = {n: s for n, s in services.items() if s.get("image") == "proact:local"}
-    assert {"engine", "projector", "dispatcher", "storefront", "admin", "kafka-init", "models-init"} <= proact.keys()
+    assert {"kafka", "mongo", "otel-collector", "jaeger", "mailpit"} <= services.keys()
+    proact = {n: s for n, s in services.items() if str(s.get("image", "")).startswith("proact")}
+    expected = {"engine", "projector", "dispatcher", "storefront", "admin", "kafka-init", "models-init", "demo-shop"}
+    assert expected <= proact.keys()
+    catalogue = {line.split()[1] for line in _catalogue()}
     for name, service in proact.items():
-        assert importlib.util.find_spec(service["command"][0]) is not None, name
-        env = service.get("environment", {})
-        assert env.get("PROACT_KAFKA_BOOTSTRAP_SERVERS") == "kafka:9092", name
+        command = " ".join(service["command"]) if isinstance(service["command"], list) else service["command"]
+        modules = {w for w in command.replace(";", " ").split() if w.startswith(("services.", "shared."))}
+        assert all(importlib.util.find_spec(m) is not None for m in modules), name
+        if name in {"engine", "projector", "dispatcher", "storefront", "admin"}:
+            assert f"services.{name}" in catalogue
+            assert f"services.{name}" in command, name
+            env = service.get("environment", {})
+            assert env.get("PROACT_KAFKA_BOOTSTRAP_SERVERS") == "kafka:9092", name
+    # both default models are trained, by the trainer's image
+    models = " ".join(proact["models-init"]["command"])
+    assert "train intent" in models
+    assert "train churn" in models
+    assert proact["models-init"]["build"]["args"]["EXTRAS"] == "trainer"
+    # e-mail goes to the SMTP catcher, and the demo shop reaches the storefront by its service name
+    assert services["dispatcher"]["environment"]["PROACT_SMTP_HOST"] == "mailpit"
+    assert "--storefront-url http://storefront:8080" in " ".join(services["demo-shop"]["command"])
     assert services["engine"]["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
+    # one collector version, the one k8s/ runs
+    k8s_collector = re.search(
+        r"image: (otel/opentelemetry-collector-contrib:\S+)", _read("k8s/base/otel-collector.yaml")
+    )
+    assert k8s_collector is not None
+    assert services["otel-collector"]["image"] == k8s_collector.group(1)
     assert (ROOT / "deploy/otel/collector.yaml").is_file()
 
 
-def test_the_image_is_multi_stage_and_runs_as_non_root() -> None:
-    lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
+def _read(path: str) -> str:
+    return (ROOT / path).read_text()
+
+
+def _catalogue() -> list[str]:
+    out = subprocess.run(
+        [sys.executable, "-m", "shared.catalogue"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    return out.stdout.splitlines()
+
+
+def test_the_image_is_multi_stage_locked_and_runs_as_non_root() -> None:
+    lines = [line.strip() for line in _read("Dockerfile").splitlines()]
     assert sum(line.startswith("FROM ") for line in lines) == 2
     assert "USER 10001:10001" in lines
     assert 'ENTRYPOINT ["python", "-m"]' in lines
-    assert lines.index("USER 10001:10001") > max(i for i, line in enumerate(lines) if line.startswith("FROM "))
+    final = max(i for i, line in enumerate(lines) if line.startswith("FROM "))
+    assert lines.index("USER 10001:10001") > final
+    # installed from the lock, in both layers
+    syncs = [line for line in lines if line.startswith("RUN uv sync")]
+    assert len(syncs) == 2
+    assert all("--locked" in line for line in syncs)
+    # the volumes exist and belong to the service's user before a named volume is mounted on them
+    text = _read("Dockerfile")
+    assert re.search(r"mkdir -p /models /outbox && chown 10001:10001 /models /outbox", text)
+    assert 'VOLUME ["/models", "/outbox"]' in lines
+
+
+def test_autoscaled_workloads_leave_their_replicas_to_the_autoscaler(rendered: list[dict[str, Any]]) -> None:
+    scaled = {
+        d["spec"]["scaleTargetRef"]["name"]
+        for d in rendered
+        if d["kind"] in ("HorizontalPodAutoscaler", "ScaledObject")
+    }
+    assert "storefront" in scaled
+    counted = {
+        d["metadata"]["name"]
+        for d in rendered
+        if d["kind"] in ("Deployment", "StatefulSet") and "replicas" in d["spec"]
+    }
+    assert scaled & counted == set()
+
+
+def test_every_proact_workload_runs_an_image_make_image_builds(rendered: list[dict[str, Any]]) -> None:
+    images = {
+        d["metadata"]["name"]: pod_spec(d)["containers"][0]["image"]
+        for d in rendered
+        if d["kind"] in ("Deployment", "StatefulSet", "CronJob") and d["metadata"]["name"] != "otel-collector"
+    }
+    names = {image.rsplit(":", 1)[0].rsplit("/", 1)[-1] for image in images.values()}
+    assert names == {"proact", "proact-trainer"}
+    assert images["trainer"].rsplit(":", 1)[0].endswith("/proact-trainer")
+    tags = {image.rsplit(":", 1)[1] for image in images.values()}
+    assert len(tags) == 1  # one release of both
+    assert "-t proact:local" in _read("Makefile")
+    assert "--build-arg EXTRAS=trainer -t proact-trainer:local" in _read("Makefile")
 
 
 def test_kafka_topics_are_generated_from_the_registry() -> None:
