@@ -238,8 +238,9 @@ async def main() -> None:
     await producer.start()
     base_url = args.storefront_url or f"http://{settings.http_host}:{settings.http_port}"
     key = os.environ.get("PROACT_ADMIN_KEY")
+    admin_url = args.admin_url or f"http://{admin.http_host}:{admin.http_port}"
     if args.checkin_delay and key:
-        await demo_speed_checkin(args.admin_url or f"http://{admin.http_host}:{admin.http_port}", args.checkin_delay, key)
+        await demo_speed_checkin(admin_url, args.checkin_delay, key)
     elif args.checkin_delay:
         print("demo shop: no PROACT_ADMIN_KEY, the check-in keeps its delay", flush=True)
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
