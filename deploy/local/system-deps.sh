@@ -15,9 +15,10 @@ if [[ "$mode" == test ]]; then
   command -v kcat >/dev/null || missing+=(kcat)
   command -v chromium >/dev/null || missing+=(chromium)
   command -v chromedriver >/dev/null || missing+=(chromium-driver)
+  command -v promtool >/dev/null || missing+=(prometheus)
 fi
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 echo "[system-deps] installing: ${missing[*]}" >&2
 SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
 $SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

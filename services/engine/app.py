@@ -247,6 +247,22 @@ class Engine:
         state = self.states[partition]
         state.now_s = now.timestamp()
         producer = self._producers[partition]
+        try:
+            await self._transact(producer, state, partition, batch, due, now)
+        except BaseException as exc:  # aiokafka has aborted the transaction; the batch is read again
+            metrics.transactions.add(1, {"outcome": "aborted", "error.type": error_type(exc)})
+            raise
+        metrics.transactions.add(1, {"outcome": "committed"})
+
+    async def _transact(
+        self,
+        producer: AIOKafkaProducer,
+        state: PartitionState,
+        partition: int,
+        batch: list[tuple[TopicPartition, list[Any]]],
+        due: list[Timer],
+        now: datetime,
+    ) -> None:
         async with producer.transaction():
             for tp, records in batch:
                 for record in records:

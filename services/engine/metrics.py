@@ -27,6 +27,11 @@ decisions = meter.create_counter(
     "proact.rule.decisions", unit="{decision}", description="rule evaluations recorded, by rule, outcome and guard"
 )
 timers_fired = meter.create_counter("proact.engine.timers.fired", unit="{timer}", description="timers fired")
+transactions = meter.create_counter(
+    "proact.engine.transactions",
+    unit="{transaction}",
+    description="transactions ended, by outcome (committed, aborted) and, when aborted, error type",
+)
 batch_duration = meter.create_histogram(
     "proact.engine.batch.duration", unit="s", description="time to process and commit one batch"
 )

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from opentelemetry import metrics
-from opentelemetry.metrics import Observation
-
+from services.projector import metrics as projector_metrics
 from services.projector.app import OWNED, Projector
 from shared.health import kafka_reachable, start_health_server
 from shared.logs import setup_logging
@@ -39,13 +37,7 @@ async def main() -> None:
         }
 
     setup_metrics("projector", settings)
-    meter = metrics.get_meter("proact.projector")
-    meter.create_observable_gauge(
-        "proact.projector.lag", [lambda _: [Observation(projector.total_lag)]], unit="{record}"
-    )
-    meter.create_observable_gauge(
-        "proact.projector.lag_seconds", [lambda _: [Observation(projector.lag_seconds)]], unit="s"
-    )
+    projector_metrics.observe(projector)
     health = start_health_server("projector", settings.http_port, ready, stats)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

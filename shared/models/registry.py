@@ -17,6 +17,8 @@ import os
 import platform
 import shutil
 import time
+import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
@@ -25,12 +27,27 @@ from typing import Any
 
 import skops.io as sio
 from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
 
 from shared.models.compiled import CompiledModel
 
 log = logging.getLogger(__name__)
-load_failures = metrics.get_meter("proact.models").create_counter(
+_meter = metrics.get_meter("proact.models")
+load_failures = _meter.create_counter(
     "proact.model.load_failures", unit="{failure}", description="promoted models refused at load, by kind"
+)
+_handles: weakref.WeakSet[ModelHandle] = weakref.WeakSet()
+
+
+def _in_use(_: CallbackOptions) -> Iterable[Observation]:
+    for handle in list(_handles):
+        yield Observation(1 if handle._model is not None else 0, {"proact.model.kind": handle.kind})
+
+
+# 1 while this process scores with a model of the kind, 0 while that kind's scores are off (none
+# promoted, or the promoted one refused): what the ProactModelMissing alert watches
+_meter.create_observable_gauge(
+    "proact.model.in_use", [_in_use], unit="1", description="whether a model of the kind is in use, by kind"
 )
 MODEL_FILE = "model.skops"
 METADATA_FILE = "metadata.json"
@@ -217,6 +234,7 @@ class ModelHandle:
         self._mtime: float | None = None
         self._checked = 0.0
         self.refused: str | None = None  # why the promoted version was not loaded, if it was not
+        _handles.add(self)
         self.refresh(force=True)
         if self._model is None and self.refused is None:
             log.warning("no %s model promoted: %s scores are off", kind, kind, extra={"model_dir": str(registry.root)})
