@@ -35,6 +35,9 @@ class Collections:
     CONTACTS = "contacts"  # addresses and numbers: personal data, read only by the dispatcher
     INBOX = "inbox"  # in-app messages: written by the dispatcher, shown by the storefront
     BACKTESTS = "backtests"  # back-test jobs and their results (admin)
+    # pop-ups shown, accepted or dismissed and callbacks requested (the projector, from the outcomes and
+    # support topics): the admin's overview counts them; no phone number or address is kept
+    INTERACTIONS = "interactions"
 
 
 INDEXES: dict[str, list[IndexModel]] = {
@@ -45,6 +48,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("rule_id", ASCENDING), ("created_at", DESCENDING)], name="rule_recent"),
     ],
     Collections.INBOX: [IndexModel([("customer_id", ASCENDING), ("created_at", DESCENDING)], name="customer_recent")],
+    Collections.INTERACTIONS: [IndexModel([("at", DESCENDING)], name="recent")],
     Collections.DECISIONS: [
         IndexModel([("customer_id", ASCENDING), ("at", DESCENDING)], name="customer_recent"),
         IndexModel([("rule_id", ASCENDING), ("at", DESCENDING)], name="rule_recent"),

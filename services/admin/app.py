@@ -10,9 +10,11 @@ from fastapi import FastAPI, Request
 
 from services.admin.audit import router as audit_router
 from services.admin.backtests import router as backtests_router
+from services.admin.dead_letters import router as dead_letters_router
 from services.admin.dryrun import router as dry_run_router
 from services.admin.keys import router as keys_router
 from services.admin.model_registry import router as models_router
+from services.admin.overview import router as overview_router
 from services.admin.results import router as results_router
 from services.admin.rules import router as rules_router
 from services.admin.templates import router as templates_router
@@ -69,6 +71,8 @@ def create_app(settings: AdminSettings) -> FastAPI:
     app.include_router(results_router)
     app.include_router(backtests_router)
     app.include_router(models_router)
+    app.include_router(overview_router)
+    app.include_router(dead_letters_router)
     app.include_router(ui_router)
     app.state.settings = settings
     install_error_handlers(app)

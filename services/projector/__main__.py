@@ -30,6 +30,8 @@ async def main() -> None:
         return {
             "written": projector.written,
             "skipped": projector.skipped,
+            "decisions_written": projector.decisions_written,
+            "interactions_written": projector.interactions_written,
             "unreadable_by_reason": dict(projector.unreadable),
             "lag": projector.total_lag,
             "lag_seconds": round(projector.lag_seconds, 3),

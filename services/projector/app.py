@@ -1,6 +1,11 @@
 """Write-behind projection of the engine's changelog into MongoDB, for the people and services that
 read state (admin, explanations, storefront, trainer).
 
+It also keeps the log of interactions the admin's overview counts: pop-ups shown, accepted or
+dismissed (``proact.outcomes``) and callbacks requested (``proact.support``), one document per event,
+keyed by the event's id (a record read twice is a duplicate, skipped), with who and when only: a
+callback's phone number or address is not copied.
+
 Runs as its own process, ``python -m services.projector``, so that MongoDB's pace never
 holds up the engine. It reads ``proact.engine.state`` (read_committed) in its own consumer group, keeps only the latest
 value of each entity in a batch, and writes ``customers``, ``orders`` and ``sessions`` with
@@ -26,14 +31,15 @@ from pymongo import DeleteOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, PyMongoError
 
-from shared.contract import Topics
+from shared.contract import InvalidEvent, Topics, decode
 from shared.settings import EngineSettings
 from shared.store import Collections, Document
 
 log = logging.getLogger(__name__)
 
 PROJECTED = {"customer": Collections.CUSTOMERS, "order": Collections.ORDERS, "session": Collections.SESSIONS}
-OWNED = (*PROJECTED.values(), Collections.DECISIONS)
+OWNED = (*PROJECTED.values(), Collections.DECISIONS, Collections.INTERACTIONS)
+INTERACTION_TYPES = frozenset({"popup.shown", "popup.accepted", "popup.dismissed", "callback.requested"})
 # Readers need the recent past, not the whole working state: long lists are cut to their tail,
 # which keeps documents small (FerretDB's writes cost in proportion to a document's size).
 KEEP_LAST = 20
@@ -57,6 +63,26 @@ def _summary(kind: str, doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _interaction(record: Any) -> Document | None:
+    """The interaction log's document for a pop-up outcome or a callback request; None for any other
+    event, or a record that is not a valid event (the engine dead-letters those)."""
+    try:
+        event = decode(record.value, record.headers)
+    except InvalidEvent:
+        return None
+    if event.type not in INTERACTION_TYPES:
+        return None
+    data = event.data
+    return {
+        "_id": event.id,
+        "type": event.type,
+        "at": event.time,
+        "visitor_id": getattr(data, "visitor_id", None),
+        "customer_id": getattr(data, "customer_id", None),
+        "rule_id": getattr(data, "rule_id", None),
+    }
+
+
 class Projector:
     def __init__(
         self,
@@ -73,11 +99,13 @@ class Projector:
         self.chunk = chunk
         self.topic = Topics.from_settings(settings).engine_state
         self.decisions_topic = Topics.from_settings(settings).decisions
+        self.interaction_topics = {Topics.from_settings(settings).outcomes, Topics.from_settings(settings).support}
         self.group_id = f"{settings.group_id}-projector"
         self.written = 0
         self.skipped = 0  # documents MongoDB refused; counted and logged, never retried forever
         self.unreadable: Counter[str] = Counter()  # records that could not be read, by error type
         self.decisions_written = 0
+        self.interactions_written = 0
         self.lag: dict[str, int] = {}  # "topic:partition" -> records not yet projected, after the last batch
         # age of the newest state change written, while records are still waiting: "how far behind"
         self.lag_seconds = 0.0
@@ -95,6 +123,7 @@ class Projector:
             consumer = AIOKafkaConsumer(
                 self.topic,
                 self.decisions_topic,
+                *sorted(self.interaction_topics),
                 bootstrap_servers=self.settings.kafka_bootstrap_servers,
                 group_id=self.group_id,
                 isolation_level="read_committed",
@@ -139,12 +168,17 @@ class Projector:
     async def project(self, batch: dict[TopicPartition, list[Any]]) -> None:
         latest: dict[tuple[str, str], bytes | None] = {}
         decisions: list[Document] = []
+        interactions: list[Document] = []
         for tp, records in batch.items():
             for r in records:
                 try:
                     if tp.topic == self.decisions_topic:
                         if r.value:
                             decisions.append(_document(r.value))
+                        continue
+                    if tp.topic in self.interaction_topics:
+                        if (found := _interaction(r)) is not None:
+                            interactions.append(found)
                         continue
                     kind, _, entity_id = r.key.decode().partition(":")
                     if kind in PROJECTED:
@@ -181,7 +215,9 @@ class Projector:
         )
         self.written += len(latest)
         if decisions:
-            await self._append_decisions(decisions)
+            self.decisions_written += await self._append(Collections.DECISIONS, decisions)
+        if interactions:
+            self.interactions_written += await self._append(Collections.INTERACTIONS, interactions)
 
     def _unreadable(self, tp: TopicPartition, offset: int, exc: Exception, **where: str) -> None:
         kind = type(exc).__name__
@@ -198,16 +234,17 @@ class Projector:
             },
         )
 
-    async def _append_decisions(self, decisions: list[Document]) -> None:
-        """The decision log is append-only: inserts, whose ``_id`` (rule, order, cause) makes a
-        replayed decision a duplicate that is skipped rather than a second entry."""
+    async def _append(self, collection: str, docs: list[Document]) -> int:
+        """The decision and interaction logs are append-only: inserts, whose ``_id`` (a decision's rule,
+        order and cause; an interaction's event id) makes a record read again a duplicate that is
+        skipped rather than a second entry."""
         try:
-            await self.db[Collections.DECISIONS].insert_many(decisions, ordered=False)
+            await self.db[collection].insert_many(docs, ordered=False)
         except BulkWriteError as exc:
             others = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
             if others:
                 raise
-        self.decisions_written += len(decisions)
+        return len(docs)
 
     async def _write(self, collection: str, ops: list[ReplaceOne[Document] | DeleteOne]) -> None:
         try:
