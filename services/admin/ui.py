@@ -35,9 +35,11 @@ SHELL = """<!doctype html>
 </head>
 <body>
 <a class="skip" href="#main">Skip to content</a>
-<header><nav aria-label="Main"><a class="brand" href="/ui/rules">proact</a>
-<a href="/ui/rules">Rules</a><a href="/ui/templates">Templates</a><a href="/ui/audit">Audit log</a>
-<a href="/ui/models">Models</a><span id="who" class="who"></span></nav></header>
+<header><nav aria-label="Main"><a class="brand" href="/ui/overview">proact</a>
+<a href="/ui/overview">Overview</a><a href="/ui/rules">Rules</a><a href="/ui/templates">Templates</a>
+<a href="/ui/customers">Customers</a><a href="/ui/policy">Contact policy</a><a href="/ui/dead-letters">Dead letters</a>
+<a href="/ui/models">Models</a><a href="/ui/audit">Audit log</a><a href="/ui/keys">API keys</a>
+<span id="who" class="who"></span></nav></header>
 <main id="main" tabindex="-1"><p>Loading…</p></main>
 <p id="status" class="status" role="status" aria-live="polite"></p>
 </body>
@@ -47,7 +49,7 @@ TYPES = {".js": "text/javascript", ".css": "text/css"}
 
 @router.get("/")
 async def home() -> RedirectResponse:
-    return RedirectResponse("/ui/rules")
+    return RedirectResponse("/ui/overview")
 
 
 @router.get("/ui/static/{name}")

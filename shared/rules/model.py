@@ -275,7 +275,7 @@ class ContactPolicy(_Strict):
     max_messages: int = Field(3, ge=1, le=1000)
     window: timedelta = timedelta(days=7)
     cooldown: timedelta = timedelta(hours=12)
-    default_timezone: str = Field("UTC", description="for customers whose time zone is unknown")
+    default_timezone: ev.TimeZone = Field("UTC", description="for customers whose time zone is unknown")
 
 
 def rule_schema() -> dict[str, Any]:

@@ -1,11 +1,18 @@
 """The marketers' web UI in headless Chromium (Debian's, driven by Selenium) against a real admin
 server on the real broker and FerretDB: sign in with a key, make a rule from the built-in check-in
 by changing its delay, back-test it over the shop's recorded events, publish it and find it in the
-audit log. A screenshot of each page is kept in ``tests/artifacts/``."""
+audit log; then every other page: the overview, the contact policy, API keys, a customer's "why",
+a rule's dry run and full action form, the difference of two versions, the dead letters.
+
+A screenshot of each page is kept in ``tests/artifacts/``; with ``PROACT_UPDATE_SCREENSHOTS=1`` the
+documentation's copies in ``docs/img/`` are replaced too (they are committed, so a test run does not
+rewrite them unless asked)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -17,7 +24,7 @@ from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from services.admin import access
 from services.admin.app import create_app
@@ -26,10 +33,11 @@ from shared.settings import AdminSettings, Settings
 from shared.store import Collections, mongo_client
 from tests.factories import purchase_history, uid
 from tests.integration.conftest import free_port, isolated_topics
-from tests.kafka_io import produce
+from tests.kafka_io import produce, produce_raw
 
 pytestmark = [pytest.mark.integration]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+DOC_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "img"
 T0 = datetime(2026, 10, 5, 8, 0, tzinfo=UTC)
 NEW_RULE = "checkin-five-days"
 
@@ -79,6 +87,47 @@ async def admin(base_settings: Settings, model_registry: Path) -> AsyncIterator[
                 if (i % 3 == 0 and i % 10) or i == 20
             ]
         )
+        await db[Collections.DECISIONS].insert_many(
+            [
+                {
+                    "_id": f"d{i}",
+                    "rule_id": CHECKIN,
+                    "rule_version": 1,
+                    "rule_name": "Post-purchase check-in",
+                    "customer_id": "c-anna" if i < 3 else f"c{i}",
+                    "scope": f"o{i}",
+                    "order_id": f"o{i}",
+                    "at": (datetime.now(UTC) - timedelta(seconds=i)).isoformat(),
+                    "outcome": "suppressed" if i % 2 else "fired",
+                    "guard": "cooldown" if i % 2 else None,
+                    "channel": "email",
+                    "why": "the contact policy's cool-down of 12 h" if i % 2 else "all conditions held",
+                    "conditions": [],
+                    "trigger": {"kind": "delay"},
+                }
+                for i in range(8)
+            ]
+        )
+        await db[Collections.CUSTOMERS].insert_one(
+            {"_id": "c-anna", "customer_id": "c-anna", "orders": 2, "locale": "pl-PL", "consents": {"email": True}}
+        )
+        await db[Collections.INTERACTIONS].insert_many(
+            [
+                {"_id": f"i{i}", "type": ("popup.shown", "popup.accepted")[i % 2], "at": datetime.now(UTC)}
+                for i in range(5)
+            ]
+        )
+        await produce_raw(
+            topics.dlq(topics.orders),
+            b'{"type": "order.placed", "id": "ev-broken"}',
+            b"c1",
+            [
+                ("proact_dlq_error_type", b"InvalidEvent"),
+                ("proact_dlq_reason", b"data.total: the amount is negative"),
+                ("proact_dlq_field", b"data.total"),
+                ("proact_dlq_topic", topics.orders.encode()),
+            ],
+        )
         try:
             yield f"http://127.0.0.1:{port}", key
         finally:
@@ -91,7 +140,10 @@ async def admin(base_settings: Settings, model_registry: Path) -> AsyncIterator[
 
 def shot(driver: webdriver.Chrome, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    driver.save_screenshot(str(ARTIFACTS / f"admin-{name}.png"))
+    path = ARTIFACTS / f"admin-{name}.png"
+    driver.save_screenshot(str(path))
+    if os.environ.get("PROACT_UPDATE_SCREENSHOTS") == "1" and name != "failure":
+        shutil.copy(path, DOC_IMAGES / path.name)
 
 
 def waiting(driver: webdriver.Chrome, timeout: float) -> WebDriverWait[webdriver.Chrome]:
@@ -204,3 +256,123 @@ async def test_a_marketer_makes_back_tests_and_publishes_a_rule_in_the_browser(
             "return performance.getEntriesByType('resource').map(e => [e.name, Math.round(e.duration)])"
         )
         raise AssertionError(f"at {browser.current_url}; console: {logs}; requests: {requests}") from exc
+
+
+def every_page_journey(driver: webdriver.Chrome, base: str, key: str) -> None:
+    driver.get(f"{base}/ui/login")
+    find(driver, "#api-key").send_keys(key)
+    driver.find_element(By.ID, "sign-in").click()
+
+    # the landing page: the overview, its figures the API's
+    find(driver, "#overview-today")
+    assert driver.current_url.endswith("/ui/overview")
+    today = {
+        c.get_attribute("data-figure"): c.find_element(By.TAG_NAME, "b").text
+        for c in driver.find_elements(By.CSS_SELECTOR, "#overview-today .card")
+    }
+    assert today["popups_shown"] == "3"
+    assert today["popups_accepted"] == "2"
+    assert today["dead_letters"] == "1"
+    assert int(today["suppressed"]) >= 1
+    week = {
+        c.get_attribute("data-figure"): c.find_element(By.TAG_NAME, "b").text
+        for c in driver.find_elements(By.CSS_SELECTOR, "#overview-week .card")
+    }
+    assert week["sent"] == "54"  # 60 messages three days ago, 6 of them held out
+    assert week["held_out"] == "6"
+    assert driver.find_elements(By.CSS_SELECTOR, '#overview-chart rect[data-figure="sent"]')
+    shot(driver, "overview")
+
+    # the contact policy: a wrong time zone is refused naming the field; a right one is saved
+    driver.find_element(By.CSS_SELECTOR, 'header a[href="/ui/policy"]').click()
+    zone = find(driver, "#policy-timezone")
+    zone.clear()
+    zone.send_keys("Mars/Olympus")
+    driver.find_element(By.ID, "policy-save").click()
+    text_appears(driver, "main", "default_timezone")
+    assert zone.get_attribute("aria-invalid") == "true"
+    zone.clear()
+    zone.send_keys("Europe/Warsaw")
+    maximum = driver.find_element(By.ID, "policy-max")
+    maximum.clear()
+    maximum.send_keys("4")
+    driver.find_element(By.ID, "policy-save").click()
+    text_appears(driver, "main", "Saved: at most 4 messages per customer")
+    shot(driver, "policy")
+
+    # API keys: made, shown once, revoked
+    driver.find_element(By.CSS_SELECTOR, 'header a[href="/ui/keys"]').click()
+    find(driver, "#key-name").send_keys("Shop back end")
+    driver.find_element(By.ID, "key-create").click()
+    made = find(driver, "#key-value").get_attribute("value")
+    assert made.startswith("pk_")
+    assert "shown this once" in driver.find_element(By.ID, "new-key").text
+    shot(driver, "keys")
+    driver.get(f"{base}/ui/keys")
+    text_appears(driver, "main table", "Shop back end")
+    assert made not in driver.page_source  # listed by its id, never the key again
+    driver.find_element(By.CSS_SELECTOR, "button[data-key]").click()
+    driver.switch_to.alert.accept()
+    waiting(driver, 15).until(lambda d: not d.find_elements(By.CSS_SELECTOR, "button[data-key]"))
+
+    # a customer's "why"
+    driver.find_element(By.CSS_SELECTOR, 'header a[href="/ui/customers"]').click()
+    find(driver, "#why-customer").send_keys("c-anna")
+    driver.find_element(By.CSS_SELECTOR, 'form[role="search"] button').click()
+    text_appears(driver, "#why-answer", "c-anna")
+    rows = find(driver, "main table").find_elements(By.CSS_SELECTOR, "tbody tr")
+    assert len(rows) == 3
+    assert "cool-down" in driver.find_element(By.CSS_SELECTOR, "main table").text
+    shot(driver, "customer-why")
+
+    # the rule editor: the full action form, a dry run, a saved draft, and the difference
+    driver.get(f"{base}/ui/rules/{CHECKIN}")
+    find(driver, "#add-context").click()
+    find(driver, ".ctx-row:last-of-type .ctx-key").send_keys("coupon")
+    driver.find_element(By.CSS_SELECTOR, ".ctx-row:last-of-type .ctx-value").send_keys('"THANKS10"')
+    Select(driver.find_element(By.ID, "action-fallback")).select_by_value("suppress")
+    driver.find_element(By.ID, "add-cap").click()
+    cap = find(driver, "#cap-max")
+    cap.clear()
+    cap.send_keys("3")
+    driver.execute_script(
+        "const e = document.getElementById('ends-at'); e.value = '2027-03-01T00:00';e.dispatchEvent(new Event('input'))"
+    )
+    # the raw JSON follows the form once the live validation has run
+    waiting(driver, 15).until(lambda d: '"ends_at": "2027-' in d.find_element(By.ID, "raw-json").get_attribute("value"))
+    text_appears(driver, "#rule-errors", "The rule is valid")
+    raw = driver.find_element(By.ID, "raw-json").get_attribute("value")
+    assert '"coupon": "\\"THANKS10\\""' in raw  # a CEL string literal
+    assert '"fallback": "suppress"' in raw
+    assert '"max": 3' in raw
+    assert '"ends_at": "2027-' in raw
+    find(driver, "#dry-customer").send_keys("c-anna")
+    driver.find_element(By.CSS_SELECTOR, "#dry-run button").click()
+    text_appears(driver, "#dry-result", "v1:")
+    shot(driver, "rule-action-and-dry-run")
+    driver.find_element(By.ID, "save-draft").click()
+    text_appears(driver, "main", "Saved as draft version 2")
+    find(driver, "a.compare").click()
+    text_appears(driver, "#diff-summary", "differ")
+    added = [c.text for c in driver.find_elements(By.CSS_SELECTOR, "#diff td.ins")]
+    assert any("THANKS10" in line for line in added)
+    assert any('"max": 3' in line for line in added)
+    shot(driver, "rule-diff")
+
+    # the dead letters: listed with their reason, replayed by this admin
+    driver.find_element(By.CSS_SELECTOR, 'header a[href="/ui/dead-letters"]').click()
+    text_appears(driver, "main table", "the amount is negative")
+    assert "data.total" in driver.find_element(By.CSS_SELECTOR, "main table").text
+    shot(driver, "dead-letters")
+    driver.find_element(By.CSS_SELECTOR, "button.replay").click()
+    text_appears(driver, "main table", "sent back to")
+
+
+async def test_every_admin_page_in_the_browser(admin: tuple[str, str], browser: webdriver.Chrome) -> None:
+    base, key = admin
+    try:
+        await asyncio.to_thread(every_page_journey, browser, base, key)
+    except Exception as exc:
+        shot(browser, "failure")
+        logs = [e["message"] for e in browser.get_log("browser")]
+        raise AssertionError(f"at {browser.current_url}; console: {logs}") from exc

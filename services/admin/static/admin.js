@@ -58,11 +58,11 @@ function toLogin() {
 function page(title, ...children) {
   document.title = `${title} · proact admin`;
   fill(main, h("h1", {}, title), ...children);
-  for (const a of document.querySelectorAll("header nav a")) {
-    const here = location.pathname.startsWith(a.getAttribute("href")) && a.getAttribute("href") !== "/ui/rules"
-      || (a.getAttribute("href") === "/ui/rules" && location.pathname.startsWith("/ui/rules"));
-    if (here && !a.classList.contains("brand")) a.setAttribute("aria-current", "page");
-  }
+  const links = [...document.querySelectorAll("header nav a:not(.brand)")];
+  const best = links.filter((a) => location.pathname.startsWith(a.getAttribute("href")))
+    .sort((a, b) => b.getAttribute("href").length - a.getAttribute("href").length)[0];
+  for (const a of links) a.toggleAttribute("aria-current", a === best);
+  if (best) best.setAttribute("aria-current", "page");
 }
 function errorList(errors) {
   const line = (e) => (e.field && !String(e.message).startsWith(e.field) ? `${e.field}: ${e.message}` : e.message);
@@ -113,7 +113,7 @@ function loginPage() {
     if (!res.ok) { problem.textContent = "This key is not accepted."; input.setAttribute("aria-invalid", "true"); input.focus(); return; }
     sessionStorage.setItem(KEY, input.value.trim());
     const next = new URLSearchParams(location.search).get("next");
-    location.assign(next && next.startsWith("/ui/") ? next : "/ui/rules");
+    location.assign(next && next.startsWith("/ui/") ? next : "/ui/overview");
   });
   page("Sign in", form);
   input.focus();
@@ -245,7 +245,10 @@ async function ruleEditor(ruleId) {
     const action = h("fieldset", {}, h("legend", {}, "Message"),
       h("label", {}, "Channel", bind(h("select", { "data-field": "action.channel" }, vocabulary.channels.map((c) => h("option", { value: c, selected: c === a.channel }, c))), (v) => { a.channel = v; })),
       h("label", {}, "Template", bind(h("select", { "data-field": "action.template_id" }, templates.map((t) => h("option", { value: t.template_id, selected: t.template_id === a.template_id }, t.template_id))), (v) => { a.template_id = v; })),
-      h("label", {}, "Priority (0–100)", bind(h("input", { type: "number", min: 0, max: 100, value: a.priority ?? 50, "data-field": "action.priority" }), (v) => { a.priority = +v; })));
+      h("label", {}, "Priority (0–100)", bind(h("input", { type: "number", min: 0, max: 100, value: a.priority ?? 50, "data-field": "action.priority" }), (v) => { a.priority = +v; })),
+      h("label", {}, "If that channel cannot be used", bind(h("select", { id: "action-fallback", "data-field": "action.fallback" },
+        [["preferred", "use the customer's preferred channel"], ["suppress", "send nothing"]].map(([v, t]) => h("option", { value: v, selected: v === (a.fallback || "suppress") }, t))), (v) => { a.fallback = v; })),
+      contextEditor(a, changed));
 
     const g = rule.guards = rule.guards || {};
     const quiet = g.quiet_hours || null;
@@ -260,6 +263,15 @@ async function ruleEditor(ruleId) {
         quiet ? h("label", {}, "from", bind(h("input", { type: "time", value: quiet.start.slice(0, 5), "data-field": "guards.quiet_hours.start" }), (v) => { quiet.start = v; })) : null,
         quiet ? h("label", {}, "to", bind(h("input", { type: "time", value: quiet.end.slice(0, 5), "data-field": "guards.quiet_hours.end" }), (v) => { quiet.end = v; })) : null),
       h("label", {}, "Cancelled by (events, comma-separated)", bind(h("input", { size: 50, value: (g.exit_events || []).join(", "), "data-field": "guards.exit_events" }), (v) => { g.exit_events = v.split(",").map((s) => s.trim()).filter(Boolean); })),
+      h("div", {},
+        g.cap ? h("span", { class: "row", id: "cap" },
+          h("label", {}, "At most (messages of this rule per customer)", bind(h("input", { type: "number", min: 1, max: 1000, value: g.cap.max, id: "cap-max", "data-field": "guards.cap.max" }), (v) => { g.cap.max = +v; })),
+          durationInput("per", g.cap.window, (v) => { g.cap.window = v; changed(); }, "guards.cap.window"),
+          h("button", { type: "button", class: "danger", onclick: () => { g.cap = null; draw(); } }, "No cap"))
+          : h("button", { type: "button", class: "secondary", id: "add-cap", onclick: () => { g.cap = { max: 2, window: "P30D" }; draw(); } }, "Add a per-rule cap")),
+      h("div", { class: "row" },
+        h("label", {}, "Starts (optional)", bind(h("input", { type: "datetime-local", id: "starts-at", value: localInput(g.starts_at), "data-field": "guards.starts_at" }), (v) => { g.starts_at = v ? new Date(v).toISOString() : null; })),
+        h("label", {}, "Ends (optional)", bind(h("input", { type: "datetime-local", id: "ends-at", value: localInput(g.ends_at), "data-field": "guards.ends_at" }), (v) => { g.ends_at = v ? new Date(v).toISOString() : null; }))),
       h("label", { class: "inline" }, bind(h("input", { type: "checkbox", checked: g.require_consent !== false }), (v) => { g.require_consent = v; }), "Only with the customer's consent"),
       h("label", { class: "inline" }, bind(h("input", { type: "checkbox", checked: g.contact_policy !== false }), (v) => { g.contact_policy = v; }), "Counts toward the contact policy"));
 
@@ -280,8 +292,9 @@ async function ruleEditor(ruleId) {
   } }, "Save draft");
   const history = versions.length ? [
     h("h2", {}, "Versions"),
-    table(["Version", "Status", "Saved", "By", ""], versions.map((v) => [
+    table(["Version", "Status", "Saved", "By", "Changes", ""], versions.map((v, i) => [
       `v${v.version}`, v.status, when(v.created_at), v.created_by || "",
+      versions[i + 1] ? h("a", { href: `/ui/rules/${ruleId}/diff?a=${versions[i + 1].version}&b=${v.version}`, class: "compare" }, `compare with v${versions[i + 1].version}`) : "",
       h("button", { type: "button", class: v.status === "draft" && v === newest ? "" : "secondary", id: v === newest ? "publish" : null, disabled: !may("publisher"),
         onclick: async () => {
           const done = await api("POST", `/v1/rules/${ruleId}/versions/${v.version}/publish`);
@@ -303,8 +316,103 @@ async function ruleEditor(ruleId) {
     newest ? h("p", { class: "muted" }, `Editing version ${newest.version} (${newest.status}). `,
       h("a", { href: `/ui/rules/${ruleId}/backtests`, id: "to-backtests" }, "Back-test"), " · ",
       h("a", { href: `/ui/rules/${ruleId}/results` }, "Results")) : null,
-    form, errorsBox, h("div", { class: "actions" }, save, switcher), ...history);
+    form, errorsBox, h("div", { class: "actions" }, save, switcher),
+    newest ? dryRunBox(ruleId, versions) : null, ...history);
   draw();
+}
+
+// the message's context: values the template shows (Jinja2 in the sandbox), edited as rows
+function contextEditor(action, changed) {
+  action.context = action.context || {};
+  const box = h("fieldset", { id: "context" }, h("legend", {}, "Values for the template (context)"),
+    h("p", { class: "muted" }, 'Each value is a CEL expression over what the rule sees: order.order_id, customer.locale, or a text in quotes such as "THANKS10".'));
+  const rows = Object.entries(action.context);
+  const emit = () => {
+    action.context = Object.fromEntries([...box.querySelectorAll(".ctx-row")].map((r) => [r.querySelector(".ctx-key").value.trim(), r.querySelector(".ctx-value").value]).filter(([k]) => k));
+    changed();
+  };
+  const row = (k, v, i) => h("div", { class: "row ctx-row" },
+    h("label", {}, "Name", h("input", { class: "ctx-key", value: k, size: 18, "aria-label": `Context value ${i + 1}: name`, oninput: emit, "data-field": "action.context" })),
+    h("label", {}, "Value (CEL)", h("input", { class: "ctx-value", value: v, size: 36, "aria-label": `Context value ${i + 1}: value`, oninput: emit })),
+    h("button", { type: "button", class: "danger", "aria-label": `Remove context value ${i + 1}`, onclick: (e) => { e.target.closest(".ctx-row").remove(); emit(); } }, "Remove"));
+  box.append(...rows.map(([k, v], i) => row(k, v, i)),
+    h("button", { type: "button", class: "secondary", id: "add-context", onclick: (e) => { e.target.before(row("", "", box.querySelectorAll(".ctx-row").length)); } }, "Add a value"));
+  return box;
+}
+function localInput(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+}
+
+function dryRunBox(ruleId, versions) {
+  const customer = h("input", { id: "dry-customer", required: true, size: 20 });
+  const order = h("input", { id: "dry-order", size: 20 });
+  const version = h("select", { id: "dry-version" }, h("option", { value: "" }, "in force (or newest draft)"), versions.map((v) => h("option", { value: v.version }, `v${v.version} (${v.status})`)));
+  const out = h("div", { id: "dry-result", "aria-live": "polite" });
+  const form = h("form", { id: "dry-run" }, h("fieldset", {}, h("legend", {}, "Dry run: would this rule send now?"),
+    h("label", {}, "Customer id", customer), h("label", {}, "Order id (optional)", order), h("label", {}, "Version", version),
+    h("button", { type: "submit" }, "Try it")), out);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const q = new URLSearchParams({ customer_id: customer.value.trim() });
+    if (order.value.trim()) q.set("order_id", order.value.trim());
+    if (version.value) q.set("version", version.value);
+    try {
+      const r = await api("GET", `/v1/rules/${ruleId}/dry-run?${q}`);
+      fill(out, h("p", { class: r.would_send ? "ok" : "muted", id: "dry-outcome" }, `v${r.version}: ${r.outcome}${r.guard ? ` (guard: ${r.guard})` : ""}. ${r.why}`),
+        r.conditions.length ? table(["Condition", "Held"], r.conditions.map((c) => [c.description || c.expr, c.held ? "yes" : "no"])) : null);
+    } catch (err) { fill(out, errorList([{ field: err.body.field, message: err.message }])); }
+  });
+  return form;
+}
+
+// --- differences between two versions --------------------------------------------------------
+function lineDiff(a, b) {
+  // longest common subsequence of lines: rows of [left line or null, right line or null, kind]
+  const n = a.length, m = b.length;
+  const lcs = Array.from({ length: n + 1 }, () => new Int32Array(m + 1));
+  for (let i = n - 1; i >= 0; i--) for (let j = m - 1; j >= 0; j--) lcs[i][j] = a[i] === b[j] ? lcs[i + 1][j + 1] + 1 : Math.max(lcs[i + 1][j], lcs[i][j + 1]);
+  const rows = [];
+  let i = 0, j = 0;
+  while (i < n || j < m) {
+    if (i < n && j < m && a[i] === b[j]) { rows.push([a[i], b[j], "same"]); i++; j++; }
+    else if (j < m && (i === n || lcs[i][j + 1] >= lcs[i + 1][j])) { rows.push([null, b[j], "added"]); j++; }
+    else { rows.push([a[i], null, "removed"]); i++; }
+  }
+  // side by side: a run of removed lines and the run of added lines after it share rows
+  const paired = [];
+  for (let k = 0; k < rows.length;) {
+    if (rows[k][2] !== "removed") { paired.push(rows[k++]); continue; }
+    const removed = [], added = [];
+    while (k < rows.length && rows[k][2] === "removed") removed.push(rows[k++][0]);
+    while (k < rows.length && rows[k][2] === "added") added.push(rows[k++][1]);
+    for (let x = 0; x < Math.max(removed.length, added.length); x++) {
+      const l = removed[x] ?? null, r = added[x] ?? null;
+      paired.push([l, r, l !== null && r !== null ? "changed" : l !== null ? "removed" : "added"]);
+    }
+  }
+  return paired;
+}
+async function diffPage(kind, id) {
+  const params = new URLSearchParams(location.search);
+  const versions = await api("GET", `/v1/${kind}/${id}`);
+  const body = (v) => JSON.stringify(kind === "rules" ? v.rule : v.template, null, 2).split("\n");
+  const pick = (name, fallback) => h("select", { name, id: `diff-${name}` }, versions.map((v) => h("option", { value: v.version, selected: String(v.version) === String(params.get(name) ?? fallback) }, `v${v.version} (${v.status})`)));
+  const left = versions.find((v) => String(v.version) === (params.get("a") ?? String(versions[1]?.version ?? versions[0].version))) || versions[versions.length - 1];
+  const right = versions.find((v) => String(v.version) === (params.get("b") ?? String(versions[0].version))) || versions[0];
+  const rows = lineDiff(body(left), body(right));
+  const changed = rows.filter((r) => r[2] !== "same").length;
+  const back = kind === "rules" ? `/ui/rules/${id}` : `/ui/templates/${id}`;
+  page(`${kind === "rules" ? "Rule" : "Template"} ${id}: v${left.version} and v${right.version}`,
+    h("p", {}, h("a", { href: back }, "← back")),
+    h("form", { method: "get", class: "actions" }, h("label", {}, "Left", pick("a", left.version)), h("label", {}, "Right", pick("b", right.version)), h("button", { type: "submit" }, "Compare")),
+    h("p", { id: "diff-summary", role: "status" }, changed ? `${changed} line${changed > 1 ? "s" : ""} differ.` : "The two versions are the same."),
+    h("table", { class: "diff", id: "diff" },
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, `v${left.version} (${left.status}, ${when(left.created_at)})`), h("th", { scope: "col" }, `v${right.version} (${right.status}, ${when(right.created_at)})`))),
+      h("tbody", {}, rows.map(([l, r, k]) => h("tr", { class: k },
+        h("td", { class: l === null ? "gap" : k === "same" ? null : "del" }, l === null ? "" : h("code", {}, k === "same" ? null : h("span", { class: "sr-only" }, "removed: "), l)),
+        h("td", { class: r === null ? "gap" : k === "same" ? null : "ins" }, r === null ? "" : h("code", {}, k === "same" ? null : h("span", { class: "sr-only" }, "added: "), r)))))));
 }
 
 // --- back-tests ------------------------------------------------------------------------------
@@ -471,7 +579,8 @@ async function templateEditor(templateId) {
         try { const s = await api("POST", `/v1/templates/${templateId}/test-send`, { to: to.value, locale: toLocale.value, template: locales }); say(`Sent: ${s.subject}`); }
         catch (err) { errorsBox.replaceChildren(errorList([{ field: err.body.field, message: err.message }])); }
       } }, "Send test")),
-    h("h2", {}, "Versions"), table(["Version", "Status", "Saved", "By"], versions.map((v) => [`v${v.version}`, v.status, when(v.created_at), v.created_by || ""])));
+    h("h2", {}, "Versions"), table(["Version", "Status", "Saved", "By", "Changes"], versions.map((v, i) => [`v${v.version}`, v.status, when(v.created_at), v.created_by || "",
+      versions[i + 1] ? h("a", { href: `/ui/templates/${templateId}/diff?a=${versions[i + 1].version}&b=${v.version}`, class: "compare" }, `compare with v${versions[i + 1].version}`) : ""])));
   draw();
 }
 
@@ -516,6 +625,147 @@ async function modelsPage() {
   page("Models", ...sections);
 }
 
+
+// --- overview --------------------------------------------------------------------------------
+const FIGURES = [["sent", "messages sent"], ["failed", "failed"], ["suppressed", "suppressed by a guard"], ["held_out", "held out"],
+  ["popups_shown", "pop-ups shown"], ["popups_accepted", "pop-ups accepted"], ["callbacks", "callbacks requested"], ["dead_letters", "dead letters"]];
+const COLOURS = { sent: "#1f5fbf", failed: "#b3261e", suppressed: "#8a6d00", held_out: "#5b6475" };
+function dailyChart(days, series, names) {
+  // grouped bars, one group per day; every bar has its figure as a tooltip, and a table follows
+  const width = Math.max(420, days.length * 22 * names.length + 80), height = 200;
+  const top = Math.max(1, ...names.flatMap((n) => series[n]));
+  const group = (width - 60) / days.length, bar = Math.max(3, Math.min(18, (group - 8) / names.length));
+  return svg("svg", { class: "chart", id: "overview-chart", width, height, role: "img", "aria-label": "Messages per day: sent, failed, suppressed and held out (the table below has the figures)" },
+    svg("title", {}, "Messages per day"),
+    days.map((day, d) => svg("g", {}, names.map((n, k) => {
+      const v = series[n][d], hgt = (v / top) * (height - 60);
+      return svg("rect", { x: 44 + d * group + k * bar, y: height - 30 - hgt, width: bar - 1, height: hgt, fill: COLOURS[n], "data-figure": n }, svg("title", {}, `${day} ${n}: ${v}`));
+    }), svg("text", { x: 44 + d * group, y: height - 14 }, day.slice(5)))),
+    names.map((n, k) => svg("g", {}, svg("rect", { x: 44 + k * 110, y: 4, width: 10, height: 10, fill: COLOURS[n] }), svg("text", { x: 58 + k * 110, y: 13 }, n.replace("_", " ")))),
+    svg("text", { x: 4, y: 30 }, String(top)), svg("text", { x: 4, y: height - 30 }, "0"),
+    svg("line", { x1: 40, y1: height - 30, x2: width, y2: height - 30, stroke: "#5b6475" }));
+}
+async function overviewPage() {
+  const o = await api("GET", "/v1/overview?days=7");
+  const cards = (span) => h("div", { class: "cards", id: `overview-${span}` }, FIGURES.map(([k, label]) => h("div", { class: "card", "data-figure": k }, label, h("b", {}, String(o[span][k])))));
+  page("Overview",
+    h("p", { class: "muted" }, `What proact did, in UTC days (as of ${when(o.generated_at)}).`),
+    h("h2", {}, "Today"), cards("today"),
+    h("h2", {}, "The last 7 days"), cards("week"),
+    dailyChart(o.days, o.series, ["sent", "failed", "suppressed", "held_out"]),
+    h("details", {}, h("summary", {}, "The figures per day"),
+      table(["Day", ...FIGURES.map(([, l]) => l)], o.days.map((d, i) => [d, ...FIGURES.map(([k]) => String(o.series[k][i]))]), FIGURES.map((_, i) => i + 1))),
+    h("h2", {}, "Per rule and channel"),
+    o.by_rule_channel.length ? table(["Rule", "Channel", "Sent today", "Failed today", "Suppressed today", "Sent (7 days)", "Failed (7 days)", "Suppressed (7 days)", "Held out (7 days)"],
+      o.by_rule_channel.map((r) => [h("a", { href: `/ui/rules/${r.rule_id}/results` }, r.rule_id), r.channel, r.today.sent, r.today.failed, r.today.suppressed, r.week.sent, r.week.failed, r.week.suppressed, r.week.held_out].map((c) => (c instanceof Node ? c : String(c)))), [2, 3, 4, 5, 6, 7, 8])
+      : h("p", { class: "muted" }, "No messages in the last 7 days."),
+    h("h2", {}, "Dead letters"),
+    h("p", {}, "Events proact refused, by topic. ", h("a", { href: "/ui/dead-letters" }, "See them, and why")),
+    table(["Topic", "Today", "7 days"], Object.entries(o.dead_letters_by_topic).map(([t, c]) => [t, String(c.today), String(c.week)]), [1, 2]));
+}
+
+// --- contact policy --------------------------------------------------------------------------
+async function policyPage() {
+  const policy = await api("GET", "/v1/policy");
+  const max = h("input", { type: "number", id: "policy-max", min: 1, max: 1000, value: policy.max_messages, "data-field": "max_messages" });
+  const zone = h("input", { id: "policy-timezone", value: policy.default_timezone, size: 24, "data-field": "default_timezone" });
+  const problem = h("div", { "aria-live": "polite" });
+  const draft = { ...policy };
+  const form = h("form", { id: "policy-form" }, h("fieldset", {}, h("legend", {}, "Across all rules, per customer"),
+    h("label", {}, "At most (messages)", max),
+    durationInput("per", isoDuration(policy.window), (v) => { draft.window = v; }, "window"),
+    durationInput("and at least this long between two", isoDuration(policy.cooldown), (v) => { draft.cooldown = v; }, "cooldown"),
+    h("label", {}, "Time zone for customers whose zone is unknown", zone)),
+    h("div", { class: "actions" }, h("button", { type: "submit", id: "policy-save", disabled: !may("admin") }, "Save policy"),
+      may("admin") ? null : h("span", { class: "muted" }, "Only an admin may change the policy.")), problem);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+    try {
+      const saved = await api("PUT", "/v1/policy", { ...draft, max_messages: +max.value, default_timezone: zone.value.trim() });
+      fill(problem, h("p", { class: "ok", role: "status" }, `Saved: at most ${saved.max_messages} messages per customer.`));
+    } catch (err) {
+      const errors = err.body.errors || [{ field: err.body.field, message: err.message }];
+      fill(problem, errorList(errors));
+      for (const x of errors) form.querySelector(`[data-field="${CSS.escape(x.field || "")}"]`)?.setAttribute("aria-invalid", "true");
+    }
+  });
+  page("Contact policy", h("p", { class: "muted" }, "How often proact may contact one customer, whatever the rules. A rule can opt out (its guards) for service messages such as a delay notice."), form);
+}
+function isoDuration(value) {
+  // the API answers durations as ISO 8601 (P7D, PT12H) or as seconds; the inputs want ISO
+  if (typeof value === "number") return value % 86400 === 0 ? `P${value / 86400}D` : `PT${value}S`;
+  return value;
+}
+
+// --- API keys --------------------------------------------------------------------------------
+async function keysPage() {
+  if (!may("admin")) return page("API keys", h("p", {}, "Only an admin may see and manage the API keys."));
+  const keys = await api("GET", "/v1/keys");
+  const name = h("input", { id: "key-name", required: true, size: 30, placeholder: "who or what uses it" });
+  const role = h("select", { id: "key-role" }, ROLES.map((r) => h("option", { value: r }, r)));
+  const shown = h("div", { id: "new-key", "aria-live": "polite" });
+  const form = h("form", { id: "key-form" }, h("fieldset", {}, h("legend", {}, "New key"), h("label", {}, "Name", name), h("label", {}, "Role", role),
+    h("button", { type: "submit", id: "key-create" }, "Create key")), shown);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      const made = await api("POST", "/v1/keys", { name: name.value.trim(), role: role.value });
+      const value = h("input", { id: "key-value", readonly: true, value: made.key, size: 48, "aria-label": "The new key" });
+      fill(shown, h("div", { class: "once", role: "alert" },
+        h("p", {}, h("b", {}, "Copy this key now: it is shown this once."), " proact keeps only its hash."), value,
+        h("button", { type: "button", class: "secondary", onclick: async () => { value.select(); try { await navigator.clipboard.writeText(made.key); say("Copied."); } catch { say("Select the key and copy it."); } } }, "Copy"),
+        h("p", {}, h("a", { href: "/ui/keys" }, "Done"))));
+      value.select();
+    } catch (err) { fill(shown, errorList(err.body.errors || [{ field: err.body.field, message: err.message }])); }
+  });
+  page("API keys", h("p", { class: "muted" }, "Keys for people (the UI) and programs (the API). Roles: viewer reads, marketer drafts, publisher publishes, admin manages keys and the policy."),
+    form, h("h2", {}, "Keys"),
+    table(["Key id", "Name", "Role", "Created", "By", "Revoked", ""], keys.map((k) => [
+      h("code", {}, k.key_id), k.name, k.role, when(k.created_at), k.created_by || "", k.revoked_at ? when(k.revoked_at) : "–",
+      k.revoked_at || k.key_id === me.key_id ? "" : h("button", { type: "button", class: "danger", "data-key": k.key_id, onclick: async () => {
+        if (!confirm(`Revoke the key "${k.name}"? Programs using it stop working at once.`)) return;
+        await api("DELETE", `/v1/keys/${k.key_id}`); say(`Revoked ${k.name}.`); location.reload();
+      } }, "Revoke")])));
+}
+
+// --- why did a customer (not) get a message --------------------------------------------------
+async function customersPage() {
+  const params = new URLSearchParams(location.search);
+  const id = params.get("customer_id") || "";
+  const input = h("input", { name: "customer_id", id: "why-customer", value: id, required: true, size: 28 });
+  const ruleInput = h("input", { name: "rule_id", id: "why-rule", value: params.get("rule_id") || "", size: 24, placeholder: "any rule" });
+  const form = h("form", { method: "get", role: "search", "aria-label": "Find a customer" }, h("label", {}, "Customer id", input), h("label", {}, "Rule (optional)", ruleInput), h("button", { type: "submit" }, "Why?"));
+  const parts = [h("p", { class: "muted" }, "Why did a customer get a message, or not? Every rule evaluation is in the decision log, with its reason."), form];
+  if (id) {
+    const q = new URLSearchParams({ limit: "100" });
+    if (params.get("rule_id")) q.set("rule_id", params.get("rule_id"));
+    const r = await api("GET", `/v1/customers/${encodeURIComponent(id)}/why?${q}`);
+    parts.push(h("p", { class: "answer", id: "why-answer", role: "status" }, r.answer),
+      r.decisions.length ? table(["When", "Rule", "Outcome", "Guard", "Channel", "Why"], r.decisions.map((d, i) => [
+        when(d.at), h("a", { href: `/ui/rules/${d.rule_id}` }, `${d.rule_id} v${d.rule_version}`), d.outcome, d.guard || "–", d.channel || "–", r.explanations[i] || d.why])) : null);
+  }
+  page("Customers: why", ...parts);
+  if (!id) input.focus();
+}
+
+// --- dead letters ----------------------------------------------------------------------------
+async function deadLettersPage() {
+  const letters = await api("GET", "/v1/dead-letters?per_topic=50");
+  page("Dead letters", h("p", { class: "muted" }, "Events proact refused and set aside, newest first, with the reason. The event itself is not shown (it may hold personal data). After the cause is fixed, a publisher can send one back to be processed again."),
+    letters.length ? table(["When", "Topic", "Error", "Field", "Reason", "Rule / template", "Event", ""], letters.map((d) => [
+      when(d.at), d.topic || d.dlq_topic, d.error_type || "–", d.field || "–", h("span", { class: "reason" }, d.reason || "–"), d.rule_id || d.template_id || "–",
+      d.event_type ? `${d.event_type} ${d.event_id || ""}` : "–",
+      h("button", { type: "button", class: "secondary replay", disabled: !may("publisher"), "data-offset": d.offset, onclick: async (e) => {
+        try {
+          const r = await api("POST", "/v1/dead-letters/replay", { dlq_topic: d.dlq_topic, partition: d.partition, offset: d.offset });
+          e.target.replaceWith(h("span", { class: "ok", role: "status" }, `sent back to ${r.to}`));
+          say(`Replayed to ${r.to}.`);
+        } catch (err) { say(err.message); }
+      } }, "Replay")]))
+      : h("p", { class: "ok" }, "No dead letters: every event was accepted."));
+}
+
 // --- routing ---------------------------------------------------------------------------------
 async function route() {
   const path = location.pathname.replace(/\/+$/, "");
@@ -524,7 +774,13 @@ async function route() {
   document.getElementById("who").textContent = `${me.name} · ${me.role}`;
   document.getElementById("who").append(" ", h("a", { href: "/ui/login", onclick: () => sessionStorage.removeItem(KEY) }, "sign out"));
   let m;
-  if (path === "/ui" || path === "/ui/rules") return rulesPage();
+  if (path === "/ui" || path === "/ui/overview") return overviewPage();
+  if (path === "/ui/rules") return rulesPage();
+  if ((m = /^\/ui\/(rules|templates)\/([a-z0-9_-]+)\/diff$/.exec(path))) return diffPage(m[1], m[2]);
+  if (path === "/ui/policy") return policyPage();
+  if (path === "/ui/keys") return keysPage();
+  if (path === "/ui/customers") return customersPage();
+  if (path === "/ui/dead-letters") return deadLettersPage();
   if ((m = /^\/ui\/rules\/([a-z0-9-]+)\/backtests$/.exec(path))) return backtestsPage(m[1]);
   if ((m = /^\/ui\/rules\/([a-z0-9-]+)\/results$/.exec(path))) return resultsPage(m[1]);
   if ((m = /^\/ui\/rules\/([a-z0-9-]+)$/.exec(path))) return ruleEditor(m[1]);
@@ -532,7 +788,7 @@ async function route() {
   if ((m = /^\/ui\/templates\/([a-z0-9_-]+)$/.exec(path))) return templateEditor(m[1]);
   if (path === "/ui/audit") return auditPage();
   if (path === "/ui/models") return modelsPage();
-  page("Not found", h("p", {}, "There is no such page. ", h("a", { href: "/ui/rules" }, "Go to the rules.")));
+  page("Not found", h("p", {}, "There is no such page. ", h("a", { href: "/ui/overview" }, "Go to the overview.")));
 }
 
 route().catch((err) => {
