@@ -257,3 +257,10 @@ def test_the_local_scripts_refuse_a_port_another_process_answers_on(tmp_path: Pa
     assert "is taken by another process" in found.stderr
     assert f"pid {os.getpid()}" in found.stderr  # the listener named (this test holds the socket)
     assert "free" in refuse(port).stdout
+
+
+def test_the_local_scripts_are_executable() -> None:
+    """run.sh and the Makefile call some scripts directly: each must carry its executable bit."""
+    scripts = sorted((ROOT / "deploy/local").glob("*.sh"))
+    assert scripts
+    assert [s.name for s in scripts if not os.access(s, os.X_OK)] == []
