@@ -82,6 +82,7 @@ test: install infra-up lint
 # performance figures for bench/README.md; each benchmark measures its own baseline in the same run
 bench: $(VENV)/.installed infra-up
 	PYTHONPATH=. $(PY) bench/models.py
+	PYTHONPATH=. $(PY) bench/intent_live.py
 	PYTHONPATH=. $(PY) bench/engine.py
 	PYTHONPATH=. $(PY) bench/rules.py
 	PYTHONPATH=. $(PY) bench/decide.py

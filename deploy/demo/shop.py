@@ -16,6 +16,7 @@ import os
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +24,7 @@ from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from shared.contract import EVENT_TYPES, Topics, encode, new_event
+from shared.contract import EVENT_TYPES, Event, Topics, encode, new_event
 from shared.rules.builtin import CHECKIN
 from shared.settings import AdminSettings, StorefrontSettings
 from shared.telemetry import inject_headers, setup_tracing
@@ -51,6 +52,61 @@ PAGES = [
     ("cart", "/cart"),
     ("info", "/about"),
 ]
+# a buying visit goes through the shop's catalogue to the cart and checkout
+BUYING_PAGES = [("category", "/c/headphones"), ("product", "/p/aurora-x2"), ("product", "/p/nimbus-7")]
+
+
+def visit(
+    rng: random.Random, base: dict[str, str], kind: str, start: datetime, end: datetime, customer: str | None
+) -> list[dict[str, Any]]:
+    """The browsing events of one visit (``/v1/events``'s batch format), from ``start``: a short
+    browse, a lingering one that lasts until ``end``, or a signed-in customer's purchase."""
+    started = {**base, "landing_url": "/", "traffic_source": "search"}
+    if customer:
+        started["customer_id"] = customer
+    events: list[dict[str, Any]] = [{"type": "session.started", "time": start.isoformat(), "data": started}]
+    if kind == "buy":
+        pages = [rng.choice(PAGES[:4]), *rng.sample(BUYING_PAGES, rng.randint(1, 3)), ("cart", "/cart")]
+        pages.append(("checkout", "/checkout"))
+    else:
+        pages = rng.sample(PAGES, rng.randint(5, 8) if kind == "linger" else rng.randint(1, 6))
+    step = (end - start) / (len(pages) + 1) if kind == "linger" else timedelta(seconds=20)
+    for i, (page_type, url) in enumerate(pages):
+        at = start + step * (i + 1)
+        duration = round(step.total_seconds() if kind == "linger" else rng.uniform(3, 90), 1)
+        data = {**base, "url": url, "page_type": page_type, "duration_s": duration}
+        events.append({"type": "page.viewed", "time": at.isoformat(), "data": data})
+    if kind == "buy":
+        cart = {"amount": f"{rng.uniform(20, 200):.2f}", "currency": "EUR"}
+        at = start + step * (len(pages) + 1)
+        events.append({"type": "checkout.started", "time": at.isoformat(), "data": {**base, "cart_value": cart}})
+    events.append({"type": "session.heartbeat", "data": base})
+    return events
+
+
+def history(sessions: int, seed: int, end: datetime, days: float = 30) -> list[Event]:
+    """``days`` (a month) of the demo shop's recorded visits before ``end`` and the orders of the
+    buying ones, as CloudEvents: what the trainer computes the demo's page statistics from
+    (``--export-history``)."""
+    rng = random.Random(seed)
+    out: list[Event] = []
+    for n in range(sessions):
+        start = end - timedelta(days=days) + timedelta(seconds=rng.uniform(0, days * 86400))
+        base = {"visitor_id": f"v-h{n:05d}", "session_id": f"s-h{n:05d}"}
+        kind = rng.choices(["browse", "linger", "buy"], weights=[5, 3, 2])[0]
+        customer = rng.choice(CUSTOMERS)[0] if kind == "buy" else None
+        last = start
+        for e in visit(rng, base, kind, start, start + timedelta(minutes=rng.uniform(55, 75)), customer):
+            last = datetime.fromisoformat(e["time"]) if "time" in e else last
+            out.append(new_event(e["type"], base["visitor_id"], e["data"], source=SOURCE, time=last))
+        if customer:
+            order = {
+                "order_id": f"o-h{n:05d}",
+                "customer_id": customer,
+                "total": {"amount": f"{rng.uniform(20, 200):.2f}", "currency": "EUR"},
+            }
+            out.append(new_event("order.placed", customer, order, source=SOURCE, time=last + timedelta(seconds=30)))
+    return out
 
 
 class Shop:
@@ -93,8 +149,8 @@ class Shop:
                 },
             )
 
-    async def order(self) -> None:
-        cid = self.rng.choice(CUSTOMERS)[0]
+    async def order(self, customer_id: str | None = None) -> None:
+        cid = customer_id or self.rng.choice(CUSTOMERS)[0]
         oid = f"o-{uuid.uuid4().hex[:8]}"
         now = datetime.now(UTC)
         ship_in = self.rng.uniform(15, 35)
@@ -139,33 +195,21 @@ class Shop:
 
     async def session(self) -> None:
         """A visit: most are short; some linger for an hour (they started before the demo did) and are
-        offered a callback, which some accept; some go straight to checkout and are offered nothing."""
+        offered a callback, which some accept; some are signed-in customers who go to checkout and
+        buy, and are offered nothing."""
         visitor = f"v-{uuid.uuid4().hex[:8]}"
         session = f"s-{uuid.uuid4().hex[:8]}"
         base = {"visitor_id": visitor, "session_id": session}
         kind = self.rng.choices(["browse", "linger", "buy"], weights=[5, 3, 2])[0]
-        start = datetime.now(UTC) - (timedelta(minutes=self.rng.uniform(55, 75)) if kind == "linger" else timedelta(0))
-        events: list[dict[str, Any]] = [
-            {
-                "type": "session.started",
-                "time": start.isoformat(),
-                "data": {**base, "landing_url": "/", "traffic_source": "search"},
-            }
-        ]
-        pages = self.rng.sample(PAGES, self.rng.randint(5, 8) if kind == "linger" else self.rng.randint(2, 6))
-        step = (datetime.now(UTC) - start) / (len(pages) + 1) if kind == "linger" else timedelta(seconds=20)
-        for i, (page_type, url) in enumerate(pages):
-            at = start + step * (i + 1)
-            duration = round(step.total_seconds() if kind == "linger" else self.rng.uniform(3, 90), 1)
-            data = {**base, "url": url, "page_type": page_type, "duration_s": duration}
-            events.append({"type": "page.viewed", "time": at.isoformat(), "data": data})
-        if kind == "buy":
-            cart = {"amount": f"{self.rng.uniform(20, 200):.2f}", "currency": "EUR"}
-            events.append({"type": "checkout.started", "data": {**base, "cart_value": cart}})
-        events.append({"type": "session.heartbeat", "data": base})
+        now = datetime.now(UTC)
+        start = now - (timedelta(minutes=self.rng.uniform(55, 75)) if kind == "linger" else timedelta(0))
+        customer = self.rng.choice(CUSTOMERS)[0] if kind == "buy" else None
+        events = visit(self.rng, base, kind, start, now, customer)
         response = await self.http.post("/v1/events", json={"events": events})
         response.raise_for_status()
         self.sent += len(events)
+        if customer:
+            await self.order(customer)
         locale = self.rng.choice(["en-GB", "pl-PL", "hr-HR", "lt-LT", "ru-RU"])
         answer = (await self.http.post("/v1/decide", json={**base, "locale": locale})).raise_for_status().json()
         shown = "pop-up" if answer["show"] else "none"
@@ -229,7 +273,19 @@ async def main() -> None:
     parser.add_argument("--checkin-delay", default="PT30S", help="the check-in's delay for the demo; '' leaves it")
     parser.add_argument("--storefront-url", default=None, help="default: the storefront's host and port settings")
     parser.add_argument("--admin-url", default=None, help="default: the admin's host and port settings")
+    parser.add_argument(
+        "--export-history",
+        type=Path,
+        default=None,
+        help="write a month of recorded visits and orders as CloudEvents NDJSON to this file, then stop",
+    )
+    parser.add_argument("--history-sessions", type=int, default=3000)
     args = parser.parse_args()
+    if args.export_history:
+        events = history(args.history_sessions, args.seed or 1, datetime.now(UTC))
+        args.export_history.write_bytes(b"".join(encode(e)[1] + b"\n" for e in events))
+        print(f"demo shop: {len(events)} recorded events written to {args.export_history}")
+        return
     settings = StorefrontSettings()
     admin = AdminSettings()
     provider = setup_tracing("demo-shop", settings)

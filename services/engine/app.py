@@ -89,7 +89,7 @@ class Engine:
         self.topics = Topics.from_settings(settings)
         self._topic_of = {t: getattr(self.topics, spec[0]) for t, spec in EVENT_TYPES.items()}
         self.states: dict[int, PartitionState] = {}
-        self.scorers = Scorers(Registry(settings.model_dir), None, timedelta(seconds=settings.intent_refresh_s))
+        self.scorers = Scorers(Registry(settings.model_dir), timedelta(seconds=settings.intent_refresh_s))
         self.stats = Stats()
         self.lag: dict[tuple[str, int], int] = {}  # (topic, partition) -> records behind, after the last batch
         self._consumed: Counter[tuple[str, str]] = Counter()  # (topic, event type) -> events, this batch

@@ -23,17 +23,10 @@ from shared.models.registry import ModelHandle, Registry
 
 
 class Scorers:
-    def __init__(
-        self,
-        registry: Registry,
-        page_stats: dict[str, intent.PageStat] | None = None,
-        intent_refresh: timedelta = timedelta(seconds=30),
-    ) -> None:
+    def __init__(self, registry: Registry, intent_refresh: timedelta = timedelta(seconds=30)) -> None:
         self.intent = ModelHandle(registry, "intent")
         self.intent_refresh = intent_refresh
         self.churn = ModelHandle(registry, "churn")
-        # Site-wide page statistics (bounce, exit, page value); empty until the engine maintains them.
-        self.page_stats = page_stats or {}
 
         self._sessions: dict[int, dict[str, datetime]] = {}
         self._customers: dict[int, dict[str, datetime]] = {}
@@ -86,7 +79,9 @@ class Scorers:
         if not sessions:
             return
         views = [
-            intent.from_session(s, self.page_stats, datetime.fromisoformat(s["started_at"])) for _, _, s in sessions
+            # the page statistics promoted with the model (shared.features.page_stats)
+            intent.from_session(s, model.page_stats, datetime.fromisoformat(s["started_at"]))
+            for _, _, s in sessions
         ]
         X = intent.intent_matrix(views)[:, model.feature_indices]
         for (sid, at, session), score in zip(sessions, model.model.score_many(X), strict=True):

@@ -151,7 +151,7 @@ class Decider:
         model = self.intent_model.current() if self.intent_model else None
         if model is None:
             return None
-        view = intent.from_session(session, {}, datetime.fromisoformat(session["started_at"]))
+        view = intent.from_session(session, model.page_stats, datetime.fromisoformat(session["started_at"]))
         return round(model.score_one(intent.intent_vector(view)), 6)
 
     def _customer(self, customer_id: str | None) -> dict[str, Any]:

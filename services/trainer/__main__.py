@@ -1,6 +1,7 @@
 """``python -m services.trainer``: train, score and register the intent and churn models.
 
-    train intent --data FILE.csv --out DIR
+    train intent --data FILE.csv [--page-stats-events FILE.ndjson] --out DIR
+    page-stats --events FILE.ndjson (--out FILE.json | --model DIR --out DIR)
     score intent --model DIR --data FILE.csv --out SCORES.csv
     train churn --orders FILE.ndjson --as-of DATE --horizon-days N --out DIR
     train churn --from-mongo --as-of DATE --horizon-days N --out DIR
@@ -21,8 +22,9 @@ import sys
 from pathlib import Path
 
 from services.trainer import data, training
+from shared.features.page_stats import PageStats, sessions_from_events
 from shared.logs import setup_logging
-from shared.models.registry import KINDS, ModelRefused, Registry
+from shared.models.registry import KINDS, ModelRefused, Registry, attach_page_stats, sha256_file
 from shared.settings import TrainerSettings
 from shared.store import mongo_client, ping
 
@@ -39,6 +41,11 @@ async def _health(settings: TrainerSettings) -> int:
     return 0 if ok else 1
 
 
+def _page_stats(path: Path) -> PageStats:
+    recorded, _ = sessions_from_events(data.iter_events(path))
+    return PageStats.from_sessions(recorded, source=f"{path.name} (sha256 {sha256_file(path)[:12]})")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m services.trainer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -50,6 +57,20 @@ def _parser() -> argparse.ArgumentParser:
     train_kinds = train.add_subparsers(dest="kind", required=True)
     ti = train_kinds.add_parser("intent")
     ti.add_argument("--data", type=Path, required=True, help="sessions in the UCI column format, with Revenue")
+    ti.add_argument(
+        "--page-stats-events",
+        type=Path,
+        help="the shop's recorded browsing and orders (CloudEvents NDJSON, .gz accepted): the page statistics "
+        "the live path feeds the model are computed from them and kept beside it",
+    )
+    stats = commands.add_parser("page-stats", help="compute page statistics from recorded browsing and orders")
+    stats.add_argument("--events", type=Path, required=True, help="CloudEvents NDJSON (.gz accepted)")
+    stats.add_argument(
+        "--model", type=Path, help="an intent artefact: --out is then a new artefact, the model with these statistics"
+    )
+    stats.add_argument("--out", type=Path, required=True)
+    stats.add_argument("--register", action="store_true", help="(with --model) add to the registry")
+    stats.add_argument("--promote", action="store_true", help="(with --model) register and promote")
     tc = train_kinds.add_parser("churn")
     source = tc.add_mutually_exclusive_group(required=True)
     source.add_argument("--orders", type=Path, help="CloudEvents NDJSON (.gz accepted)")
@@ -95,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_health(settings))
         if args.command == "train":
             if args.kind == "intent":
-                metadata = training.train_intent(args.data, args.out)
+                stats = _page_stats(args.page_stats_events) if args.page_stats_events else None
+                metadata = training.train_intent(args.data, args.out, stats)
             elif args.from_mongo:
                 as_of = data.parse_as_of(args.as_of)
                 metadata = asyncio.run(training.train_churn_from_mongo(settings, as_of, args.horizon_days, args.out))
@@ -107,6 +129,19 @@ def main(argv: list[str] | None = None) -> int:
                 if args.promote:
                     registry.promote(args.kind, version)
                 print(f"registered {args.kind} {version}{' and promoted it' if args.promote else ''}")
+            return 0
+        if args.command == "page-stats":
+            stats = _page_stats(args.events)
+            print(json.dumps(stats.summary()))
+            if args.model is None:
+                args.out.write_text(stats.to_json())
+                return 0
+            attach_page_stats(args.model, stats, args.out)
+            if args.register or args.promote:
+                version = registry.add(args.out)
+                if args.promote:
+                    registry.promote("intent", version)
+                print(f"registered intent {version}{' and promoted it' if args.promote else ''}")
             return 0
         if args.command == "score":
             if args.kind == "intent":

@@ -28,6 +28,7 @@ from sklearn.preprocessing import StandardScaler
 
 from services.trainer import data
 from shared.features import churn, intent
+from shared.features.page_stats import PageStats
 from shared.models.evaluation import metrics, plots
 from shared.models.registry import load_artifact, save_artifact, sha256_file
 
@@ -82,7 +83,9 @@ def _time_splits(
     return splits
 
 
-def train_intent(csv_path: Path, out: Path) -> dict[str, Any]:
+def train_intent(csv_path: Path, out: Path, page_stats: PageStats | None = None) -> dict[str, Any]:
+    """Train on UCI-format sessions; ``page_stats``, the shop's own page statistics
+    (``shared.features.page_stats``), is written beside the model for the live path to read."""
     sessions, labels, months_list = data.read_sessions(csv_path)
     if labels is None:
         raise ValueError(f"{csv_path}: no {intent.LABEL} column to learn from")
@@ -138,7 +141,7 @@ def train_intent(csv_path: Path, out: Path) -> dict[str, Any]:
         "report": {"method": "trained on the earliest 70% of sessions, tested on the latest 30%", **report},
         "plots": [f"report/{name}" for name in made],
     }
-    save_artifact(out, estimator, calibrator, metadata, _card("Purchase intent", metadata))
+    save_artifact(out, estimator, calibrator, metadata, _card("Purchase intent", metadata), page_stats)
     return load_artifact(out).metadata
 
 
@@ -322,6 +325,8 @@ def _card(title: str, m: dict[str, Any]) -> str:
             f"ROC-AUC {s['roc_auc']} vs baseline {s['baseline_roc_auc']}"
         )
     lines += [f"- report ({r['method']}):"] + [f"  - {k}: {val}" for k, val in r.items() if k != "method"]
+    if m.get("page_stats"):
+        lines.append(f"- live page statistics (shared/features/page_stats.py): {m['page_stats']}")
     lines += [
         "",
         "Intended use: ranking and thresholding by proact's rules. Probabilities are calibrated on the",

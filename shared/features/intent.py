@@ -13,6 +13,9 @@ Mapping from proact's session state to the UCI columns:
 | ProductRelated, _Duration | pages of type ``category``, ``product``, ``search``, ``cart``, ``checkout`` |
 | BounceRates, ExitRates, PageValues | mean over the session's pages of each page's site-wide stats (``PageStat``) |
 
+The page statistics are the shop's own, computed from its recorded visits and orders by
+``shared.features.page_stats`` and promoted with the model (``LoadedModel.page_stats``).
+
 Bounce rate, exit rate and page value are web analytics' own: page value = revenue of the sessions that
 included the page ÷ its unique page views.
 

@@ -19,7 +19,7 @@ import shutil
 import time
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -29,6 +29,8 @@ import skops.io as sio
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
+from shared.features.intent import PageStat
+from shared.features.page_stats import PAGE_STATS_FILE, PageStats
 from shared.models.compiled import CompiledModel
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,8 @@ class ModelRefused(ValueError):
 class LoadedModel:
     model: CompiledModel
     metadata: dict[str, Any]
+    # an intent model's page statistics (shared.features.page_stats), promoted with it; empty without
+    page_stats: dict[str, PageStat] = field(default_factory=dict)
 
     @property
     def version(self) -> str:
@@ -106,8 +110,21 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def save_artifact(out: Path, estimator: Any, calibrator: Any, metadata: dict[str, Any], card: str) -> Path:
+def save_artifact(
+    out: Path,
+    estimator: Any,
+    calibrator: Any,
+    metadata: dict[str, Any],
+    card: str,
+    page_stats: PageStats | None = None,
+) -> Path:
     out.mkdir(parents=True, exist_ok=True)
+    if page_stats is not None:
+        (out / PAGE_STATS_FILE).write_text(page_stats.to_json())
+        metadata = {
+            **metadata,
+            "page_stats": {**page_stats.summary(), "sha256": sha256_file(out / PAGE_STATS_FILE)},
+        }
     model_path = out / MODEL_FILE
     sio.dump({"estimator": estimator, "calibrator": calibrator}, model_path)
     digest = sha256_file(model_path)
@@ -145,7 +162,45 @@ def load_artifact(path: Path, kind: str | None = None) -> LoadedModel:
     if unexpected:
         raise ModelRefused(f"{model_path}: contains types outside the allow-list: {sorted(unexpected)}")
     loaded = sio.load(model_path, trusted=sorted(untrusted))
-    return LoadedModel(CompiledModel(loaded["estimator"], loaded["calibrator"]), metadata)
+    return LoadedModel(CompiledModel(loaded["estimator"], loaded["calibrator"]), metadata, _page_stats(path, metadata))
+
+
+def attach_page_stats(artifact: Path, stats: PageStats, out: Path) -> Path:
+    """A new intent artefact in ``out``: ``artifact``'s model with fresh page statistics, as its own
+    version (the statistics change with the shop's pages and sales; the model need not be retrained
+    for them). The original is left as it is, so a rollback brings back its statistics too."""
+    loaded = load_artifact(artifact, "intent")
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(artifact, tmp)
+    (tmp / PAGE_STATS_FILE).write_text(stats.to_json())
+    base = str(loaded.metadata.get("model_version") or loaded.version)
+    digest = sha256_file(tmp / PAGE_STATS_FILE)
+    metadata = {
+        **loaded.metadata,
+        "model_version": base,
+        "version": f"{base}-ps{digest[:8]}",
+        "page_stats": {**stats.summary(), "sha256": digest},
+    }
+    (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    load_artifact(out, "intent")  # what was written loads, or this raises
+    return out
+
+
+def _page_stats(path: Path, metadata: dict[str, Any]) -> dict[str, PageStat]:
+    """The artefact's page statistics, checked against the checksum its metadata records."""
+    recorded = metadata.get("page_stats")
+    if not recorded:
+        return {}
+    stats_path = path / PAGE_STATS_FILE
+    if not stats_path.is_file() or sha256_file(stats_path) != recorded.get("sha256"):
+        raise ModelRefused(f"{stats_path}: missing, or not the file its metadata names (tampered?)")
+    try:
+        return PageStats.read(stats_path).stats
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelRefused(f"{stats_path}: unreadable: {exc}") from None
 
 
 class Registry:
