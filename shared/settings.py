@@ -111,6 +111,9 @@ class EngineSettings(Settings):
     profile_wait_max_s: float = Field(600.0, ge=0, validation_alias=AliasChoices("PROACT_ENGINE_PROFILE_WAIT_MAX_S"))
     # a session's intent score (for the projection) is refreshed at most this often, in event time
     intent_refresh_s: float = Field(30.0, ge=0, validation_alias=AliasChoices("PROACT_ENGINE_INTENT_REFRESH_S"))
+    # a known customer's churn score is refreshed this often without any event from them (a durable
+    # timer per customer, spread over the interval; shared/engine/scoring.py); 0 switches it off
+    churn_refresh_s: float = Field(86400.0, ge=0, validation_alias=AliasChoices("PROACT_ENGINE_CHURN_REFRESH_S"))
     # the longest a restore may take to read a partition's changelog to its end: past it the
     # engine starts over rather than run on part of its state
     restore_timeout_s: float = Field(600.0, gt=0, validation_alias=AliasChoices("PROACT_ENGINE_RESTORE_TIMEOUT_S"))

@@ -52,6 +52,8 @@ PAGES = [
     ("cart", "/cart"),
     ("info", "/about"),
 ]
+# a customer who stopped buying months ago (not one of those above, who buy during the demo)
+SILENT = ("c-ines", "lt-LT", "Europe/Vilnius", {"email": True})
 # a buying visit goes through the shop's catalogue to the cart and checkout
 BUYING_PAGES = [("category", "/c/headphones"), ("product", "/p/aurora-x2"), ("product", "/p/nimbus-7")]
 
@@ -115,8 +117,10 @@ class Shop:
         self.sent = 0
         self.tasks: set[asyncio.Task[None]] = set()
 
-    async def emit(self, type_: str, subject: str, data: dict[str, Any]) -> None:
-        event = new_event(type_, subject, data, source=SOURCE)
+    async def emit(
+        self, type_: str, subject: str, data: dict[str, Any], time: datetime | None = None, id: str | None = None
+    ) -> None:
+        event = new_event(type_, subject, data, source=SOURCE, time=time, id=id)
         key, value, headers = encode(event)
         topic = getattr(self.topics, EVENT_TYPES[type_][0])
         # the shop's back end traces what it sends, so each journey starts here
@@ -148,6 +152,29 @@ class Shop:
                     "consents": consents,
                 },
             )
+
+    async def silent_customer(self) -> None:
+        """A customer who bought twice about seven months ago and has said nothing since: the engine's
+        churn refresh scores her again as her silence grows, and the win-back reaches her. The events'
+        ids are fixed, so a second start of the demo sends nothing new (the engine drops repeats)."""
+        cid = SILENT[0]
+        await self.emit(
+            "customer.upserted",
+            cid,
+            {
+                "customer_id": cid,
+                "email": f"{cid[2:]}@demo-shop.example",
+                "locale": SILENT[1],
+                "timezone": SILENT[2],
+                "consents": SILENT[3],
+            },
+            time=datetime.now(UTC) - timedelta(days=400),
+            id=f"demo-{cid}-profile",
+        )
+        for k, days_ago in enumerate((221, 214)):
+            at = datetime.now(UTC) - timedelta(days=days_ago)
+            order = {"order_id": f"o-ines-{k}", "customer_id": cid, "total": {"amount": "64.90", "currency": "EUR"}}
+            await self.emit("order.placed", cid, order, time=at, id=f"demo-{cid}-order-{k}")
 
     async def order(self, customer_id: str | None = None) -> None:
         cid = customer_id or self.rng.choice(CUSTOMERS)[0]
@@ -250,6 +277,18 @@ class Shop:
         )
 
 
+async def demo_enable_winback(admin_url: str, key: str) -> None:
+    """Switch the churn-risk win-back on (it is off until a marketing team decides to use it), through
+    the admin API, as a publisher would."""
+    auth = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=admin_url, timeout=10, headers=auth) as admin:
+        versions = (await admin.get("/v1/rules/churn-winback")).raise_for_status().json()
+        in_force = next(v for v in versions if v["status"] == "published")["rule"]
+        if not in_force["enabled"]:
+            (await admin.post("/v1/rules/churn-winback/enable")).raise_for_status()
+            print("demo shop: churn-winback switched on", flush=True)
+
+
 async def demo_speed_checkin(admin_url: str, delay: str, key: str) -> None:
     """Publish a version of the check-in rule with a delay of seconds, through the admin API (as a
     publisher, with the API key ``make run`` made)."""
@@ -297,12 +336,15 @@ async def main() -> None:
     admin_url = args.admin_url or f"http://{admin.http_host}:{admin.http_port}"
     if args.checkin_delay and key:
         await demo_speed_checkin(admin_url, args.checkin_delay, key)
+    if key:
+        await demo_enable_winback(admin_url, key)
     elif args.checkin_delay:
         print("demo shop: no PROACT_ADMIN_KEY, the check-in keeps its delay", flush=True)
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
         shop = Shop(producer, http, Topics.from_settings(settings), rng)
         try:
             await shop.customers()
+            await shop.silent_customer()
             started = asyncio.get_running_loop().time()
             tick = 60 / args.orders_per_minute
             while not args.duration or asyncio.get_running_loop().time() - started < args.duration:

@@ -96,9 +96,10 @@ async def main() -> None:
                 continue
             if event.type == "action.requested":
                 ctx = data["context"]
+                about = f"order {ctx['order_id']} of " if ctx.get("order_id") else ""
                 line(
                     "HOLDOUT" if data["holdout"] else "ACTION",
-                    f"{data['rule_id']} for order {ctx.get('order_id')} of {data['customer_id']} "
+                    f"{data['rule_id']} for {about}{data['customer_id']} "
                     f"via {data['channel']} ({ctx.get('reason') or ctx.get('trigger')})",
                 )
             else:

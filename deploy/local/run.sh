@@ -16,6 +16,9 @@ export PROACT_STOREFRONT_IDENTITY_SECRET="${PROACT_STOREFRONT_IDENTITY_SECRET:-$
 # e-mail goes to the local SMTP catcher (deploy/local/mailcatcher.py), which keeps each message as a file
 export PROACT_SMTP_HOST="${PROACT_SMTP_HOST:-127.0.0.1}" PROACT_SMTP_PORT="${PROACT_SMTP_PORT:-2525}"
 export PROACT_MAIL_DIR="${PROACT_MAIL_DIR:-$PROACT_CACHE/mail}"
+# a silent customer's churn score is refreshed every minute here (a day by default), so the demo shows
+# a win-back reaching a customer who stopped buying months ago
+export PROACT_ENGINE_CHURN_REFRESH_S="${PROACT_ENGINE_CHURN_REFRESH_S:-60}"
 # the console span exporter would flood the service logs; `make run` keeps traces off unless asked
 export OTEL_TRACES_EXPORTER="${OTEL_TRACES_EXPORTER:-none}"
 

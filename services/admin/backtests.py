@@ -36,6 +36,8 @@ from services.admin.access import Marketer, Viewer
 from shared.contract import Event, InvalidEvent, Topics, decode
 from shared.contract.topics import partitions_of
 from shared.engine import backtest
+from shared.engine.scoring import Scorers
+from shared.models.registry import Registry
 from shared.rules import Rule
 from shared.rules import store as rule_store
 from shared.rules.model import RULE_ID
@@ -133,6 +135,15 @@ async def read_history(
     return events[:max_events], invalid, len(events) >= max_events
 
 
+def _scorers(settings: AdminSettings, rule: Rule) -> Scorers | None:
+    """For a rule with a score trigger, the promoted models, as the engine scores with them (churn
+    refreshed daily on the simulated clock); None without a promoted churn model (the result warns)."""
+    if not any(t.kind == "score" for t in rule.triggers):
+        return None
+    scorers = Scorers(Registry(settings.model_dir), intent_refresh=timedelta(hours=1))
+    return scorers if scorers.churn.current() is not None else None
+
+
 async def _run(app_state: Any, job_id: str, rule: Rule, body: NewBacktest) -> None:
     db: AsyncDatabase[Document] = app_state.db
     jobs = db[Collections.BACKTESTS]
@@ -162,8 +173,12 @@ async def _run(app_state: Any, job_id: str, rule: Rule, body: NewBacktest) -> No
         policy = await rule_store.policy(db)
         progress.update(phase="replaying", done=0, total=len(events))
 
+        scorers = _scorers(app_state.settings, rule)
+
         def replay(history: list[Recorded]) -> dict[str, Any]:
-            return backtest.run(rule, in_force, policy, decoded(history), body.until, lambda n: progress.update(done=n))
+            return backtest.run(
+                rule, in_force, policy, decoded(history), body.until, lambda n: progress.update(done=n), scorers
+            )
 
         result = await asyncio.to_thread(replay, events)
         result["invalid_records"] = invalid

@@ -32,12 +32,12 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from services.engine import metrics
-from services.engine.scoring import Scorers
 from shared.clock import Clock, SystemClock
 from shared.contract import EVENT_TYPES, Event, InvalidEvent, Topics, decode, encode
 from shared.contract.topics import DLQ_HEADER_PREFIX, dead_letter_headers, error_type
 from shared.engine.handlers import handle, timer_event
 from shared.engine.runner import RuleBook, RuleRunner
+from shared.engine.scoring import Scorers
 from shared.engine.state import TRACE_FIELD, Expiry, PartitionState, Timer
 from shared.models.registry import Registry
 from shared.rules import RuleSet
@@ -89,7 +89,11 @@ class Engine:
         self.topics = Topics.from_settings(settings)
         self._topic_of = {t: getattr(self.topics, spec[0]) for t, spec in EVENT_TYPES.items()}
         self.states: dict[int, PartitionState] = {}
-        self.scorers = Scorers(Registry(settings.model_dir), timedelta(seconds=settings.intent_refresh_s))
+        self.scorers = Scorers(
+            Registry(settings.model_dir),
+            timedelta(seconds=settings.intent_refresh_s),
+            timedelta(seconds=settings.churn_refresh_s) if settings.churn_refresh_s else None,
+        )
         self.stats = Stats()
         self.lag: dict[tuple[str, int], int] = {}  # (topic, partition) -> records behind, after the last batch
         self._consumed: Counter[tuple[str, str]] = Counter()  # (topic, event type) -> events, this batch

@@ -8,8 +8,11 @@ with the rules in force (a draft replaces the published version of its id), so a
 contact policy across rules count, as they would in production. Only the rule's own decisions are
 reported.
 
-What a back-test cannot show: rules triggered by a score band (the models are not re-run over
-history) and pop-up rules (the storefront decides those, live); the result warns of them.
+Rules triggered by a score band are back-tested when the back-test is given the scorers (the
+promoted models, ``shared.engine.scoring.Scorers``): customers are scored as the engine scores them,
+after each event and, for a silent customer, when their churn refresh timer fires on the simulated
+clock, so a win-back reaches in the back-test the customers whose risk grew with their silence.
+Pop-up rules are decided by the storefront, live, and are not back-tested; the result warns of them.
 Nothing is sent and nothing is stored but the result.
 """
 
@@ -22,7 +25,7 @@ from typing import Any
 
 from shared.contract import Event
 from shared.contract import events as ev
-from shared.engine.handlers import handle, timer_event
+from shared.engine.handlers import Scores, handle, timer_event
 from shared.engine.runner import RuleBook, RuleRunner
 from shared.engine.state import PartitionState
 from shared.rules import ContactPolicy, Rule, RuleSet
@@ -34,8 +37,11 @@ class Backtest:
     """Feed events in time order with :meth:`apply`, then :meth:`finish`; ``result()`` says what the
     rule would have done."""
 
-    def __init__(self, rule: Rule, in_force: Iterable[Rule], policy: ContactPolicy) -> None:
+    def __init__(
+        self, rule: Rule, in_force: Iterable[Rule], policy: ContactPolicy, scorers: Scores | None = None
+    ) -> None:
         self.rule = rule.model_copy(update={"enabled": True})
+        self.scorers = scorers
         others = [r for r in in_force if r.rule_id != rule.rule_id]
         self.state = PartitionState(0)
         self.runner = RuleRunner(RuleBook(RuleSet([*others, self.rule], policy)))
@@ -65,7 +71,10 @@ class Backtest:
     def _handle(self, event: Event, at: datetime) -> list[Event]:
         """One event, isolated as in the engine: one that fails is counted by error, not the end."""
         try:
-            return handle(self.state, event, at, None, self.runner)
+            out = handle(self.state, event, at, self.scorers, self.runner)
+            if self.scorers is not None:  # as the engine does after each batch: score, then score rules
+                out += self.runner.on_scores(self.state, self.scorers.flush(self.state), at)
+            return out
         except Exception as exc:
             self.failed[type(exc).__name__] += 1
             return []
@@ -117,8 +126,8 @@ class Backtest:
     def warnings(self) -> list[str]:
         kinds = {t.kind for t in self.rule.triggers}
         found = []
-        if "score" in kinds:
-            found.append("a score trigger is not back-tested: the models are not re-run over history")
+        if "score" in kinds and self.scorers is None:
+            found.append("a score trigger is not back-tested: no promoted churn model to re-run over history")
         if "session" in kinds:
             found.append("a pop-up rule is decided by the storefront, live: it is not back-tested")
         if not self.rule.conditions and kinds <= {"score", "session"}:
@@ -154,9 +163,10 @@ def run(
     events: Iterable[Event],
     until: datetime | None = None,
     progress: Callable[[int], None] | None = None,
+    scorers: Scores | None = None,
 ) -> dict[str, Any]:
     """Replay ``events`` (in time order) and say what ``rule`` would have done."""
-    test = Backtest(rule, in_force, policy)
+    test = Backtest(rule, in_force, policy, scorers)
     for i, event in enumerate(events, 1):
         test.apply(event)
         if progress is not None and i % 1000 == 0:

@@ -25,9 +25,12 @@ Handler = Callable[[PartitionState, Event, datetime], list[Event]]
 
 
 class Scores(Protocol):
-    """Told of each event, to re-score what it changed (the engine's models; none in a back-test)."""
+    """Told of each event, to re-score what it changed (the engine's models, or a back-test's);
+    ``flush`` scores it and returns the customers whose churn score moved: (id, before, after)."""
 
     def changed(self, state: PartitionState, event: Event) -> None: ...
+
+    def flush(self, state: PartitionState) -> list[tuple[str, float | None, float]]: ...
 
 
 def handle(

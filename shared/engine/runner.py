@@ -246,16 +246,27 @@ class RuleRunner:
     def on_scores(
         self, state: PartitionState, changes: Iterable[tuple[str, float | None, float]], now: datetime
     ) -> list[Event]:
-        """Customers whose churn score changed: rules whose band the new score enters fire."""
+        """Customers whose churn score was computed: the rules whose band the new score enters fire;
+        so do rules whose band the customer was already in when that rule (or its version) came into
+        force, once, at the customer's next score (a win-back switched on reaches the customers
+        already at risk; the rule's re-eligibility guard still decides how often). The versions of
+        the score rules a customer has been evaluated for are kept with the customer."""
         rules = self.book.current.on_score
         out: list[Event] = []
         if not rules:
             return out
         for customer_id, before, after in changes:
+            customer = state.get(CUSTOMER, customer_id) or {}
+            seen: dict[str, int] = customer.get("score_rules") or {}
             entered = [
-                r for r in rules for t in r.triggers if t.kind == "score" and t.inside(after) and not t.inside(before)
+                r
+                for r in rules
+                for t in r.triggers
+                if t.kind == "score" and t.inside(after) and (not t.inside(before) or seen.get(r.rule_id) != r.version)
             ]
             if entered:
+                marks = {**seen, **{r.rule_id: r.version for r in entered}}
+                state.put(CUSTOMER, customer_id, {**customer, "customer_id": customer_id, "score_rules": marks})
                 cause_id = f"churn:{customer_id}:{now.isoformat()}"
                 cause: Doc = {
                     "type": "score.changed",

@@ -7,11 +7,11 @@ import gc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from services.engine.scoring import Scorers
 from shared.clock import ManualClock
 from shared.contract import Event
 from shared.engine.handlers import handle, timer_event
 from shared.engine.runner import RuleBook, RuleRunner, timer_id
+from shared.engine.scoring import Scorers
 from shared.engine.state import ORDER, PartitionState
 from shared.models.registry import Registry
 from shared.rules import RuleSet, builtin_rules

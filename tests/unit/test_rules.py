@@ -245,6 +245,23 @@ def test_churn_entering_the_band_triggers_the_winback() -> None:
     assert [e.data.model_dump()["context"]["orders"] for e in out] == [2]  # entering, not staying in, the band
 
 
+def test_a_winback_switched_on_reaches_a_customer_already_at_risk_once() -> None:
+    """The customer was in the band before the rule came into force: not "entering" it, yet the rule
+    is for them. They are evaluated at their next score, once per rule version."""
+    rule = Rule.model_validate(builtin("churn-winback", enabled=True, guards={"holdout_pct": 0}))
+    shop = Shop([rule])
+    shop.send(customer(), event("order.placed", order_id="o-1"), event("order.placed", order_id="o-2"))
+    first = shop.runner.on_scores(shop.state, [("c-1", 0.8, 0.81)], shop.clock.now())
+    again = shop.runner.on_scores(shop.state, [("c-1", 0.81, 0.82)], shop.clock.now())
+    assert [e.data.model_dump()["rule_id"] for e in first] == ["churn-winback"]
+    assert again == []
+    newer = rule.model_copy(update={"version": rule.version + 1})
+    shop.runner.book.current = shop.runner.book.current.__class__([newer], shop.runner.book.current.policy)
+    shop.clock.advance(timedelta(days=100))  # past the rule's 90 days between win-backs
+    later = shop.runner.on_scores(shop.state, [("c-1", 0.82, 0.83)], shop.clock.now())
+    assert [e.data.model_dump()["rule_id"] for e in later] == ["churn-winback"]  # the new version's turn
+
+
 # --- the model ---------------------------------------------------------------------------------
 def test_a_bad_condition_is_refused_with_its_field_and_position() -> None:
     raw = builtin(CHECKIN, conditions=[{"expr": 'order.status == "delivered"'}, {"expr": "order.status =="}])

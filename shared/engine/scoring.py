@@ -9,24 +9,53 @@ A session's intent score is refreshed at most every ``intent_refresh`` of event 
 score is for the projection (people and reports reading ``sessions``), while the storefront scores
 the live session itself at each decision call. Scoring every page view was a fifth of the engine's
 time for nothing a reader could tell apart.
+
+**Churn over time.** A customer who sends nothing is the one a win-back is for, so a churn score
+is not only refreshed by the customer's events: each scoring arms a durable timer
+(``churn_refresh``, one per customer, in the engine's state like every timer) that fires
+``churn_refresh`` later (a day by default, ``PROACT_ENGINE_CHURN_REFRESH_S``) and scores the customer
+again as of the time it fires, with recency grown by the silence; score rules whose band the new
+score enters then fire as for any score change. Each customer's timer keeps a phase of its own
+(a stable hash of the id spreads them over the interval), so a million customers are not all
+re-scored in the same minute. A newly promoted churn model is used from each customer's next
+refresh, so within one interval every known customer has a score of it.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from shared.contract import Event
 from shared.contract import events as ev
+from shared.engine.state import Timer
 from shared.features import churn, intent
 from shared.models.registry import ModelHandle, Registry
 
+CHURN_REFRESH = "churn_refresh"  # the kind of the timer that re-scores a silent customer
+
+
+def refresh_due(customer_id: str, after: datetime, every: timedelta) -> datetime:
+    """When a customer scored at ``after`` is scored again: ``every`` later, moved to the customer's
+    own phase of the interval (a stable hash of the id), so refreshes are spread, not bunched."""
+    seconds = every.total_seconds()
+    phase = int.from_bytes(hashlib.blake2b(customer_id.encode(), digest_size=8).digest(), "big") % max(int(seconds), 1)
+    base = after.timestamp() + seconds
+    return datetime.fromtimestamp(base - (base % seconds) + phase if seconds >= 1 else base, tz=after.tzinfo)
+
 
 class Scorers:
-    def __init__(self, registry: Registry, intent_refresh: timedelta = timedelta(seconds=30)) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        intent_refresh: timedelta = timedelta(seconds=30),
+        churn_refresh: timedelta | None = timedelta(days=1),
+    ) -> None:
         self.intent = ModelHandle(registry, "intent")
         self.intent_refresh = intent_refresh
         self.churn = ModelHandle(registry, "churn")
+        self.churn_refresh = churn_refresh  # None: scores change only with the customer's events
 
         self._sessions: dict[int, dict[str, datetime]] = {}
         self._customers: dict[int, dict[str, datetime]] = {}
@@ -39,6 +68,9 @@ class Scorers:
         elif isinstance(data, ev.OrderPlaced | ev.Ticket | ev.CsatSubmitted | ev.NpsSubmitted):
             touched = self._customers.setdefault(state.partition, {})
             touched[data.customer_id] = max(event.time, touched.get(data.customer_id, event.time))
+        elif isinstance(data, ev.TimerFired) and data.kind == CHURN_REFRESH:
+            touched = self._customers.setdefault(state.partition, {})
+            touched[data.key] = max(event.time, touched.get(data.key, event.time))
 
     def flush(self, state: Any, failed: Failed | None = None) -> list[tuple[str, float | None, float]]:
         """Score what changed; return the customers whose churn score moved: (id, before, after).
@@ -103,7 +135,11 @@ class Scorers:
         # it, so the score is as of the latest thing known about the customer.
         as_of = max(at, max(o.at for o in history.orders))
         score = model.score_one(churn.churn_vector(history, as_of))
-        state.put("customer", customer_id, {**customer, "churn": _score(score, model.version, at)})
+        state.put("customer", customer_id, {**customer, "churn": _score(score, model.version, as_of)})
+        if self.churn_refresh is not None:
+            due = refresh_due(customer_id, as_of, self.churn_refresh)
+            timer_id = f"{CHURN_REFRESH}:{customer_id}"
+            state.schedule(Timer(timer_id, CHURN_REFRESH, customer_id, due, {"customer_id": customer_id}))
         before = (customer.get("churn") or {}).get("score")
         return customer_id, before, score
 
