@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 
 from services.admin.audit import router as audit_router
 from services.admin.backtests import router as backtests_router
+from services.admin.churn_causes import router as churn_causes_router
 from services.admin.dead_letters import router as dead_letters_router
 from services.admin.dryrun import router as dry_run_router
 from services.admin.keys import router as keys_router
@@ -72,6 +73,7 @@ def create_app(settings: AdminSettings) -> FastAPI:
     app.include_router(backtests_router)
     app.include_router(models_router)
     app.include_router(overview_router)
+    app.include_router(churn_causes_router)
     app.include_router(dead_letters_router)
     app.include_router(ui_router)
     app.state.settings = settings

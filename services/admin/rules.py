@@ -199,4 +199,12 @@ async def why(
         if actions
         else []
     )
-    return explain(customer_id, [_public(d) for d in decisions], messages, rule_id, action_id)
+    answer = explain(customer_id, [_public(d) for d in decisions], messages, rule_id, action_id)
+    profile = await db[Collections.CUSTOMERS].find_one({"_id": customer_id}, {"churn": 1})
+    churn = (profile or {}).get("churn")
+    if churn:
+        reasons = churn.get("reasons") or []
+        words = ", ".join(r.get("label") or r["feature"] for r in reasons)
+        churn["summary"] = f"churn risk {churn['score']:.2f}" + (f", raised most by: {words}" if words else "")
+    answer["churn"] = churn
+    return answer

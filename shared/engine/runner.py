@@ -268,11 +268,12 @@ class RuleRunner:
                 marks = {**seen, **{r.rule_id: r.version for r in entered}}
                 state.put(CUSTOMER, customer_id, {**customer, "customer_id": customer_id, "score_rules": marks})
                 cause_id = f"churn:{customer_id}:{now.isoformat()}"
+                reasons = (customer.get("churn") or {}).get("reasons") or []
                 cause: Doc = {
                     "type": "score.changed",
                     "id": cause_id,
                     "time": now.isoformat(),
-                    "data": {"score": "churn", "before": before, "after": after},
+                    "data": {"score": "churn", "before": before, "after": after, "reasons": reasons},
                 }
                 items = [Evaluation(r, "score", customer_id, cause, cause_id) for r in entered]
                 out += self._decide(state, customer_id, items, now)
@@ -471,5 +472,7 @@ def _decision(
             if order
             else None,
             "churn": (customer.get("churn") or {}).get("score"),
+            # the features that raised the churn score most (shared/models/compiled.py), for a score rule
+            "churn_reasons": (customer.get("churn") or {}).get("reasons") if item.trigger == "score" else None,
         },
     }

@@ -134,8 +134,10 @@ class Scorers:
         # Topics have no order between them: a ticket may be read after an order placed later than
         # it, so the score is as of the latest thing known about the customer.
         as_of = max(at, max(o.at for o in history.orders))
-        score = model.score_one(churn.churn_vector(history, as_of))
-        state.put("customer", customer_id, {**customer, "churn": _score(score, model.version, as_of)})
+        vector = churn.churn_vector(history, as_of)
+        score = model.score_one(vector)
+        scored = {**_score(score, model.version, as_of), "reasons": model.reasons(vector)}
+        state.put("customer", customer_id, {**customer, "churn": scored})
         if self.churn_refresh is not None:
             due = refresh_due(customer_id, as_of, self.churn_refresh)
             timer_id = f"{CHURN_REFRESH}:{customer_id}"

@@ -44,6 +44,29 @@ SERVICE_FEATURES = (
     "messages_opened",
 )
 FEATURES = ORDER_FEATURES + SERVICE_FEATURES
+# each feature in words, for the reasons shown with a churn score (the admin, ``/why``)
+WORDS = {
+    "log_recency_days": "days since the last order",
+    "log_purchase_days": "days with a purchase",
+    "log_tenure_days": "time since the first order",
+    "log_mean_gap_days": "the usual time between orders",
+    "overdue_ratio": "silence against the usual time between orders",
+    "log_purchases_30d": "orders in the last 30 days",
+    "log_purchases_90d": "orders in the last 90 days",
+    "log_purchases_180d": "orders in the last 180 days",
+    "log_total_spent": "total spent",
+    "log_mean_order_value": "average order value",
+    "log_items": "items bought",
+    "trend": "orders falling off, recent against earlier",
+    "log_last_gap_days": "time between the last two orders",
+    "log_last_order_value": "value of the last order",
+    "late_deliveries": "late deliveries",
+    "tickets_90d": "support tickets in the last 90 days",
+    "returns": "returns",
+    "csat_mean": "satisfaction ratings",
+    "nps_last": "the last NPS answer",
+    "messages_opened": "messages opened",
+}
 
 
 class Order(NamedTuple):

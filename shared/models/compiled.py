@@ -74,6 +74,7 @@ class CompiledModel:
         self.calibrator = calibrator
         self._trees: _Trees | None = None
         self._linear: tuple[list[float], float] | None = None
+        self._centre: list[float] | None = None  # the training mean of each feature (linear models)
         if isinstance(estimator, HistGradientBoostingClassifier):
             self._trees = _Trees(estimator)
         elif isinstance(estimator, Pipeline) and isinstance(estimator[-1], LogisticRegression):
@@ -82,6 +83,7 @@ class CompiledModel:
                 raise ValueError("only StandardScaler + LogisticRegression pipelines are compiled")
             coef = estimator[-1].coef_.ravel().astype(float)
             intercept = float(estimator[-1].intercept_[0])
+            self._centre = scaler.mean_.astype(float).tolist() if scaler is not None else [0.0] * len(coef)
             if scaler is not None:
                 # fold the scaling into the weights: w·((x-m)/s) + b = (w/s)·x + (b - w·m/s)
                 scale = np.where(scaler.scale_ == 0, 1.0, scaler.scale_)
@@ -105,6 +107,16 @@ class CompiledModel:
             raw = self._trees.raw_one(np.asarray(x, dtype=np.float64))
         p = 1.0 / (1.0 + math.exp(-raw)) if raw > -700 else 0.0
         return self._calibrate_one(p) if self.calibrator is not None else p
+
+    def contributions(self, x: Sequence[float]) -> list[float] | None:
+        """Each feature's exact share of the score's log-odds against the average training customer:
+        ``w_i * (x_i - mean_i)``; they sum, with the log-odds of the average customer, to the
+        model's log-odds (before calibration, which keeps their order). None for a tree model, which
+        has no exact additive decomposition (proact's churn model is linear)."""
+        if self._linear is None or self._centre is None:
+            return None
+        weights, _ = self._linear
+        return [w * (v - m) for w, v, m in zip(weights, x, self._centre, strict=True)]
 
     def _calibrate_one(self, p: float) -> float:
         xs, ys = self._cal_x, self._cal_y

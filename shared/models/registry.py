@@ -29,6 +29,7 @@ import skops.io as sio
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
+from shared.features.churn import WORDS
 from shared.features.intent import PageStat
 from shared.features.page_stats import PAGE_STATS_FILE, PageStats
 from shared.models.compiled import CompiledModel
@@ -93,6 +94,22 @@ class LoadedModel:
     def score_one(self, full_vector: list[float]) -> float:
         idx = self.metadata["feature_indices"]
         return self.model.score_one([full_vector[i] for i in idx])
+
+    def reasons(self, full_vector: list[float], top: int = 3) -> list[dict[str, Any]]:
+        """The features that raise this score most, with their exact contribution to its log-odds
+        (``CompiledModel.contributions``) and their value; empty for a model without one."""
+        idx = self.metadata["feature_indices"]
+        shares = self.model.contributions([full_vector[i] for i in idx])
+        if shares is None:
+            return []
+        names = list(self.metadata["features"])  # the features the model uses, in its order
+        ranked = sorted(zip(names, shares, (full_vector[i] for i in idx), strict=True), key=lambda r: -r[1])
+        words = WORDS if self.metadata.get("kind") == "churn" else {}
+        return [
+            {"feature": name, "label": words.get(name, name), "contribution": round(share, 3), "value": round(value, 3)}
+            for name, share, value in ranked[:top]
+            if share > 0
+        ]
 
 
 def sha256_file(path: Path) -> str:

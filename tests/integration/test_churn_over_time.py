@@ -15,6 +15,7 @@ import pytest
 from services.admin import access
 from services.admin.app import create_app
 from services.engine.app import Engine
+from services.projector.app import Projector
 from shared.contract import Event, InvalidEvent, decode
 from shared.rules import RuleSet, builtin_rules
 from shared.settings import AdminSettings, EngineSettings, Settings
@@ -158,3 +159,78 @@ async def test_a_back_test_of_120_days_reaches_silent_customers_and_not_active_o
     assert result["messages"] + result["held_out"] == len(silents)  # each silent customer once (90-day guard)
     first = min(s["at"] for s in result["samples"])
     assert first > (t0 + timedelta(days=30)).isoformat()  # only after their silence had grown
+
+
+async def test_churn_causes_reach_the_why_the_decision_log_and_the_admin(
+    base_settings: Settings, model_registry: Path
+) -> None:
+    """Each churn score keeps its top reasons (exact shares of the logistic model's log-odds): the
+    engine stores them, the projector copies them to MongoDB, and the admin shows them for one
+    customer (``/why``), in the win-back's decision, and counted per risk segment."""
+    now = datetime.now(UTC)
+    silent, active = uid("c-silent"), uid("c-active")
+    rules = [r.model_copy(update={"enabled": True}) if r.rule_id == WINBACK else r for r in builtin_rules()]
+    name = f"churncauses{uuid.uuid4().hex[:8]}"
+    async with isolated_topics(base_settings.kafka_bootstrap_servers, uid("causes")) as topics:
+        settings = EngineSettings(
+            topic_prefix=topics.prefix,
+            group_id=uid("engine"),
+            instance_id=uid("i"),
+            poll_timeout_ms=50,
+            model_dir=model_registry,
+            mongo_database=name,
+            churn_refresh_s=1.0,
+        )
+        engine = Engine(settings, rules=RuleSet(rules))
+        client = mongo_client(base_settings)
+        projector = Projector(settings, client[name], flush_interval_s=0.2)
+        tasks = [asyncio.create_task(engine.run()), asyncio.create_task(projector.run())]
+        app = create_app(AdminSettings(mongo_database=name, topic_prefix=topics.prefix, model_dir=model_registry))
+        try:
+            await produce(
+                [
+                    event("customer.upserted", c, now - timedelta(days=300), consents={"email": True})
+                    for c in (silent, active)
+                ],
+                topics,
+            )
+            await profiles_known(engine, [silent, active])
+            await produce(
+                orders(silent, now - timedelta(days=215), 2, 7) + orders(active, now - timedelta(days=85), 6, 14),
+                topics,
+            )
+            async with app.router.lifespan_context(app):
+                key, _ = await access.create_key(app.state.db, "v", "viewer", by="tests")
+                async with httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app),
+                    base_url="http://admin",
+                    headers={"Authorization": f"Bearer {key}"},
+                ) as http:
+                    why: dict[str, object] = {}
+                    for _ in range(200):
+                        why = (await http.get(f"/v1/customers/{silent}/why")).json()
+                        decided = any(d["rule_id"] == WINBACK for d in why.get("decisions", []))  # type: ignore[union-attr]
+                        if decided and why.get("churn") and why["churn"]["score"] >= 0.7:  # type: ignore[index]
+                            break
+                        await asyncio.sleep(0.2)
+                    causes = (await http.get("/v1/churn/causes")).json()
+        finally:
+            engine.stop()
+            projector.stop()
+            await asyncio.gather(*tasks)
+            await client.drop_database(name)
+            await client.close()
+    churn = why["churn"]
+    assert churn["score"] >= 0.7  # type: ignore[index]
+    reasons = churn["reasons"]  # type: ignore[index]
+    assert 1 <= len(reasons) <= 3
+    assert all(r["contribution"] > 0 and r["label"] for r in reasons)
+    assert [r["contribution"] for r in reasons] == sorted((r["contribution"] for r in reasons), reverse=True)
+    assert "raised most by" in churn["summary"]  # type: ignore[index]
+    (decision,) = [d for d in why["decisions"] if d["rule_id"] == WINBACK]  # type: ignore[union-attr]
+    assert decision["inputs"]["churn_reasons"] == reasons  # the decision log keeps why the risk was high
+    high = next(s for s in causes["segments"] if s["segment"].startswith("high"))
+    low = next(s for s in causes["segments"] if s["segment"].startswith("low"))
+    assert high["customers"] == 1
+    assert low["customers"] == 1
+    assert {c["feature"] for c in high["causes"]} == {r["feature"] for r in reasons}

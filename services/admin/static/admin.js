@@ -742,11 +742,25 @@ async function customersPage() {
     if (params.get("rule_id")) q.set("rule_id", params.get("rule_id"));
     const r = await api("GET", `/v1/customers/${encodeURIComponent(id)}/why?${q}`);
     parts.push(h("p", { class: "answer", id: "why-answer", role: "status" }, r.answer),
+      r.churn ? h("div", { id: "why-churn" }, h("h2", {}, "Churn risk"), h("p", {}, `${r.churn.summary} (as of ${when(r.churn.at)}).`),
+        r.churn.reasons?.length ? table(["Raised by", "Value", "Contribution (log-odds)"], r.churn.reasons.map((x) => [x.label || x.feature, String(x.value), `+${x.contribution.toFixed(2)}`]), [1, 2]) : null) : null,
       r.decisions.length ? table(["When", "Rule", "Outcome", "Guard", "Channel", "Why"], r.decisions.map((d, i) => [
         when(d.at), h("a", { href: `/ui/rules/${d.rule_id}` }, `${d.rule_id} v${d.rule_version}`), d.outcome, d.guard || "–", d.channel || "–", r.explanations[i] || d.why])) : null);
   }
   page("Customers: why", ...parts);
   if (!id) input.focus();
+}
+
+// --- churn causes ----------------------------------------------------------------------------
+async function churnPage() {
+  const r = await api("GET", "/v1/churn/causes");
+  page("Churn causes", h("p", { class: "muted" }, "What raises the churn risk of the shop's customers: for each risk segment, the causes most often among their top reasons, with how much each raises the score (its share of the score's log-odds, exact for the logistic churn model). Customers are re-scored daily, also when they say nothing."),
+    ...r.segments.map((seg) => h("section", { class: "segment" },
+      h("h2", {}, `${seg.segment}: ${seg.customers} customer${seg.customers === 1 ? "" : "s"}${seg.mean_score === null ? "" : `, mean score ${seg.mean_score.toFixed(2)}`}`),
+      seg.causes.length ? table(["Cause", "Customers with it", "Share of the segment", "Mean contribution (log-odds)"],
+        seg.causes.slice(0, 8).map((c) => [c.label, String(c.customers), pct(c.share), `+${c.mean_contribution.toFixed(2)}`]), [1, 2, 3])
+        : h("p", { class: "muted" }, "No customer in this segment."))),
+    h("p", { class: "muted" }, `Model versions: ${r.model_versions.join(", ") || "none yet"}.`));
 }
 
 // --- dead letters ----------------------------------------------------------------------------
@@ -781,6 +795,7 @@ async function route() {
   if (path === "/ui/keys") return keysPage();
   if (path === "/ui/customers") return customersPage();
   if (path === "/ui/dead-letters") return deadLettersPage();
+  if (path === "/ui/churn") return churnPage();
   if ((m = /^\/ui\/rules\/([a-z0-9-]+)\/backtests$/.exec(path))) return backtestsPage(m[1]);
   if ((m = /^\/ui\/rules\/([a-z0-9-]+)\/results$/.exec(path))) return resultsPage(m[1]);
   if ((m = /^\/ui\/rules\/([a-z0-9-]+)$/.exec(path))) return ruleEditor(m[1]);
