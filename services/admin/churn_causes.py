@@ -29,7 +29,7 @@ SEGMENTS = (
 
 
 @router.get("/churn/causes")
-async def churn_causes(request: Request, _: Viewer) -> dict[str, Any]:
+async def churn_causes(request: Request, _viewer: Viewer) -> dict[str, Any]:
     """Per risk segment: its customers, their mean churn score, and the causes most often among
     their top reasons, with the mean contribution of each."""
     counts: dict[str, dict[str, list[float]]] = {segment[0]: defaultdict(list) for segment in SEGMENTS}
