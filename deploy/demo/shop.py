@@ -52,6 +52,30 @@ PAGES = [
     ("cart", "/cart"),
     ("info", "/about"),
 ]
+# what the demo shop sells: order.placed carries the items, as a shop's back end would send them
+CATALOGUE = [
+    {
+        "sku": "AUR-X2",
+        "name": "Aurora X2 headphones",
+        "category": "headphones",
+        "qty": 1,
+        "price": {"amount": "129.00", "currency": "EUR"},
+    },
+    {
+        "sku": "NIM-7",
+        "name": "Nimbus 7 earbuds",
+        "category": "headphones",
+        "qty": 1,
+        "price": {"amount": "59.90", "currency": "EUR"},
+    },
+    {
+        "sku": "USB-C2",
+        "name": "USB-C cable, 2 m",
+        "category": "cables",
+        "qty": 2,
+        "price": {"amount": "9.90", "currency": "EUR"},
+    },
+]
 # a customer who stopped buying months ago (not one of those above, who buy during the demo)
 SILENT = ("c-ines", "lt-LT", "Europe/Vilnius", {"email": True})
 # a buying visit goes through the shop's catalogue to the cart and checkout
@@ -173,7 +197,12 @@ class Shop:
         )
         for k, days_ago in enumerate((221, 214)):
             at = datetime.now(UTC) - timedelta(days=days_ago)
-            order = {"order_id": f"o-ines-{k}", "customer_id": cid, "total": {"amount": "64.90", "currency": "EUR"}}
+            order = {
+                "order_id": f"o-ines-{k}",
+                "customer_id": cid,
+                "total": {"amount": "64.90", "currency": "EUR"},
+                "items": [CATALOGUE[1 + k]],
+            }
             await self.emit("order.placed", cid, order, time=at, id=f"demo-{cid}-order-{k}")
 
     async def order(self, customer_id: str | None = None) -> None:
@@ -188,7 +217,7 @@ class Shop:
                 "order_id": oid,
                 "customer_id": cid,
                 "total": {"amount": f"{self.rng.uniform(15, 300):.2f}", "currency": "EUR"},
-                "items": [{"sku": "AUR-X2", "name": "Aurora X2 headphones", "qty": 1}],
+                "items": [self.rng.choice(CATALOGUE)],
                 "promised_ship_by": (now + timedelta(seconds=ship_in)).isoformat(),
                 "promised_delivery_by": (now + timedelta(seconds=ship_in + 60)).isoformat(),
             },

@@ -50,6 +50,8 @@ FACTS = (
     "customer.has_email",
     "customer.has_phone",
     "customer.last_order_at",
+    "customer.purchases",
+    "customer.favourite_categories",
     "scores.churn",
     "trigger.kind",
     "event.type",

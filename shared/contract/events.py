@@ -93,12 +93,16 @@ class CustomerUpserted(EventData):
 
 # --- proact.orders ----------------------------------------------------------------------------
 class OrderItem(BaseModel):
+    """One line of an order: optional as a whole (a shop may send an order without its items), each
+    field optional too; the engine keeps the customer's recent purchases from them."""
+
     model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
 
-    sku: str | None = None
-    name: str | None = None
-    qty: int = Field(1, ge=0, le=MAX_COUNT)
-    price: Money | None = None
+    sku: str | None = Field(None, max_length=200)
+    name: str | None = Field(None, max_length=300)
+    category: str | None = Field(None, max_length=200, description="the shop's category, e.g. 'headphones'")
+    qty: int = Field(1, ge=0, le=MAX_COUNT, description="quantity")
+    price: Money | None = Field(None, description="unit price")
 
 
 class OrderPlaced(EventData):

@@ -111,6 +111,7 @@ def order_placed(state: PartitionState, event: Event, now: datetime) -> list[Eve
         "placed_at": event.time.isoformat(),
         "total": data.total.model_dump(mode="json"),
         "items": sum(i.qty for i in data.items) or 1,
+        "products": [i.name for i in data.items if i.name][:MAX_PRODUCTS_NAMED],
         "promised_ship_by": data.promised_ship_by.isoformat() if data.promised_ship_by else None,
         "promised_delivery_by": data.promised_delivery_by.isoformat() if data.promised_delivery_by else None,
     }
@@ -122,8 +123,35 @@ def order_placed(state: PartitionState, event: Event, now: datetime) -> list[Eve
     _remember(
         customer, "order_history", {"at": event.time.isoformat(), "amount": str(data.total.amount), "items": items}
     )
+    _purchases(customer, data, event.time)
     state.put(CUSTOMER, data.customer_id, customer)
     return []
+
+
+MAX_PRODUCTS_NAMED = 5  # an order's product names kept with it, for the check-in to mention
+MAX_PURCHASES_KEPT = 20  # the items a customer bought last, newest last
+FAVOURITES = 3
+
+
+def _purchases(customer: Doc, data: ev.OrderPlaced, at: datetime) -> None:
+    """The customer's recent purchases (``purchases``, the last ``MAX_PURCHASES_KEPT`` items bought)
+    and their favourite categories (``favourite_categories``: by quantity among those, ties by the
+    latest): what a win-back or a check-in can mention. An order without items changes neither."""
+    bought = [
+        {"sku": i.sku, "name": i.name, "category": i.category, "qty": i.qty, "at": at.isoformat()}
+        for i in data.items
+        if i.sku or i.name
+    ]
+    if not bought:
+        return
+    kept = [*(customer.get("purchases") or []), *bought][-MAX_PURCHASES_KEPT:]
+    customer["purchases"] = kept
+    weight: dict[str, tuple[int, int]] = {}
+    for n, item in enumerate(kept):
+        if item.get("category"):
+            qty, _ = weight.get(item["category"], (0, 0))
+            weight[item["category"]] = (qty + int(item.get("qty") or 1), n)
+    customer["favourite_categories"] = sorted(weight, key=lambda c: weight[c], reverse=True)[:FAVOURITES]
 
 
 def order_shipped(state: PartitionState, event: Event, now: datetime) -> list[Event]:

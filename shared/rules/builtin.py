@@ -84,7 +84,11 @@ BUILTIN: list[dict[str, Any]] = [
             "channel": "preferred",
             "template_id": "checkin",
             "priority": 40,
-            "context": {"order_id": "order.order_id"},
+            "context": {
+                "order_id": "order.order_id",
+                # the first thing in the order, when the shop sent its items
+                "product": 'has(order.products) && size(order.products) > 0 ? order.products[0] : ""',
+            },
         },
         "guards": {
             "reeligibility": {"mode": "once_per_order"},
@@ -126,6 +130,11 @@ BUILTIN: list[dict[str, Any]] = [
                 "orders": "customer.orders",
                 "last_order_at": "customer.last_order_at",
                 "last_order_amount": "customer.order_history[size(customer.order_history) - 1].amount",
+                # what they bought (order.placed's items, when the shop sends them)
+                "last_item": "has(customer.purchases) && size(customer.purchases) > 0 ? "
+                'customer.purchases[size(customer.purchases) - 1].name : ""',
+                "favourite_category": "has(customer.favourite_categories) && size(customer.favourite_categories) > 0 ? "
+                'customer.favourite_categories[0] : ""',
             },
         },
         "guards": {"reeligibility": {"mode": "every", "every": "P90D"}, "holdout_pct": 10},

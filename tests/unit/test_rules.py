@@ -375,3 +375,41 @@ def test_across_a_dst_change_the_morning_is_still_eight_local() -> None:
     for night in (datetime(2026, 10, 25, 0, 30, tzinfo=UTC), datetime(2026, 3, 29, 0, 30, tzinfo=UTC)):
         allowed = g.next_allowed(night, tz, QUIET)
         assert allowed.astimezone(tz).time() == time(8)
+
+
+def test_purchases_are_kept_and_the_winback_and_checkin_mention_them() -> None:
+    """order.placed's items: the customer's recent purchases and favourite categories, and the built-in
+    texts mention what was bought; an order without items promises nothing."""
+    from shared import templates
+
+    rule = Rule.model_validate(builtin("churn-winback", enabled=True, guards={"holdout_pct": 0}))
+    shop = Shop([rule])
+    headphones = {"category": "headphones", "price": {"amount": "90.00", "currency": "EUR"}}
+    shop.send(
+        customer(),
+        event("order.placed", order_id="o-1", items=[{"sku": "A1", "name": "Aurora X2", "qty": 1, **headphones}]),
+        event(
+            "order.placed",
+            order_id="o-2",
+            items=[
+                {"sku": "N7", "name": "Nimbus 7", "qty": 2, **headphones},
+                {"sku": "C1", "name": "USB-C cable", "qty": 1, "category": "cables"},
+            ],
+        ),
+    )
+    kept = shop.state.get("customer", "c-1")
+    assert kept is not None
+    assert [p["name"] for p in kept["purchases"]] == ["Aurora X2", "Nimbus 7", "USB-C cable"]
+    assert kept["favourite_categories"] == ["headphones", "cables"]
+    assert shop.state.get("order", "o-2")["products"] == ["Nimbus 7", "USB-C cable"]  # type: ignore[index]
+    (winback,) = [e.data.model_dump() for e in shop.runner.on_scores(shop.state, [("c-1", 0.5, 0.8)], shop.clock.now())]
+    assert (winback["context"]["last_item"], winback["context"]["favourite_category"]) == ("USB-C cable", "headphones")
+    _, parts = templates.render("winback", "pl", winback["context"])
+    assert "USB-C cable" in parts["text"]
+    assert "w kategorii headphones" in parts["text"]
+    _, parts = templates.render("checkin", "en", {"order_id": "o-2", "product": "Nimbus 7"})
+    assert "Your order o-2 (Nimbus 7) arrived" in parts["text"]
+    # without items: no product, no category, and the texts say nothing of them
+    _, parts = templates.render("winback", "en", {"orders": 2, "last_item": "", "favourite_category": ""})
+    assert "what is new" not in parts["text"]
+    assert "enjoying" not in parts["text"]
