@@ -33,15 +33,16 @@ from pydantic import AwareDatetime, BaseModel, Field, model_validator
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.admin.access import Marketer, Viewer
+from services.storefront import backtest as popups
 from shared.contract import Event, InvalidEvent, Topics, decode
 from shared.contract.topics import partitions_of
 from shared.engine import backtest
 from shared.engine.scoring import Scorers
-from shared.models.registry import Registry
+from shared.models.registry import ModelHandle, Registry
 from shared.rules import Rule
 from shared.rules import store as rule_store
 from shared.rules.model import RULE_ID
-from shared.settings import AdminSettings
+from shared.settings import AdminSettings, StorefrontSettings
 from shared.store import Collections, Document
 
 router = APIRouter(prefix="/v1", tags=["back-tests"])
@@ -174,11 +175,17 @@ async def _run(app_state: Any, job_id: str, rule: Rule, body: NewBacktest) -> No
         progress.update(phase="replaying", done=0, total=len(events))
 
         scorers = _scorers(app_state.settings, rule)
+        popup = any(t.kind == "session" for t in rule.triggers)
 
         def replay(history: list[Recorded]) -> dict[str, Any]:
-            return backtest.run(
-                rule, in_force, policy, decoded(history), body.until, lambda n: progress.update(done=n), scorers
-            )
+            def done(n: int) -> None:
+                progress.update(done=n)
+
+            if popup:  # decided by the storefront: replayed through its decision path
+                intent = ModelHandle(Registry(app_state.settings.model_dir), "intent")
+                cooldown = timedelta(seconds=StorefrontSettings().popup_cooldown_s)
+                return popups.run(rule, in_force, policy, decoded(history), intent, cooldown, body.until, done)
+            return backtest.run(rule, in_force, policy, decoded(history), body.until, done, scorers)
 
         result = await asyncio.to_thread(replay, events)
         result["invalid_records"] = invalid

@@ -48,7 +48,7 @@ class Answer:
 class Decider:
     def __init__(
         self,
-        view: SessionView,
+        view: SessionView | sessions.Store,
         intent_model: ModelHandle | None,
         cooldown: timedelta,
         budget_ms: float,

@@ -12,7 +12,8 @@ Rules triggered by a score band are back-tested when the back-test is given the 
 promoted models, ``shared.engine.scoring.Scorers``): customers are scored as the engine scores them,
 after each event and, for a silent customer, when their churn refresh timer fires on the simulated
 clock, so a win-back reaches in the back-test the customers whose risk grew with their silence.
-Pop-up rules are decided by the storefront, live, and are not back-tested; the result warns of them.
+Pop-up rules are decided by the storefront: the admin back-tests them through its decision path
+(``services/storefront/backtest.py``); here the result warns of them.
 Nothing is sent and nothing is stored but the result.
 """
 
