@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from services.trainer import data, training
@@ -44,6 +45,26 @@ async def _health(settings: TrainerSettings) -> int:
 def _page_stats(path: Path) -> PageStats:
     recorded, _ = sessions_from_events(data.iter_events(path))
     return PageStats.from_sessions(recorded, source=f"{path.name} (sha256 {sha256_file(path)[:12]})")
+
+
+def _promote_if_better(registry: Registry, args: argparse.Namespace, settings: TrainerSettings) -> int:
+    """The retrain's gate: register the candidate; promote it only if it beats the model in force on
+    the candidate's out-of-time test (``training.challenge``); the verdict goes to the registry."""
+    version = registry.add(args.out)
+    as_of = data.parse_as_of(args.as_of)
+    if args.from_mongo:
+        histories = asyncio.run(training.histories_from_mongo(settings, as_of, args.horizon_days))
+    else:
+        histories = data.read_histories(args.orders)
+    current = registry.promoted("churn")
+    verdict = training.challenge(args.out, registry.root / "churn" / current if current else None, histories)
+    if verdict["promote"]:
+        registry.promote("churn", version, why=verdict["why"])
+        print(f"promoted churn {version}: {verdict['why']}")
+    else:
+        registry.note("churn", {"at": datetime.now(UTC).isoformat(), "refused": version, "why": verdict["why"]})
+        print(f"registered churn {version}, not promoted: {verdict['why']}")
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,6 +102,12 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--out", type=Path, required=True)
         p.add_argument("--register", action="store_true", help="add to the registry in PROACT_MODEL_DIR")
         p.add_argument("--promote", action="store_true", help="register and promote")
+    tc.add_argument(
+        "--promote-if-better",
+        action="store_true",
+        help="register, and promote only if the candidate's out-of-time ROC AUC is at least the in-force "
+        "model's on the same customers (the verdict is kept in the registry)",
+    )
 
     score = commands.add_parser("score", help="score a file with a trained model")
     score_kinds = score.add_subparsers(dest="kind", required=True)
@@ -124,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 metadata = training.train_churn(args.orders, data.parse_as_of(args.as_of), args.horizon_days, args.out)
             print(json.dumps({k: metadata[k] for k in ("kind", "version", "validation", "report")}, indent=2))
+            if getattr(args, "promote_if_better", False):
+                return _promote_if_better(registry, args, settings)
             if args.register or args.promote:
                 version = registry.add(args.out)
                 if args.promote:

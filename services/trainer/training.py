@@ -237,6 +237,7 @@ def _train_churn(
         "method": "5-fold cross-validation over customers (test customers unseen in training)",
         **{f"mean_{k}": round(float(np.mean([r[k] for r in rows])), 4) for k in rows[0]},
         **{f"std_{k}": round(float(np.std([r[k] for r in rows])), 4) for k in rows[0]},
+        "out_of_time": out_of_time(histories, as_of, horizon_days, used),
     }
     report = metrics(main.y, oof)
     made = plots(main.y, oof, out / "report", "churn")
@@ -263,6 +264,59 @@ def _train_churn(
     return load_artifact(out).metadata
 
 
+def out_of_time(
+    histories: dict[str, churn.CustomerHistory], as_of: datetime, horizon_days: int, used: list[int]
+) -> dict[str, Any]:
+    """Train on the past, test on the future: the model and the RFM logistic baseline fitted on the
+    snapshot one horizon before ``as_of`` (whose churn labels end at ``as_of``, so nothing after
+    ``as_of`` is seen), tested on the snapshot as of ``as_of`` with its labels of the next horizon.
+    ``possible`` is false when the history before does not give enough customers to train on."""
+    past = snapshot(histories, as_of - timedelta(days=horizon_days), horizon_days)
+    future = snapshot(histories, as_of, horizon_days)
+    if len(past.ids) < 50 or len(set(past.y.tolist())) < 2 or len(set(future.y.tolist())) < 2:
+        return {"possible": False, "train_as_of": (as_of - timedelta(days=horizon_days)).date().isoformat()}
+    ours = churn_estimator().fit(past.X[:, used], past.y).predict_proba(future.X[:, used])[:, 1]
+    rfm = churn_estimator().fit(past.X[:, list(RFM)], past.y).predict_proba(future.X[:, list(RFM)])[:, 1]
+    return {
+        "possible": True,
+        "train_as_of": (as_of - timedelta(days=horizon_days)).date().isoformat(),
+        "train_customers": len(past.ids),
+        "test_as_of": as_of.date().isoformat(),
+        "test_customers": len(future.ids),
+        "roc_auc": round(float(roc_auc_score(future.y, ours)), 4),
+        "rfm_logistic_roc_auc": round(float(roc_auc_score(future.y, rfm)), 4),
+        "recency_roc_auc": round(float(roc_auc_score(future.y, future.X[:, RFM[0]])), 4),
+    }
+
+
+def challenge(
+    candidate_dir: Path, in_force_dir: Path | None, orders: dict[str, churn.CustomerHistory]
+) -> dict[str, Any]:
+    """Should the candidate churn model replace the one in force? Both are scored on the candidate's
+    out-of-time test: the customers as of its ``as_of`` and whether they bought within its horizon.
+    The candidate is judged by its out-of-time figure (fitted before ``as_of``); the model in force
+    by its scores of the same customers (it may have seen some of that period in training, which
+    favours it: the gate is conservative). Promote when the candidate is at least as good."""
+    candidate = load_artifact(candidate_dir, "churn")
+    oot = candidate.metadata["validation"].get("out_of_time") or {}
+    if not oot.get("possible"):
+        return {"promote": False, "why": "no out-of-time validation was possible for the candidate"}
+    if in_force_dir is None:
+        return {"promote": True, "why": f"no model in force; candidate out-of-time ROC AUC {oot['roc_auc']}"}
+    current = load_artifact(in_force_dir, "churn")
+    as_of = datetime.fromisoformat(candidate.metadata["as_of"])
+    future = snapshot(orders, as_of, int(candidate.metadata["horizon_days"]))
+    theirs = current.model.score_many(future.X[:, current.feature_indices])
+    current_auc = round(float(roc_auc_score(future.y, theirs)), 4)
+    better = oot["roc_auc"] >= current_auc
+    verdict = "at least as good as" if better else "worse than"
+    why = (
+        f"candidate out-of-time ROC AUC {oot['roc_auc']} {verdict} the model in force "
+        f"({current.version}: {current_auc}) on the customers as of {as_of.date()}"
+    )
+    return {"promote": better, "why": why, "candidate_roc_auc": oot["roc_auc"], "in_force_roc_auc": current_auc}
+
+
 def _with_snapshots(
     main: Snapshot, extra: list[Snapshot], idx: NDArray[np.int64], ids: set[str]
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
@@ -275,16 +329,18 @@ def _with_snapshots(
     return np.vstack(Xs), np.concatenate(ys)
 
 
-async def train_churn_from_mongo(settings: Any, as_of: datetime, horizon_days: int, out: Path) -> dict[str, Any]:
+async def histories_from_mongo(settings: Any, as_of: datetime, horizon_days: int) -> dict[str, churn.CustomerHistory]:
     from shared.store import database, mongo_client
 
     client = mongo_client(settings)
     try:
-        histories = await data.read_histories_from_mongo(
-            database(client, settings), data.horizon_end(as_of, horizon_days)
-        )
+        return await data.read_histories_from_mongo(database(client, settings), data.horizon_end(as_of, horizon_days))
     finally:
         await client.close()
+
+
+async def train_churn_from_mongo(settings: Any, as_of: datetime, horizon_days: int, out: Path) -> dict[str, Any]:
+    histories = await histories_from_mongo(settings, as_of, horizon_days)
     return _train_churn(histories, as_of, horizon_days, out, {"source": f"mongodb:{settings.mongo_database}.orders"})
 
 
@@ -318,12 +374,22 @@ def _card(title: str, m: dict[str, Any]) -> str:
         f"- training data: {m['training']}",
         f"- validation: {v['method']}",
     ]
-    lines += [f"  - {k}: {val}" for k, val in v.items() if k not in ("method", "splits")]
+    lines += [f"  - {k}: {val}" for k, val in v.items() if k not in ("method", "splits", "out_of_time")]
     for s in v.get("splits", []):
         lines.append(
             f"  - train {'/'.join(s['train_months'])} → test {'/'.join(s['test_months'])} ({s['test_rows']} sessions): "
             f"ROC-AUC {s['roc_auc']} vs baseline {s['baseline_roc_auc']}"
         )
+    oot = v.get("out_of_time")
+    if isinstance(oot, dict):
+        if oot.get("possible"):
+            lines.append(
+                f"- out of time (trained as of {oot['train_as_of']}, tested on the customers as of "
+                f"{oot['test_as_of']}): ROC-AUC {oot['roc_auc']} vs RFM logistic {oot['rfm_logistic_roc_auc']}, "
+                f"recency alone {oot['recency_roc_auc']}"
+            )
+        else:
+            lines.append(f"- out of time: not possible (too little history before {oot['train_as_of']})")
     lines += [f"- report ({r['method']}):"] + [f"  - {k}: {val}" for k, val in r.items() if k != "method"]
     if m.get("page_stats"):
         lines.append(f"- live page statistics (shared/features/page_stats.py): {m['page_stats']}")

@@ -252,7 +252,9 @@ class Registry:
             return None
         return str(json.loads(pointer.read_text())["version"])
 
-    def promote(self, kind: str, version: str) -> None:
+    def promote(self, kind: str, version: str, why: str | None = None) -> None:
+        """Make ``version`` the one the services use; ``why`` (a retrain's verdict, say) is kept with
+        the pointer and in the registry's decision log (``decisions.ndjson`` beside it)."""
         if version not in self.versions(kind):
             raise KeyError(f"no {kind} model version {version}")
         load_artifact(self.root / kind / version, kind)  # never promote what would be refused
@@ -263,7 +265,20 @@ class Registry:
             return
         if current:
             history.append(current)
-        self._write_pointer(kind, {"version": version, "history": history, "at": datetime.now(UTC).isoformat()})
+        now = datetime.now(UTC).isoformat()
+        self._write_pointer(kind, {"version": version, "history": history, "at": now, "why": why})
+        self.note(kind, {"at": now, "promoted": version, "replaced": current, "why": why})
+
+    def note(self, kind: str, entry: dict[str, Any]) -> None:
+        """Append to the kind's decision log: what was promoted or refused, and why."""
+        folder = self.root / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / "decisions.ndjson").open("a") as f:
+            f.write(json.dumps(entry, sort_keys=True) + "\n")
+
+    def decisions(self, kind: str) -> list[dict[str, Any]]:
+        path = self.root / kind / "decisions.ndjson"
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
     def rollback(self, kind: str) -> str:
         pointer = self._pointer(kind)
