@@ -18,13 +18,14 @@ again as of the time it fires, with recency grown by the silence; score rules wh
 score enters then fire as for any score change. Each customer's timer keeps a phase of its own
 (a stable hash of the id spreads them over the interval), so a million customers are not all
 re-scored in the same minute. A newly promoted churn model is used from each customer's next
-refresh, so within one interval every known customer has a score of it.
+refresh, and sooner: when a partition first scores with a new churn model, every customer's refresh
+is brought forward to within ``PROMOTION_SPREAD`` (an hour), each at their own phase of it.
 """
 
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from shared.contract import Event
@@ -34,6 +35,7 @@ from shared.features import churn, intent
 from shared.models.registry import ModelHandle, Registry
 
 CHURN_REFRESH = "churn_refresh"  # the kind of the timer that re-scores a silent customer
+PROMOTION_SPREAD = timedelta(hours=1)  # a new churn model has scored every known customer within this
 
 
 def refresh_due(customer_id: str, after: datetime, every: timedelta) -> datetime:
@@ -56,6 +58,7 @@ class Scorers:
         self.intent_refresh = intent_refresh
         self.churn = ModelHandle(registry, "churn")
         self.churn_refresh = churn_refresh  # None: scores change only with the customer's events
+        self._churn_version: dict[int, str] = {}  # per partition: the churn model it last scored with
 
         self._sessions: dict[int, dict[str, datetime]] = {}
         self._customers: dict[int, dict[str, datetime]] = {}
@@ -85,6 +88,7 @@ class Scorers:
             if failed is None:
                 raise
             failed("intent score", exc, sessions=len(touched))
+        self._on_promotion(state)
         changes = []
         for customer_id, at in self._customers.pop(state.partition, {}).items():
             try:
@@ -97,6 +101,21 @@ class Scorers:
             if change is not None:
                 changes.append(change)
         return changes
+
+    def _on_promotion(self, state: Any) -> None:
+        """A newly promoted churn model: bring every customer's refresh forward, spread over an hour."""
+        model = self.churn.current()
+        if model is None or self.churn_refresh is None:
+            return
+        before = self._churn_version.get(state.partition)
+        self._churn_version[state.partition] = model.version
+        if before is None or before == model.version:
+            return  # the first batch of this process, or no change
+        now = datetime.fromtimestamp(state.now_s, UTC) if state.now_s else datetime.now(UTC)
+        for customer_id in state.ids("customer"):
+            due = refresh_due(customer_id, now - PROMOTION_SPREAD, PROMOTION_SPREAD)
+            timer_id = f"{CHURN_REFRESH}:{customer_id}"
+            state.schedule(Timer(timer_id, CHURN_REFRESH, customer_id, due, {"customer_id": customer_id}))
 
     def _score_sessions(self, state: Any, touched: dict[str, datetime]) -> None:
         """All sessions a batch touched, scored at once (one vectorised call, not one walk per row)."""

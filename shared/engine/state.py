@@ -206,6 +206,11 @@ class PartitionState:
         if self._entities.pop(key, None) is not None:
             self._changes[key] = None
 
+    def ids(self, kind: str) -> list[str]:
+        """The ids of every entity of a kind (one pass over the partition's state)."""
+        prefix = kind + ":"
+        return [k[len(prefix) :] for k in self._entities if k.startswith(prefix)]
+
     def count(self, kind: str) -> int:
         if kind == SEEN:
             return len(self._seen)

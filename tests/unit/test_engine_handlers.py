@@ -239,3 +239,36 @@ def test_a_visitor_who_logs_in_is_linked_to_the_customer_in_later_sessions() -> 
     handle(state, event("page.viewed", subject="v-5", session_id="s-2"), T0)
     assert state.get("session", "s-2")["customer_id"] == "c-5"  # type: ignore[index]
     assert state.get("session", "s-2")["returning"] is True  # type: ignore[index]
+
+
+def test_a_silent_customer_is_refreshed_on_their_own_phase_and_sooner_after_a_promotion(
+    churn_model: Path, tmp_path: Path
+) -> None:
+    from shared.engine.scoring import CHURN_REFRESH, refresh_due
+
+    registry = Registry(tmp_path / "registry")  # its own: this test promotes a second model
+    registry.promote("churn", registry.add(churn_model))
+    scorers = Scorers(registry, churn_refresh=timedelta(days=1))
+    state = PartitionState(0)
+    for cid in ("c-1", "c-2", "c-3"):
+        handle(state, event("customer.upserted", subject=cid, consents={"email": True}), T0, scorers)
+        handle(state, event("order.placed", subject=cid, order_id=f"o-{cid}", time=T0), T0, scorers)
+    scorers.flush(state)
+    due = {t.key: t.due_at for t in state.timers() if t.kind == CHURN_REFRESH}
+    assert set(due) == {"c-1", "c-2", "c-3"}
+    assert all(T0 < d <= T0 + timedelta(days=2) for d in due.values())
+    assert len({d.time() for d in due.values()}) == 3  # each customer on a phase of their own
+    assert due["c-1"] == refresh_due("c-1", T0, timedelta(days=1))  # stable: the same id, the same phase
+    # a new churn model: every refresh comes within the hour
+    import shutil
+
+    copy = tmp_path / "churn-again"
+    shutil.copytree(churn_model, copy)
+    meta = (copy / "metadata.json").read_text().replace('"version": "', '"version": "again-', 1)
+    (copy / "metadata.json").write_text(meta)
+    state.now_s = (T0 + timedelta(hours=5)).timestamp()
+    registry.promote("churn", registry.add(copy))
+    scorers.churn.refresh(force=True)
+    scorers.flush(state)
+    soon = [t.due_at for t in state.timers() if t.kind == CHURN_REFRESH]
+    assert all(d <= T0 + timedelta(hours=6) for d in soon)
