@@ -25,6 +25,20 @@ class Store(Protocol):
     def put(self, kind: str, entity_id: str, doc: Doc) -> None: ...
 
 
+class MemoryStore:
+    """A ``Store`` in plain dictionaries: for a replay of recorded events (page statistics, a pop-up
+    rule's back-test), where nothing needs to outlive the replay."""
+
+    def __init__(self) -> None:
+        self.docs: dict[tuple[str, str], Doc] = {}
+
+    def get(self, kind: str, entity_id: str) -> Doc | None:
+        return self.docs.get((kind, entity_id))
+
+    def put(self, kind: str, entity_id: str, doc: Doc) -> None:
+        self.docs[(kind, entity_id)] = doc
+
+
 def duration_s(session: Doc, now: datetime) -> float:
     """How long the visit has lasted, at ``now``."""
     return max((now - datetime.fromisoformat(session["started_at"])).total_seconds(), 0.0)

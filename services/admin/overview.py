@@ -21,23 +21,12 @@ from fastapi import APIRouter, Query, Request
 
 from services.admin.access import Viewer
 from services.admin.dead_letters import day_boundaries, dead_letter_counts
+from services.admin.results import as_time
 from shared.store import Collections
 
 router = APIRouter(prefix="/v1", tags=["overview"])
 MESSAGE_FIGURES = ("sent", "failed", "held_out", "suppressed")
 INTERACTIONS = {"popup.shown": "popups_shown", "popup.accepted": "popups_accepted", "callback.requested": "callbacks"}
-
-
-def _as_time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return None
 
 
 @router.get("/overview")
@@ -60,7 +49,7 @@ async def overview(request: Request, _: Viewer, days: Annotated[int, Query(ge=1,
     )
     fields = {"rule_id": 1, "channel": 1, "status": 1, "holdout": 1, "created_at": 1}
     async for m in db[Collections.MESSAGES].find({"created_at": {"$gte": first}}, fields):
-        day = day_of(_as_time(m.get("created_at")))
+        day = day_of(as_time(m.get("created_at")))
         if day is None:
             continue
         figure = (
@@ -78,13 +67,13 @@ async def overview(request: Request, _: Viewer, days: Annotated[int, Query(ge=1,
     async for d in db[Collections.DECISIONS].find(
         {"outcome": "suppressed", "at": {"$gte": first.isoformat()}}, decision_fields
     ):
-        day = day_of(_as_time(d.get("at")))
+        day = day_of(as_time(d.get("at")))
         if day is None:
             continue
         series["suppressed"][day] += 1
         per_rule[(d.get("rule_id", "?"), d.get("channel") or "any")]["suppressed"][day] += 1
     async for i in db[Collections.INTERACTIONS].find({"at": {"$gte": first}}, {"type": 1, "at": 1}):
-        day = day_of(_as_time(i.get("at")))
+        day = day_of(as_time(i.get("at")))
         figure = INTERACTIONS.get(i.get("type", ""))
         if day is not None and figure:
             series[figure][day] += 1

@@ -75,7 +75,8 @@ def _summary(counts: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def _at(value: Any) -> datetime | None:
+def as_time(value: Any) -> datetime | None:
+    """A stored time (a BSON date or an ISO string, aware or not) as an aware datetime; None if it is neither."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, str):
@@ -91,7 +92,7 @@ def tally(messages: list[dict[str, Any]], orders: dict[str, list[datetime]], win
     """The counts and rates of these messages, overall and per channel and locale."""
     groups: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTS, 0))
     for message in messages:
-        created = _at(message.get("created_at"))
+        created = as_time(message.get("created_at"))
         if created is None:
             continue
         converted = any(created < at <= created + window for at in orders.get(message["customer_id"], ()))
@@ -146,7 +147,7 @@ async def results(
     for chunk in range(0, len(customers), 500):
         query = {"customer_id": {"$in": customers[chunk : chunk + 500]}}
         async for order in db[Collections.ORDERS].find(query, {"customer_id": 1, "placed_at": 1}):
-            if (at := _at(order.get("placed_at"))) is not None:
+            if (at := as_time(order.get("placed_at"))) is not None:
                 orders[order["customer_id"]].append(at)
     return {
         "rule_id": rule_id,

@@ -30,17 +30,6 @@ from shared.rules import ContactPolicy, Rule, RuleSet
 SAMPLES_KEPT = 50
 
 
-class _Store:
-    def __init__(self) -> None:
-        self.docs: dict[tuple[str, str], dict[str, Any]] = {}
-
-    def get(self, kind: str, entity_id: str) -> dict[str, Any] | None:
-        return self.docs.get((kind, entity_id))
-
-    def put(self, kind: str, entity_id: str, doc: dict[str, Any]) -> None:
-        self.docs[(kind, entity_id)] = doc
-
-
 def run(
     rule: Rule,
     in_force: Iterable[Rule],
@@ -54,7 +43,7 @@ def run(
     """Replay the browsing among ``events`` (in time order) and say what pop-up ``rule`` would have done."""
     tested = rule.model_copy(update={"enabled": True})
     others = [r for r in in_force if r.rule_id != rule.rule_id and any(t.kind == "session" for t in r.triggers)]
-    store = _Store()
+    store = sessions.MemoryStore()
     decider = Decider(store, intent_model, cooldown, budget_ms=float("inf"))
     decider.replace_rules(RuleSet([*others, tested], policy))
     offers = held_out = count = 0

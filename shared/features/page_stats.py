@@ -77,23 +77,10 @@ def compute(sessions: Iterable[RecordedSession]) -> dict[str, PageStat]:
     }
 
 
-class _Store:
-    """The ``shared.sessions.Store`` of a replay: plain dictionaries."""
-
-    def __init__(self) -> None:
-        self.docs: dict[tuple[str, str], dict[str, Any]] = {}
-
-    def get(self, kind: str, entity_id: str) -> dict[str, Any] | None:
-        return self.docs.get((kind, entity_id))
-
-    def put(self, kind: str, entity_id: str, doc: dict[str, Any]) -> None:
-        self.docs[(kind, entity_id)] = doc
-
-
 def sessions_from_events(events: Iterable[Event]) -> tuple[list[RecordedSession], dict[str, dict[str, Any]]]:
     """The recorded sessions (pages in order, revenue) and each session's state as the engine would
     hold it, from browsing and order events in any order (they are replayed in time order)."""
-    store = _Store()
+    store = live_sessions.MemoryStore()
     orders: list[tuple[datetime, str, float]] = []
     for event in sorted(events, key=lambda e: e.time):
         if isinstance(event.data, ev.BrowsingData):

@@ -32,6 +32,7 @@ from shared.rules import store as rule_store
 from shared.rules.builtin import LINGERING
 from shared.settings import AdminSettings, Settings
 from shared.store import INDEXES, Document, database, ensure_indexes, mongo_client
+from tests.factories import uid
 
 RUN = uuid.uuid4().hex[:8]
 
@@ -154,3 +155,50 @@ def browser() -> Iterator[webdriver.Chrome]:
     driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
     yield driver
     driver.quit()
+
+
+async def finished(http: Any, job_id: str) -> dict[str, Any]:
+    """A back-test job of the admin API once it is done or failed, with the phases seen on the way."""
+    seen: set[str] = set()
+    for _ in range(600):
+        job: dict[str, Any] = (await http.get(f"/v1/backtests/{job_id}")).json()
+        seen.add(job["progress"]["phase"])
+        if job["status"] in ("done", "failed"):
+            job["phases_seen"] = seen
+            return job
+        await asyncio.sleep(0.1)
+    raise TimeoutError(job)
+
+
+def engine_on(topics: Topics, model_dir: Any, rules: Any = None, **settings: Any) -> Any:
+    """An engine of its own on ``topics`` (its own group and instance), polling fast."""
+    from services.engine.app import Engine
+    from shared.settings import EngineSettings
+
+    options = {"group_id": uid("engine"), "instance_id": uid("i"), "poll_timeout_ms": 50, **settings}
+    return Engine(EngineSettings(topic_prefix=topics.prefix, model_dir=model_dir, **options), rules=rules)
+
+
+@asynccontextmanager
+async def admin_api(
+    base_settings: Settings, topics: Topics, model_dir: Any, role: str = "publisher"
+) -> AsyncIterator[tuple[FastAPI, Any]]:
+    """An admin service on a database of its own over ``topics``, and an HTTP client signed in with
+    a key of ``role``; the database is dropped afterwards."""
+    import httpx
+
+    from services.admin import access
+
+    name = f"admin{uuid.uuid4().hex[:10]}"
+    app = create_app(AdminSettings(mongo_database=name, topic_prefix=topics.prefix, model_dir=model_dir))
+    try:
+        async with app.router.lifespan_context(app):
+            key, _ = await access.create_key(app.state.db, role, role, by="tests")
+            auth = {"Authorization": f"Bearer {key}"}
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://admin", headers=auth) as http:
+                yield app, http
+    finally:
+        client = mongo_client(base_settings)
+        await client.drop_database(name)
+        await client.close()

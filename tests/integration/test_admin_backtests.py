@@ -25,7 +25,7 @@ from shared.rules.builtin import CHECKIN
 from shared.settings import AdminSettings, Settings
 from shared.store import mongo_client
 from tests.factories import purchase_history, uid
-from tests.integration.conftest import isolated_topics
+from tests.integration.conftest import finished, isolated_topics
 from tests.kafka_io import produce, produce_raw
 
 pytestmark = pytest.mark.integration
@@ -45,18 +45,6 @@ async def shop(base_settings: Settings) -> AsyncIterator[tuple[FastAPI, Topics]]
         client = mongo_client(base_settings)
         await client.drop_database(name)
         await client.close()
-
-
-async def finished(http: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
-    seen: set[str] = set()
-    for _ in range(300):
-        job: dict[str, Any] = (await http.get(f"/v1/backtests/{job_id}")).json()
-        seen.add(job["progress"]["phase"])
-        if job["status"] in ("done", "failed"):
-            job["phases_seen"] = seen
-            return job
-        await asyncio.sleep(0.1)
-    raise TimeoutError(job)
 
 
 async def test_a_draft_is_back_tested_over_the_recorded_events(shop: tuple[FastAPI, Topics]) -> None:

@@ -14,14 +14,13 @@ import pytest
 
 from services.admin import access
 from services.admin.app import create_app
-from services.engine.app import Engine
 from services.projector.app import Projector
 from shared.contract import Event, InvalidEvent, decode
 from shared.rules import RuleSet, builtin_rules
-from shared.settings import AdminSettings, EngineSettings, Settings
+from shared.settings import AdminSettings, Settings
 from shared.store import mongo_client
 from tests.factories import event, uid
-from tests.integration.conftest import isolated_topics, profiles_known
+from tests.integration.conftest import admin_api, engine_on, finished, isolated_topics, profiles_known
 from tests.kafka_io import produce, read
 
 pytestmark = pytest.mark.integration
@@ -61,17 +60,8 @@ async def test_a_silent_customer_is_rescored_and_gets_the_win_back(
     silent, active = uid("c-silent"), uid("c-active")
     rules = [r.model_copy(update={"enabled": True}) if r.rule_id == WINBACK else r for r in builtin_rules()]
     async with isolated_topics(base_settings.kafka_bootstrap_servers, uid("churn")) as topics:
-        engine = Engine(
-            EngineSettings(
-                topic_prefix=topics.prefix,
-                group_id=uid("engine"),
-                instance_id=uid("i"),
-                poll_timeout_ms=50,
-                model_dir=model_registry,
-                churn_refresh_s=1.0,  # a second here; a day by default
-            ),
-            rules=RuleSet(rules),
-        )
+        # a second between refreshes here; a day by default
+        engine = engine_on(topics, model_registry, RuleSet(rules), churn_refresh_s=1.0)
         running = asyncio.create_task(engine.run())
         try:
             profiles = [
@@ -121,35 +111,14 @@ async def test_a_back_test_of_120_days_reaches_silent_customers_and_not_active_o
         history += orders(customer, start, 9, 14) if customer in actives else orders(customer, start, 2, 7)
     async with isolated_topics(base_settings.kafka_bootstrap_servers, uid("bt120")) as topics:
         await produce(sorted(history, key=lambda e: e.time), topics)
-        name = f"adminchurn{uuid.uuid4().hex[:8]}"
-        app = create_app(AdminSettings(mongo_database=name, topic_prefix=topics.prefix, model_dir=model_registry))
-        try:
-            async with app.router.lifespan_context(app):
-                key, _ = await access.create_key(app.state.db, "m", "publisher", by="tests")
-                async with httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=app),
-                    base_url="http://admin",
-                    headers={"Authorization": f"Bearer {key}"},
-                ) as http:
-                    rule = (await http.get(f"/v1/rules/{WINBACK}")).json()[0]["rule"]
-                    # a marketer's draft: the win-back at a risk of 0.5 instead of 0.7
-                    draft = {
-                        **rule,
-                        "enabled": True,
-                        "triggers": [{"kind": "score", "score": "churn", "at_least": 0.5}],
-                    }
-                    assert (await http.put(f"/v1/rules/{WINBACK}", json=draft)).status_code == 201
-                    until = (t0 + timedelta(days=120)).isoformat()
-                    job = (await http.post(f"/v1/rules/{WINBACK}/backtests", json={"until": until})).json()
-                    for _ in range(600):
-                        done = (await http.get(f"/v1/backtests/{job['job_id']}")).json()
-                        if done["status"] in ("done", "failed"):
-                            break
-                        await asyncio.sleep(0.1)
-        finally:
-            client = mongo_client(base_settings)
-            await client.drop_database(name)
-            await client.close()
+        async with admin_api(base_settings, topics, model_registry) as (_, http):
+            rule = (await http.get(f"/v1/rules/{WINBACK}")).json()[0]["rule"]
+            # a marketer's draft: the win-back at a risk of 0.5 instead of 0.7
+            draft = {**rule, "enabled": True, "triggers": [{"kind": "score", "score": "churn", "at_least": 0.5}]}
+            assert (await http.put(f"/v1/rules/{WINBACK}", json=draft)).status_code == 201
+            until = (t0 + timedelta(days=120)).isoformat()
+            job = (await http.post(f"/v1/rules/{WINBACK}/backtests", json={"until": until})).json()
+            done = await finished(http, job["job_id"])
     assert done["status"] == "done", done
     result = done["result"]
     assert result["warnings"] == []  # the score trigger was back-tested, with the promoted models
@@ -172,16 +141,8 @@ async def test_churn_causes_reach_the_why_the_decision_log_and_the_admin(
     rules = [r.model_copy(update={"enabled": True}) if r.rule_id == WINBACK else r for r in builtin_rules()]
     name = f"churncauses{uuid.uuid4().hex[:8]}"
     async with isolated_topics(base_settings.kafka_bootstrap_servers, uid("causes")) as topics:
-        settings = EngineSettings(
-            topic_prefix=topics.prefix,
-            group_id=uid("engine"),
-            instance_id=uid("i"),
-            poll_timeout_ms=50,
-            model_dir=model_registry,
-            mongo_database=name,
-            churn_refresh_s=1.0,
-        )
-        engine = Engine(settings, rules=RuleSet(rules))
+        engine = engine_on(topics, model_registry, RuleSet(rules), mongo_database=name, churn_refresh_s=1.0)
+        settings = engine.settings
         client = mongo_client(base_settings)
         projector = Projector(settings, client[name], flush_interval_s=0.2)
         tasks = [asyncio.create_task(engine.run()), asyncio.create_task(projector.run())]

@@ -13,15 +13,14 @@ from pathlib import Path
 import pytest
 
 from deploy.demo.shop import history
-from services.engine.app import Engine
 from services.storefront.app import create_app
 from shared.features import intent
 from shared.features.page_stats import PageStats, sessions_from_events
 from shared.models.registry import Registry, attach_page_stats
 from shared.rules import RuleSet, builtin_rules
-from shared.settings import EngineSettings, Settings, StorefrontSettings
+from shared.settings import Settings, StorefrontSettings
 from tests.factories import uid
-from tests.integration.conftest import isolated_topics
+from tests.integration.conftest import engine_on, isolated_topics
 from tests.kafka_io import produce
 
 pytestmark = pytest.mark.integration
@@ -50,17 +49,8 @@ async def test_live_feature_vectors_equal_the_offline_ones(
 
     async with isolated_topics(base_settings.kafka_bootstrap_servers, uid("parity")) as topics:
         await produce(events, topics)
-        engine = Engine(
-            EngineSettings(
-                topic_prefix=topics.prefix,
-                group_id=uid("engine"),
-                instance_id=uid("i"),
-                poll_timeout_ms=50,
-                model_dir=registry.root,
-                intent_refresh_s=0,  # every batch's score, not one per 30 s of event time
-            ),
-            rules=RuleSet(builtin_rules()),
-        )
+        # every batch's score, not one per 30 s of event time
+        engine = engine_on(topics, registry.root, RuleSet(builtin_rules()), intent_refresh_s=0)
         running = asyncio.create_task(engine.run())
         app = create_app(StorefrontSettings(topic_prefix=topics.prefix, model_dir=registry.root))
         try:

@@ -4,24 +4,18 @@ model and its page statistics. The lingering-visitor offer reaches lingering vis
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 
 from deploy.demo.shop import history
-from services.admin import access
-from services.admin.app import create_app
 from shared.features.page_stats import PageStats, sessions_from_events
 from shared.models.registry import Registry, attach_page_stats
 from shared.rules.builtin import LINGERING
-from shared.settings import AdminSettings, Settings
-from shared.store import mongo_client
+from shared.settings import Settings
 from tests.factories import uid
-from tests.integration.conftest import isolated_topics
+from tests.integration.conftest import admin_api, finished, isolated_topics
 from tests.kafka_io import produce
 
 pytestmark = pytest.mark.integration
@@ -48,25 +42,9 @@ async def test_the_lingering_offer_is_back_tested_over_recorded_browsing(
     assert buying
     async with isolated_topics(base_settings.kafka_bootstrap_servers, uid("popbt")) as topics:
         await produce(events, topics)
-        name = f"adminpop{uuid.uuid4().hex[:8]}"
-        app = create_app(AdminSettings(mongo_database=name, topic_prefix=topics.prefix, model_dir=registry.root))
-        try:
-            async with app.router.lifespan_context(app):
-                key, _ = await access.create_key(app.state.db, "m", "marketer", by="tests")
-                auth = {"Authorization": f"Bearer {key}"}
-                async with httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=app), base_url="http://admin", headers=auth
-                ) as http:
-                    job = (await http.post(f"/v1/rules/{LINGERING}/backtests", json={})).json()
-                    for _ in range(600):
-                        done = (await http.get(f"/v1/backtests/{job['job_id']}")).json()
-                        if done["status"] in ("done", "failed"):
-                            break
-                        await asyncio.sleep(0.1)
-        finally:
-            client = mongo_client(base_settings)
-            await client.drop_database(name)
-            await client.close()
+        async with admin_api(base_settings, topics, registry.root, role="marketer") as (_, http):
+            job = (await http.post(f"/v1/rules/{LINGERING}/backtests", json={})).json()
+            done = await finished(http, job["job_id"])
     assert done["status"] == "done", done
     result = done["result"]
     assert result["warnings"] == []

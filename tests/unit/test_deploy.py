@@ -20,13 +20,18 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S_VERSION = "1.31.0"
 
 
-def kustomize() -> str:
+def built_tool(script: str) -> str:
+    """The path of a tool a local script builds into the cache (kustomize, compose-check)."""
     out = subprocess.run(
-        ["bash", str(ROOT / "deploy/local/kustomize.sh")], capture_output=True, text=True, timeout=600, check=False
+        ["bash", str(ROOT / "deploy/local" / script)], capture_output=True, text=True, timeout=600, check=False
     )
     if out.returncode != 0 or not out.stdout.strip():
-        pytest.skip(f"kustomize unavailable: {out.stderr[-300:]}")
+        pytest.skip(f"{script} could not build its tool: {out.stderr[-300:]}")
     return out.stdout.strip().splitlines()[-1]
+
+
+def kustomize() -> str:
+    return built_tool("kustomize.sh")
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
@@ -109,12 +114,7 @@ def test_the_engine_has_stable_member_ids(rendered: list[dict[str, Any]]) -> Non
 
 
 def compose_check() -> str:
-    out = subprocess.run(
-        ["bash", str(ROOT / "deploy/local/compose-check.sh")], capture_output=True, text=True, timeout=600, check=False
-    )
-    if out.returncode != 0 or not out.stdout.strip():
-        pytest.skip(f"compose-check unavailable: {out.stderr[-300:]}")
-    return out.stdout.strip().splitlines()[-1]
+    return built_tool("compose-check.sh")
 
 
 def test_compose_loads_as_docker_compose_would(tmp_path: Path) -> None:
