@@ -1,4 +1,8 @@
-"""The churn scores of the customers behind identified visitors, for pop-up rules.
+"""The churn scores and contact histories of the customers behind identified visitors, for pop-up rules.
+
+The contacts (what proact sent the customer, pop-ups included) let a pop-up rule's contact-policy
+guard count a pop-up to a known customer against the same budget as messages: an offer minutes
+after an e-mail is held back like a second e-mail would be.
 
 A pop-up rule sees ``scores.churn`` as every other rule does (``shared.rules.facts``) when the
 visitor is a known customer. The decision call must answer from memory in milliseconds, so the
@@ -29,6 +33,7 @@ class ChurnScores:
         self.max_age_s = max_age_s
         self.max_customers = max_customers
         self._scores: OrderedDict[str, tuple[float | None, float]] = OrderedDict()  # id -> (score, read at)
+        self._contacts: dict[str, list[dict[str, object]]] = {}  # id -> their recent contacts
         self._reading: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -51,7 +56,7 @@ class ChurnScores:
     async def _read(self, customer_id: str) -> None:
         assert self.db is not None
         try:
-            doc = await self.db[Collections.CUSTOMERS].find_one({"_id": customer_id}, {"churn": 1})
+            doc = await self.db[Collections.CUSTOMERS].find_one({"_id": customer_id}, {"churn": 1, "contacts": 1})
         except PyMongoError as exc:
             log.warning("churn score not read: %s", exc.__class__.__name__)
             return
@@ -60,6 +65,12 @@ class ChurnScores:
         churn = (doc or {}).get("churn")
         score = churn.get("score") if isinstance(churn, dict) else None
         self._scores[customer_id] = (float(score) if isinstance(score, int | float) else None, time.monotonic())
+        self._contacts[customer_id] = list((doc or {}).get("contacts") or [])
         self._scores.move_to_end(customer_id)
         while len(self._scores) > self.max_customers:
-            self._scores.popitem(last=False)
+            gone, _ = self._scores.popitem(last=False)
+            self._contacts.pop(gone, None)
+
+    def contacts(self, customer_id: str) -> list[dict[str, object]]:
+        """The customer's recent contacts as last read (``get`` keeps them fresh); empty until read."""
+        return self._contacts.get(customer_id, [])

@@ -8,8 +8,11 @@ later than the budget all give "no pop-up", with the reason recorded and counted
 
 Beyond the rules' own guards, two are always enforced: never a second pop-up in a session, and none
 while the visitor's last offer is inside the pop-up cool-down (``PROACT_STOREFRONT_POPUP_COOLDOWN_S``).
-The visitor's pop-up history stands in for the customer's contact history: a pop-up needs no
-consent and is not a message, so the contact policy does not count it.
+For an anonymous visitor the visitor's pop-up history is the contact history. For a visitor who is
+a known customer, the customer's contacts (messages and pop-ups, from the engine's projection) are
+added to it, so a pop-up rule's contact-policy guard counts the pop-up against the same budget as
+messages (``ContactPolicy.channels`` says which kinds count), and a pop-up held back by it is in the
+decision log as a suppression like any other.
 """
 
 from __future__ import annotations
@@ -108,7 +111,12 @@ class Decider:
         ctx = context(select(seen, rules.session_needs))  # only what the pop-up rules read becomes CEL
         # who the guards count for: the customer when known, else the visitor; their pop-up history
         who = str(session.get("customer_id") or visitor_id)
-        history = {"customer_id": who, "consents": {"popup": True}, "contacts": visitor.get("contacts") or []}
+        contacts = list(visitor.get("contacts") or [])
+        if session.get("customer_id"):
+            had = {(c.get("rule_id"), c.get("at")) for c in contacts}
+            known = self.churn.contacts(str(session["customer_id"]))
+            contacts += [c for c in known if (c.get("rule_id"), c.get("at")) not in had]
+        history = {"customer_id": who, "consents": {"popup": True}, "contacts": contacts}
         verdicts = arbitrate(
             [
                 evaluate(r, ctx, history, session_id, now, rules.policy, check_quiet_hours=False)

@@ -233,11 +233,24 @@ def browsing(state: PartitionState, event: Event, now: datetime) -> list[Event]:
 
 
 def popup_shown(state: PartitionState, event: Event, now: datetime) -> list[Event]:
+    """A pop-up was shown: its session is offered; and when the visitor is a known customer, the pop-up
+    is one of the customer's contacts, which the contact policy counts like a message."""
     data = event.data
     assert isinstance(data, ev.Outcome)
     detail = data.detail if isinstance(data.detail, dict) else {}
-    if data.visitor_id and detail.get("session_id"):
-        sessions.offered(state, str(detail["session_id"]), data.visitor_id, data.rule_id, event.time)
+    session_id = str(detail.get("session_id") or "")
+    if data.visitor_id and session_id:
+        sessions.offered(state, session_id, data.visitor_id, data.rule_id, event.time)
+    known = data.customer_id or (state.get(sessions.VISITOR, data.visitor_id or "") or {}).get("customer_id")
+    if known and (customer := state.get(CUSTOMER, str(known))) is not None:
+        contact = {
+            "rule_id": data.rule_id,
+            "at": event.time.isoformat(),
+            "channel": "popup",
+            "scope": session_id or None,
+            "holdout": False,
+        }
+        state.put(CUSTOMER, str(known), {**customer, "contacts": [*customer.get("contacts", []), contact][-50:]})
     return []
 
 

@@ -113,7 +113,9 @@ BUILTIN: list[dict[str, Any]] = [
             {"expr": "!session.offered", "description": "nothing offered in this session yet"},
         ],
         "action": {"channel": "popup", "template_id": "callback_offer", "priority": 60},
-        "guards": {"cooldown": "P1D", "contact_policy": False, "require_consent": False},
+        # a known customer's pop-up counts against the contact policy like a message (an anonymous
+        # visitor's history is their pop-ups only)
+        "guards": {"cooldown": "P1D", "contact_policy": True, "require_consent": False},
     },
     {
         "rule_id": "churn-winback",

@@ -174,7 +174,8 @@ def evaluate(
         )
 
     if guards.contact_policy:
-        all_sent = g.sent(contacts)
+        counted = set(policy.channels)
+        all_sent = [c for c in g.sent(contacts) if c.get("channel") in counted or not c.get("channel")]
         recent = g.count_within(all_sent, now, policy.window)
         if recent >= policy.max_messages:
             return stop(

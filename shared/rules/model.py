@@ -269,6 +269,10 @@ class Rule(_Strict):
         return self
 
 
+ContactChannel = Literal["email", "sms", "push", "phone", "webhook", "inapp", "popup"]
+CONTACT_CHANNELS: tuple[ContactChannel, ...] = ("email", "sms", "push", "phone", "webhook", "inapp", "popup")
+
+
 class ContactPolicy(_Strict):
     """Across all rules, per customer: how many messages per window, and the pause after each."""
 
@@ -276,6 +280,12 @@ class ContactPolicy(_Strict):
     window: timedelta = timedelta(days=7)
     cooldown: timedelta = timedelta(hours=12)
     default_timezone: ev.TimeZone = Field("UTC", description="for customers whose time zone is unknown")
+    # which kinds of contact count against the budget: every channel by default, pop-ups to a known
+    # customer among them (a pop-up minutes after an e-mail is a second contact)
+    channels: list[ContactChannel] = Field(
+        default_factory=lambda: list(CONTACT_CHANNELS),
+        description="the channels whose contacts count against the cap and the cool-down",
+    )
 
 
 def rule_schema() -> dict[str, Any]:

@@ -112,3 +112,28 @@ def test_rate_limit_counts_in_a_sliding_window() -> None:
     assert [limit.allow("v", now=t) for t in (0, 1, 2, 3)] == [True, True, True, False]
     assert limit.retry_after("v", now=3) == 58
     assert limit.allow("v", now=61)  # the first hit left the window
+
+
+def test_a_known_customers_pop_up_meets_the_contact_policy_after_an_email(model_registry: Path) -> None:
+    """The visitor is a known customer who had an e-mail two hours ago: the offer is held back by the
+    policy's cool-down and the decision log says so; the same visit of an anonymous visitor gets it."""
+    from services.storefront.churn import ChurnScores
+
+    churn = ChurnScores(None)
+    emailed = {"rule_id": "delay-notice", "at": (NOW - timedelta(hours=2)).isoformat(), "channel": "email"}
+    churn._contacts["c-7"] = [emailed]  # what the projection holds for the customer, as read
+    decider = Decider(
+        SessionView(), ModelHandle(Registry(model_registry), "intent"), timedelta(hours=1), 50, churn=churn
+    )
+    decider.replace_rules(RuleSet([lingering()]))
+    visit(decider.view, "v-7", "s-7", minutes=30)
+    visit(decider.view, "v-8", "s-8", minutes=30)
+    decider.view.apply(
+        event("session.started", subject="v-7", time=NOW, visitor_id="v-7", session_id="s-7", customer_id="c-7")
+    )
+    held = decider.decide("v-7", "s-7", "en", NOW)
+    assert not held.show
+    (record,) = held.decisions
+    assert (record["outcome"], record["guard"], record["customer_id"]) == ("suppressed", "cooldown", "c-7")
+    assert "cool-down" in record["why"]
+    assert decider.decide("v-8", "s-8", "en", NOW).show  # anonymous: only their own pop-ups count

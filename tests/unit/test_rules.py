@@ -413,3 +413,36 @@ def test_purchases_are_kept_and_the_winback_and_checkin_mention_them() -> None:
     _, parts = templates.render("winback", "en", {"orders": 2, "last_item": "", "favourite_category": ""})
     assert "what is new" not in parts["text"]
     assert "enjoying" not in parts["text"]
+
+
+@pytest.mark.parametrize(("counted", "sent"), [(None, 0), (["email", "sms", "push", "phone", "webhook", "inapp"], 1)])
+def test_a_popup_to_a_known_customer_counts_against_the_contact_policy(counted: list[str] | None, sent: int) -> None:
+    """The visitor logged in (a known customer) and was shown a pop-up an hour before the check-in
+    falls due; the check-in meets the policy's 12-hour cool-down, as after an e-mail; unless the
+    policy does not count pop-ups."""
+    policy = ContactPolicy() if counted is None else ContactPolicy(channels=counted)
+    shop = Shop(policy=policy)
+    base = {"visitor_id": "v-1", "session_id": "s-1"}
+    shown = T0 + timedelta(days=3) - timedelta(hours=1)
+    shop.send(customer(), *delivered())
+    shop.wait(timedelta(days=3) - timedelta(hours=1), step=timedelta(hours=1))
+    shop.send(
+        event("session.started", subject="v-1", time=shown, customer_id="c-1", **base),
+        event(
+            "popup.shown",
+            subject="v-1",
+            time=shown,
+            visitor_id="v-1",
+            rule_id="lingering-visitor-callback",
+            detail={"session_id": "s-1"},
+            channel="popup",
+        ),
+    )
+    contacts = shop.state.get("customer", "c-1")["contacts"]  # type: ignore[index]
+    assert [(c["channel"], c["scope"]) for c in contacts] == [("popup", "s-1")]
+    shop.wait(timedelta(hours=3), step=timedelta(minutes=10))
+    assert len(shop.sent(CHECKIN)) == sent
+    if not sent:  # explained like any other suppression
+        (held,) = [d for d in shop.decided(CHECKIN) if d["outcome"] == "suppressed"]
+        assert held["guard"] == "cooldown"
+        assert "cool-down" in held["why"]

@@ -675,7 +675,12 @@ async function policyPage() {
     h("label", {}, "At most (messages)", max),
     durationInput("per", isoDuration(policy.window), (v) => { draft.window = v; }, "window"),
     durationInput("and at least this long between two", isoDuration(policy.cooldown), (v) => { draft.cooldown = v; }, "cooldown"),
-    h("label", {}, "Time zone for customers whose zone is unknown", zone)),
+    h("label", {}, "Time zone for customers whose zone is unknown", zone),
+    h("fieldset", { id: "policy-channels" }, h("legend", {}, "What counts against it"),
+      ["email", "sms", "push", "phone", "webhook", "inapp", "popup"].map((c) => h("label", { class: "inline" },
+        h("input", { type: "checkbox", value: c, checked: (policy.channels || []).includes(c), onchange: (e) => {
+          draft.channels = e.target.checked ? [...new Set([...(draft.channels || []), c])] : (draft.channels || []).filter((x) => x !== c);
+        } }), c === "popup" ? "pop-ups to a known customer" : c)))),
     h("div", { class: "actions" }, h("button", { type: "submit", id: "policy-save", disabled: !may("admin") }, "Save policy"),
       may("admin") ? null : h("span", { class: "muted" }, "Only an admin may change the policy.")), problem);
   form.addEventListener("submit", async (e) => {
