@@ -164,6 +164,9 @@ class DispatcherSettings(MailSettings):
 
 class StorefrontSettings(Settings):
     http_host: str = Field("127.0.0.1", validation_alias=AliasChoices("PROACT_STOREFRONT_HTTP_HOST"))
+    # HTTP intake of back-end events (services/storefront/intake.py): JSON, source -> its key and topics
+    intake_sources: SecretStr | None = Field(None, validation_alias=AliasChoices("PROACT_INTAKE_SOURCES"))
+    intake_per_minute: int = Field(6000, ge=1, validation_alias=AliasChoices("PROACT_INTAKE_PER_MINUTE"))
     http_port: int = Field(8080, validation_alias=AliasChoices("PROACT_STOREFRONT_HTTP_PORT"))
     max_batch_events: int = Field(100, validation_alias=AliasChoices("PROACT_STOREFRONT_MAX_BATCH_EVENTS"))
     # a larger request body is refused with 413 before it is read whole (100 events fit in far less)

@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 
+from services.storefront import intake
 from services.storefront.churn import ChurnScores
 from services.storefront.decide import Decider
 from services.storefront.limits import RateLimit
@@ -96,7 +97,12 @@ def create_app(settings: StorefrontSettings) -> FastAPI:
         telemetry=NO_NATIVE_TELEMETRY,
     )
     app.state.settings = settings
+    app.state.intake_sources = intake.sources(
+        settings.intake_sources.get_secret_value() if settings.intake_sources else None
+    )
+    app.state.intake_limit = RateLimit(settings.intake_per_minute, 60)
     app.include_router(router)
+    app.include_router(intake.router)
     app.include_router(pages)
     app.include_router(messages)
     if settings.sites:  # the shops whose pages may call this API: site keys and their origins

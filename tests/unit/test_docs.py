@@ -35,3 +35,19 @@ def test_every_link_in_the_documents_resolves_to_a_file_in_the_repository() -> N
 def test_nothing_cites_a_design_document_the_repository_lacks() -> None:
     tracked = subprocess.run(["git", "grep", "-l", "DESIGN.md"], cwd=ROOT, capture_output=True, text=True)
     assert tracked.stdout.split() == ["tests/unit/test_docs.py"]
+
+
+def test_the_shop_guide_has_a_valid_request_for_every_back_end_event_type() -> None:
+    """docs/connect-your-shop.md: one curl example per event type a shop sends over HTTP, each a
+    CloudEvent the contract accepts (an example that drifts from the contract fails here)."""
+    import json
+    import re
+
+    from shared.contract import EVENT_TYPES
+    from shared.contract.envelope import from_dict
+
+    guide = (ROOT / "docs" / "connect-your-shop.md").read_text()
+    bodies = re.findall(r"<<'JSON'\n(.*?)\nJSON\n", guide, re.S)
+    types = {from_dict(json.loads(body)).type for body in bodies}
+    wanted = {t for t, (topic, _) in EVENT_TYPES.items() if topic in ("customers", "orders", "support")}
+    assert types == wanted
