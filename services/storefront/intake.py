@@ -27,7 +27,7 @@ from pydantic import BaseModel
 
 from services.storefront.limits import RateLimit
 from services.storefront.publisher import Publisher
-from services.storefront.routes import publisher
+from services.storefront.routes import limited_by, publisher
 from shared.contract import EVENT_TYPES, Event, InvalidEvent, check_times
 from shared.contract.envelope import from_dict
 
@@ -130,12 +130,7 @@ async def cloudevents(request: Request, pub: Annotated[Publisher, Depends(publis
     else:
         events = [_checked(name, source, body, "")]
     limit: RateLimit = request.app.state.intake_limit
-    for _ in events:
-        if not limit.allow(name):
-            raise HTTPException(
-                status.HTTP_429_TOO_MANY_REQUESTS,
-                f"source {name} is over its limit of events per minute; try again later",
-                headers={"Retry-After": str(limit.retry_after(name))},
-            )
+    for _ in events:  # each event counts against the source's limit
+        limited_by(request, "/v1/cloudevents", limit, f"source:{name}")
     await pub.publish_all(events)
     return Intake(accepted=len(events), ids=[e.id for e in events])
