@@ -89,8 +89,7 @@ class Mailer:
         """The e-mail of a rendered template (``shared.templates.render``): its subject, its text, and
         its HTML in the shared layout; ``footer`` is (text, HTML) put under both. Raises ValueError when
         the layout does not render within its budget."""
-        subject = parts.get("subject") or parts.get("title", "")
-        text = parts.get("text") or parts.get("body", "")
+        subject, text = templates.subject_of(parts), templates.text_of(parts)
         html = templates.email_html(locale, subject, text, parts.get("html"), footer[1] if footer else None)
         plain = templates.plain(text) + (f"\n\n--\n{templates.plain(footer[0])}\n" if footer else "")
         return self.compose(to, subject_prefix + templates.plain(subject), plain, locale, headers, html=html)

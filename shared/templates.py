@@ -288,6 +288,16 @@ def render(
 EMAIL_LAYOUT = (Path(__file__).resolve().parent / "content" / "layout" / "email.html").read_text(encoding="utf-8")
 
 
+def subject_of(parts: Parts) -> str:
+    """A rendered message's one-line headline: an e-mail's ``subject``, or a pop-up's ``title``."""
+    return parts.get("subject") or parts.get("title", "")
+
+
+def text_of(parts: Parts) -> str:
+    """A rendered message's text: ``text``, or a pop-up's ``body``."""
+    return parts.get("text") or parts.get("body", "")
+
+
 def plain(rendered: str) -> str:
     """A rendered part as plain text: parts render with autoescaping (a pop-up puts them into a page),
     so a value's ``&`` arrives as ``&amp;``; a text e-mail or an SMS wants the character itself."""

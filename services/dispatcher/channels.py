@@ -147,7 +147,7 @@ class WebhookChannel:
                 "channel": message["channel"],
                 "to": message.get("to"),
                 "locale": locale,
-                "text": parts.get("text") or parts.get("body", ""),
+                "text": templates.text_of(parts),
             }
         )
         headers = {
@@ -184,8 +184,8 @@ class InboxChannel:
             "rule_id": message["rule_id"],
             "customer_id": message["customer_id"],
             "locale": locale,
-            "title": parts.get("subject") or parts.get("title", ""),
-            "text": parts.get("text") or parts.get("body", ""),
+            "title": templates.subject_of(parts),
+            "text": templates.text_of(parts),
             "created_at": datetime.fromisoformat(message["created_at"]),
             "read_at": None,
         }
@@ -242,8 +242,8 @@ class OutboxChannel:
         locale, parts = render(message, self.templates)
         rendered = {
             "locale": locale,
-            "subject": templates.plain(parts.get("subject") or parts.get("title", "")),
-            "text": templates.plain(parts.get("text") or parts.get("body", "")),
+            "subject": templates.plain(templates.subject_of(parts)),
+            "text": templates.plain(templates.text_of(parts)),
         }
         line = orjson.dumps({**message, "rendered": rendered}, option=orjson.OPT_APPEND_NEWLINE)
         path = self.directory / f"{message['channel']}.ndjson"

@@ -32,15 +32,15 @@ class ChurnScores:
         self.db = db
         self.max_age_s = max_age_s
         self.max_customers = max_customers
-        self._scores: OrderedDict[str, tuple[float | None, float]] = OrderedDict()  # id -> (score, read at)
-        self._contacts: dict[str, list[dict[str, object]]] = {}  # id -> their recent contacts
+        # id -> (churn score, recent contacts, when read)
+        self._known: OrderedDict[str, tuple[float | None, list[dict[str, object]], float]] = OrderedDict()
         self._reading: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def get(self, customer_id: str) -> float | None:
         """The score known now (``None`` when not read yet or not scored); asks for a fresh one if due."""
-        known = self._scores.get(customer_id)
-        if known is None or time.monotonic() - known[1] > self.max_age_s:
+        known = self._known.get(customer_id)
+        if known is None or time.monotonic() - known[2] > self.max_age_s:
             self.want(customer_id)
         return known[0] if known else None
 
@@ -62,15 +62,24 @@ class ChurnScores:
             return
         finally:
             self._reading.discard(customer_id)
-        churn = (doc or {}).get("churn")
+        self.remember(customer_id, doc or {})
+
+    def remember(self, customer_id: str, doc: Document) -> None:
+        """Keep what the projection holds of the customer (``churn`` and ``contacts``), the least
+        recently read dropped past ``max_customers``."""
+        churn = doc.get("churn")
         score = churn.get("score") if isinstance(churn, dict) else None
-        self._scores[customer_id] = (float(score) if isinstance(score, int | float) else None, time.monotonic())
-        self._contacts[customer_id] = list((doc or {}).get("contacts") or [])
-        self._scores.move_to_end(customer_id)
-        while len(self._scores) > self.max_customers:
-            gone, _ = self._scores.popitem(last=False)
-            self._contacts.pop(gone, None)
+        contacts = list(doc.get("contacts") or [])
+        self._known[customer_id] = (
+            float(score) if isinstance(score, int | float) else None,
+            contacts,
+            time.monotonic(),
+        )
+        self._known.move_to_end(customer_id)
+        while len(self._known) > self.max_customers:
+            self._known.popitem(last=False)
 
     def contacts(self, customer_id: str) -> list[dict[str, object]]:
         """The customer's recent contacts as last read (``get`` keeps them fresh); empty until read."""
-        return self._contacts.get(customer_id, [])
+        known = self._known.get(customer_id)
+        return known[1] if known else []

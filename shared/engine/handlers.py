@@ -16,6 +16,7 @@ from shared.contract import Event, new_event
 from shared.contract import events as ev
 from shared.engine.runner import RuleRunner
 from shared.engine.state import CUSTOMER, ORDER, TRACE_FIELD, Doc, PartitionState, Timer
+from shared.rules.guards import with_contact
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +251,7 @@ def popup_shown(state: PartitionState, event: Event, now: datetime) -> list[Even
             "scope": session_id or None,
             "holdout": False,
         }
-        state.put(CUSTOMER, str(known), {**customer, "contacts": [*customer.get("contacts", []), contact][-50:]})
+        state.put(CUSTOMER, str(known), with_contact(customer, contact))
     return []
 
 

@@ -38,13 +38,13 @@ from shared.rules import ContactPolicy, Rule, RuleSet, Verdict, arbitrate, evalu
 from shared.rules.conditions import context, select
 from shared.rules.evaluator import merge
 from shared.rules.facts import build as build_facts
+from shared.rules.guards import with_contact
 
 log = logging.getLogger(__name__)
 
 SOURCE = "proact/engine"
 RULE_TIMER = "rule"
 DEFER_TIMER = "rule.deferred"
-MAX_CONTACTS_KEPT = 50
 _ACTION_NAMESPACE = uuid.UUID("6f1c1a52-3d0e-4c4e-9a43-0d3c5a1f8e21")
 
 
@@ -397,7 +397,7 @@ class RuleRunner:
             key = f"{rule.rule_id}:{customer_id}:{item.scope}:{item.cause['id']}"
         holdout = verdict.outcome == "holdout"
         assert verdict.channel is not None
-        customer = dict(state.get(CUSTOMER, customer_id) or {"customer_id": customer_id, "orders": 0, "tickets": 0})
+        customer = state.get(CUSTOMER, customer_id) or {"customer_id": customer_id, "orders": 0, "tickets": 0}
         contact = {
             "rule_id": rule.rule_id,
             "at": now.isoformat(),
@@ -405,7 +405,7 @@ class RuleRunner:
             "scope": item.scope,
             "holdout": holdout,
         }
-        customer["contacts"] = [*customer.get("contacts", []), contact][-MAX_CONTACTS_KEPT:]
+        customer = with_contact(customer, contact)
         state.put(CUSTOMER, customer_id, customer)
         action = ev.ActionRequested(
             action_id=str(uuid.uuid5(_ACTION_NAMESPACE, key)),

@@ -47,6 +47,12 @@ def refresh_due(customer_id: str, after: datetime, every: timedelta) -> datetime
     return datetime.fromtimestamp(base - (base % seconds) + phase if seconds >= 1 else base, tz=after.tzinfo)
 
 
+def _arm_refresh(state: Any, customer_id: str, due: datetime) -> None:
+    """The customer's one refresh timer, (re)set to ``due``."""
+    timer_id = f"{CHURN_REFRESH}:{customer_id}"
+    state.schedule(Timer(timer_id, CHURN_REFRESH, customer_id, due, {"customer_id": customer_id}))
+
+
 class Scorers:
     def __init__(
         self,
@@ -68,12 +74,15 @@ class Scorers:
         data = event.data
         if isinstance(data, ev.BrowsingData):
             self._sessions.setdefault(state.partition, {})[data.session_id] = event.time
-        elif isinstance(data, ev.OrderPlaced | ev.Ticket | ev.CsatSubmitted | ev.NpsSubmitted):
-            touched = self._customers.setdefault(state.partition, {})
-            touched[data.customer_id] = max(event.time, touched.get(data.customer_id, event.time))
+            return
+        if isinstance(data, ev.OrderPlaced | ev.Ticket | ev.CsatSubmitted | ev.NpsSubmitted):
+            customer_id = data.customer_id
         elif isinstance(data, ev.TimerFired) and data.kind == CHURN_REFRESH:
-            touched = self._customers.setdefault(state.partition, {})
-            touched[data.key] = max(event.time, touched.get(data.key, event.time))
+            customer_id = data.key
+        else:
+            return
+        touched = self._customers.setdefault(state.partition, {})
+        touched[customer_id] = max(event.time, touched.get(customer_id, event.time))
 
     def flush(self, state: Any, failed: Failed | None = None) -> list[tuple[str, float | None, float]]:
         """Score what changed; return the customers whose churn score moved: (id, before, after).
@@ -113,9 +122,7 @@ class Scorers:
             return  # the first batch of this process, or no change
         now = datetime.fromtimestamp(state.now_s, UTC) if state.now_s else datetime.now(UTC)
         for customer_id in state.ids("customer"):
-            due = refresh_due(customer_id, now - PROMOTION_SPREAD, PROMOTION_SPREAD)
-            timer_id = f"{CHURN_REFRESH}:{customer_id}"
-            state.schedule(Timer(timer_id, CHURN_REFRESH, customer_id, due, {"customer_id": customer_id}))
+            _arm_refresh(state, customer_id, refresh_due(customer_id, now - PROMOTION_SPREAD, PROMOTION_SPREAD))
 
     def _score_sessions(self, state: Any, touched: dict[str, datetime]) -> None:
         """All sessions a batch touched, scored at once (one vectorised call, not one walk per row)."""
@@ -158,9 +165,7 @@ class Scorers:
         scored = {**_score(score, model.version, as_of), "reasons": model.reasons(vector)}
         state.put("customer", customer_id, {**customer, "churn": scored})
         if self.churn_refresh is not None:
-            due = refresh_due(customer_id, as_of, self.churn_refresh)
-            timer_id = f"{CHURN_REFRESH}:{customer_id}"
-            state.schedule(Timer(timer_id, CHURN_REFRESH, customer_id, due, {"customer_id": customer_id}))
+            _arm_refresh(state, customer_id, refresh_due(customer_id, as_of, self.churn_refresh))
         before = (customer.get("churn") or {}).get("score")
         return customer_id, before, score
 

@@ -137,11 +137,7 @@ def save_artifact(
 ) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     if page_stats is not None:
-        (out / PAGE_STATS_FILE).write_text(page_stats.to_json())
-        metadata = {
-            **metadata,
-            "page_stats": {**page_stats.summary(), "sha256": sha256_file(out / PAGE_STATS_FILE)},
-        }
+        metadata = {**metadata, "page_stats": _write_page_stats(out, page_stats)}
     model_path = out / MODEL_FILE
     sio.dump({"estimator": estimator, "calibrator": calibrator}, model_path)
     digest = sha256_file(model_path)
@@ -190,20 +186,26 @@ def attach_page_stats(artifact: Path, stats: PageStats, out: Path) -> Path:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(artifact, tmp)
-    (tmp / PAGE_STATS_FILE).write_text(stats.to_json())
+    recorded = _write_page_stats(tmp, stats)
     base = str(loaded.metadata.get("model_version") or loaded.version)
-    digest = sha256_file(tmp / PAGE_STATS_FILE)
     metadata = {
         **loaded.metadata,
         "model_version": base,
-        "version": f"{base}-ps{digest[:8]}",
-        "page_stats": {**stats.summary(), "sha256": digest},
+        "version": f"{base}-ps{recorded['sha256'][:8]}",
+        "page_stats": recorded,
     }
     (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     load_artifact(out, "intent")  # what was written loads, or this raises
     return out
+
+
+def _write_page_stats(folder: Path, stats: PageStats) -> dict[str, Any]:
+    """Write the statistics into an artefact folder; what its metadata records of them (with the
+    checksum ``_page_stats`` checks at load)."""
+    (folder / PAGE_STATS_FILE).write_text(stats.to_json())
+    return {**stats.summary(), "sha256": sha256_file(folder / PAGE_STATS_FILE)}
 
 
 def _page_stats(path: Path, metadata: dict[str, Any]) -> dict[str, PageStat]:

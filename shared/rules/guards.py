@@ -12,6 +12,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from shared.rules.model import CHANNEL_PREFERENCE, QuietHours
 
 Contact = Mapping[str, Any]  # {"rule_id", "at" (ISO 8601), "channel", "scope", "holdout"}
+MAX_CONTACTS_KEPT = 50  # a customer's contacts kept (newest last): enough for every window the guards use
+
+
+def with_contact(customer: Mapping[str, Any], contact: Contact) -> dict[str, Any]:
+    """The customer record with ``contact`` added to its contacts, the oldest dropped past the bound."""
+    return {**customer, "contacts": [*customer.get("contacts", []), contact][-MAX_CONTACTS_KEPT:]}
 
 
 def zone(name: str | None, default: str = "UTC") -> ZoneInfo:

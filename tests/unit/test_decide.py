@@ -121,7 +121,7 @@ def test_a_known_customers_pop_up_meets_the_contact_policy_after_an_email(model_
 
     churn = ChurnScores(None)
     emailed = {"rule_id": "delay-notice", "at": (NOW - timedelta(hours=2)).isoformat(), "channel": "email"}
-    churn._contacts["c-7"] = [emailed]  # what the projection holds for the customer, as read
+    churn.remember("c-7", {"contacts": [emailed]})  # what the projection holds for the customer, as read
     decider = Decider(
         SessionView(), ModelHandle(Registry(model_registry), "intent"), timedelta(hours=1), 50, churn=churn
     )
