@@ -115,6 +115,17 @@ async def test_a_batch_with_one_bad_event_writes_nothing_and_keys_keep_to_their_
     assert (spoof.status_code, spoof.json()["field"]) == (403, "source")
     internal = await post(http, cloudevent("action.requested", cid))  # the engine's own type
     assert internal.status_code in (403, 422)
+    # the well-formed but absurd: an event time in year 9999, a 10 KB id, a number no shop sells at
+    far = {**good, "id": uid("ev"), "time": "9999-01-01T00:00:00Z"}
+    long_id = {**good, "id": "x" * 10_000}
+    huge = cloudevent(
+        "order.placed", cid, order_id=uid("o"), customer_id=cid, total={"amount": "1e400", "currency": "EUR"}
+    )
+    for absurd in (far, long_id, huge):
+        refused = await post(http, absurd)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["field"]
+    assert (await post(http, "not an object")).status_code == 422
     wrong = await http.post("/v1/cloudevents", content=b"{}", headers={"Authorization": f"Bearer {KEY}"})
     assert wrong.status_code == 415
     assert (await post(http, good)).status_code == 202
