@@ -30,6 +30,7 @@ class Collections:
     DECISIONS = "decisions"
     CUSTOMERS = "customers"
     ORDERS = "orders"
+    CASES = "cases"  # repair and service cases, their status and steps (the projector, from the engine)
     SESSIONS = "sessions"
     SETTINGS = "settings"
     CONTACTS = "contacts"  # addresses and numbers: personal data, read only by the dispatcher
@@ -64,6 +65,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     Collections.AUDIT: [IndexModel([("at", DESCENDING)], name="recent")],
     Collections.CUSTOMERS: [IndexModel([("last_order_at", DESCENDING)], name="recent_buyers")],
     Collections.ORDERS: [IndexModel([("customer_id", ASCENDING)], name="customer")],
+    Collections.CASES: [IndexModel([("customer_id", ASCENDING)], name="customer")],
     Collections.SESSIONS: [IndexModel([("visitor_id", ASCENDING)], name="visitor")],
     Collections.BACKTESTS: [IndexModel([("rule_id", ASCENDING), ("created_at", DESCENDING)], name="rule_recent")],
     Collections.SETTINGS: [],  # a few documents by _id

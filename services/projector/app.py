@@ -37,7 +37,12 @@ from shared.store import Collections, Document
 
 log = logging.getLogger(__name__)
 
-PROJECTED = {"customer": Collections.CUSTOMERS, "order": Collections.ORDERS, "session": Collections.SESSIONS}
+PROJECTED = {
+    "customer": Collections.CUSTOMERS,
+    "order": Collections.ORDERS,
+    "case": Collections.CASES,
+    "session": Collections.SESSIONS,
+}
 OWNED = (*PROJECTED.values(), Collections.DECISIONS, Collections.INTERACTIONS)
 INTERACTION_TYPES = frozenset({"popup.shown", "popup.accepted", "popup.dismissed", "callback.requested"})
 # Readers need the recent past, not the whole working state: long lists are cut to their tail,

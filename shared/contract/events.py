@@ -210,12 +210,22 @@ class NpsSubmitted(EventData):
     comment: str | None = None
 
 
+# The states of a repair or service case, in the order a case usually walks them; "returned" is the
+# item back with the customer, "closed" the case ended (with or without a repair).
+CASE_STATUSES = ("received", "diagnosed", "waiting_for_parts", "ready", "returned", "closed")
+CaseStatus = Literal["received", "diagnosed", "waiting_for_parts", "ready", "returned", "closed"]
+
+
 class ServiceCase(EventData):
+    """A repair or service case. ``service_case.opened`` starts it (status ``received`` when none is
+    given), ``service_case.updated`` moves it (a new status, a new ``promised_by`` or both),
+    ``service_case.completed`` ends it (status ``closed`` when none is given)."""
+
     case_id: Id
     customer_id: Id
     order_id: str | None = None
-    status: str | None = None
-    promised_by: AwareDatetime | None = None
+    status: CaseStatus | None = None
+    promised_by: AwareDatetime | None = Field(None, description="when the shop promised the case would be ready")
 
 
 class CallbackRequested(EventData):

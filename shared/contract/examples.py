@@ -71,8 +71,8 @@ def example_data(type_: str, now: datetime, customer_id: str = "c-1", visitor_id
         "csat.submitted": {"customer_id": customer_id, "score": 4, "ticket_id": "t-1"},
         "nps.submitted": {"customer_id": customer_id, "score": 9, "comment": "great"},
         "service_case.opened": {"case_id": "k-1", "customer_id": customer_id, "promised_by": now.isoformat()},
-        "service_case.updated": {"case_id": "k-1", "customer_id": customer_id, "status": "repairing"},
-        "service_case.completed": {"case_id": "k-1", "customer_id": customer_id, "status": "done"},
+        "service_case.updated": {"case_id": "k-1", "customer_id": customer_id, "status": "waiting_for_parts"},
+        "service_case.completed": {"case_id": "k-1", "customer_id": customer_id, "status": "returned"},
         "callback.requested": {
             "request_id": "r-1",
             "visitor_id": visitor_id,

@@ -15,7 +15,7 @@ from shared import sessions
 from shared.contract import Event, new_event
 from shared.contract import events as ev
 from shared.engine.runner import RuleRunner
-from shared.engine.state import CUSTOMER, ORDER, TRACE_FIELD, Doc, PartitionState, Timer
+from shared.engine.state import CASE, CUSTOMER, ORDER, TRACE_FIELD, Doc, PartitionState, Timer
 from shared.rules.guards import with_contact
 
 log = logging.getLogger(__name__)
@@ -198,6 +198,42 @@ def _order(state: PartitionState, order_id: str, customer_id: str) -> Doc:
     return dict(state.get(ORDER, order_id) or {"order_id": order_id, "customer_id": customer_id, "status": "unknown"})
 
 
+# --- service cases -------------------------------------------------------------------------------
+MAX_CASE_STEPS = 20  # a case's status changes kept with it
+
+
+def service_case(default_status: str | None) -> Handler:
+    """A repair or service case: its status (``shared.contract.events.CASE_STATUSES``), its promised
+    date and the steps it went through. Events of one case may arrive out of order (a shop's systems
+    retry): a status older than the one the case has is kept in its steps but does not move it back;
+    a new ``promised_by`` replaces the old one whenever it comes."""
+
+    def apply(state: PartitionState, event: Event, now: datetime) -> list[Event]:
+        data = event.data
+        assert isinstance(data, ev.ServiceCase)
+        case = dict(
+            state.get(CASE, data.case_id)
+            or {"case_id": data.case_id, "customer_id": data.customer_id, "opened_at": event.time.isoformat()}
+        )
+        status = data.status or default_status
+        if data.order_id:
+            case["order_id"] = data.order_id
+        if data.promised_by is not None:
+            case["promised_by"] = data.promised_by.isoformat()
+        if event.type == "service_case.opened":
+            case["opened_at"] = event.time.isoformat()
+        if status:
+            at = event.time.isoformat()
+            case["steps"] = [*case.get("steps", []), {"status": status, "at": at}][-MAX_CASE_STEPS:]
+            if "status_at" not in case or datetime.fromisoformat(case["status_at"]) <= event.time:
+                case["status"], case["status_at"] = status, at
+        case.setdefault("status", "received")
+        state.put(CASE, data.case_id, case)
+        return []
+
+    return apply
+
+
 # --- support and browsing -------------------------------------------------------------------------
 def ticket_opened(state: PartitionState, event: Event, now: datetime) -> list[Event]:
     data = event.data
@@ -268,6 +304,9 @@ HANDLERS: dict[str, Handler] = {
     "message.opened": message_opened,
     "popup.shown": popup_shown,
     "nps.submitted": survey("nps_history"),
+    "service_case.opened": service_case("received"),
+    "service_case.updated": service_case(None),
+    "service_case.completed": service_case("closed"),
     **dict.fromkeys(
         (
             "session.started",

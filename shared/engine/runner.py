@@ -33,7 +33,7 @@ from typing import Any
 from shared.clock import shifted
 from shared.contract import Event, new_event
 from shared.contract import events as ev
-from shared.engine.state import CUSTOMER, ORDER, SESSION, Doc, PartitionState, Timer
+from shared.engine.state import CASE, CUSTOMER, ORDER, SESSION, Doc, PartitionState, Timer
 from shared.rules import ContactPolicy, Rule, RuleSet, Verdict, arbitrate, evaluate, scope_field
 from shared.rules.conditions import context, select
 from shared.rules.evaluator import merge
@@ -201,7 +201,8 @@ class RuleRunner:
         if delay is not None:
             due = shifted(event.time, delay)
         elif deadline_field and (raw := data.get(deadline_field)):
-            due = shifted(datetime.fromisoformat(raw), timedelta(0))
+            ahead = getattr(trigger, "before", None) or timedelta(0)
+            due = shifted(datetime.fromisoformat(raw), -ahead)
         else:
             return  # no deadline given for this one (e.g. an order without a promised ship date)
         payload = {"rule_id": rule.rule_id, "trigger": index, "customer_id": customer_id, "scope": scope}
@@ -358,13 +359,14 @@ class RuleRunner:
 
     def _facts(self, state: PartitionState, customer: Doc, item: Evaluation, now: datetime) -> Doc:
         data = item.cause.get("data", {})
-        order_id, session_id = data.get("order_id"), data.get("session_id")
+        order_id, session_id, case_id = data.get("order_id"), data.get("session_id"), data.get("case_id")
         return build_facts(
             event=item.cause,
             trigger=item.trigger,
             now=now,
             customer=customer,
             order=state.get(ORDER, order_id) if order_id else None,
+            case=state.get(CASE, case_id) if case_id else None,
             session=state.get(SESSION, session_id) if session_id else None,
         )
 

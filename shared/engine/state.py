@@ -25,13 +25,26 @@ import orjson
 
 from shared.sessions import SESSION, VISITOR  # the kind names of browsing state, defined once
 
-__all__ = ["CUSTOMER", "ORDER", "SEEN", "SESSION", "TIMER", "TRACE_FIELD", "VISITOR", "Doc", "PartitionState", "Timer"]
+__all__ = [
+    "CASE",
+    "CUSTOMER",
+    "ORDER",
+    "SEEN",
+    "SESSION",
+    "TIMER",
+    "TRACE_FIELD",
+    "VISITOR",
+    "Doc",
+    "PartitionState",
+    "Timer",
+]
 
 Doc = dict[str, Any]
 _ABSENT: Any = object()  # "no value here" in the undo log (None is a deleted entity's change)
 
 CUSTOMER = "customer"
 ORDER = "order"
+CASE = "case"  # a repair or service case
 TIMER = "timer"
 SEEN = "seen"
 # where a timer keeps the W3C trace context of the event that set it, so its firing joins that trace

@@ -1,7 +1,7 @@
 """The built-in rules, seeded as version 1 the first time proact starts and editable like any other.
 
-Three are on (the seed scenarios: a late order, a check-in after delivery, a lingering visitor);
-four are off until a team turns them on. Their parameters, and why these defaults:
+The seed scenarios are on (a late order, a check-in after delivery, a lingering visitor), and so is
+after-sales; the others are off until a team turns them on. Their parameters, and why these defaults:
 
 * ``delay-notice``: the order is not shipped by ``promised_ship_by`` (an absence trigger), or a new
   ETA (``order.shipped``/``order.eta_changed``) is after ``promised_delivery_by``. Once per order,
@@ -19,9 +19,14 @@ four are off until a team turns them on. Their parameters, and why these default
   0.6 with no lower bound because live sessions have no page values (the model's strongest
   feature, a site statistic proact does not keep yet), so their scores sit low: a lower bound of
   0.2 would never be met.
+* after-sales, on: ``repair-received`` (a service case opened), ``repair-ready`` (its status becomes
+  ``ready``) and ``repair-overdue`` (a day before its ``promised_by``, the latest one an update
+  gave, while it is not ready; only for promises longer than two days, or the warning would come
+  with the receipt); once per case each, service information outside the contact policy, and a
+  ``service_case.completed`` cancels what is pending.
 * off: ``churn-winback`` (churn score reaches 0.7, at most every 90 days), ``ticket-followup``
   (a ticket not resolved within 2 days), ``low-csat-callback`` (a CSAT of 1 or 2, by phone if
-  consented), ``repair-overdue`` (a service case not completed by its ``promised_by``).
+  consented).
 """
 
 from __future__ import annotations
@@ -33,8 +38,80 @@ from shared.rules.model import Rule
 DELAY_NOTICE = "delay-notice"
 CHECKIN = "post-purchase-checkin"
 LINGERING = "lingering-visitor-callback"
+REPAIR_RECEIVED = "repair-received"
+REPAIR_READY = "repair-ready"
+REPAIR_OVERDUE = "repair-overdue"
 
 _ON_ITS_WAY = {"expr": 'order.status in ["placed", "shipped", "unknown"]', "description": "the order is on its way"}
+
+# After-sales: a repair or service case (``service_case.*``) walks received → diagnosed →
+# waiting_for_parts → ready → returned → closed (``shared.engine.handlers.service_case``). The customer
+# hears when it is received, when it is ready, and a day before its promised date is broken, once
+# each; closing the case (``service_case.completed``) cancels whatever is still pending.
+_CASE_CLOSES = ["service_case.completed"]
+_CASE_CONTEXT = {
+    "case_id": "case.case_id",
+    "promised_by": 'has(case.promised_by) ? case.promised_by : ""',
+}
+AFTER_SALES: list[dict[str, Any]] = [
+    {
+        "rule_id": REPAIR_RECEIVED,
+        "name": "Repair received",
+        "description": "A repair or service case is opened: we have it, and when it should be ready.",
+        "triggers": [{"kind": "event", "event": "service_case.opened"}],
+        "conditions": [
+            {"expr": 'case.status in ["received", "diagnosed"]', "description": "the case has just started"}
+        ],
+        "action": {"channel": "preferred", "template_id": "repair_received", "priority": 70, "context": _CASE_CONTEXT},
+        "guards": {"reeligibility": {"mode": "once_per_order"}, "contact_policy": False, "exit_events": _CASE_CLOSES},
+    },
+    {
+        "rule_id": REPAIR_READY,
+        "name": "Repair ready",
+        "description": "A repair or service case is ready: the customer can have the item back.",
+        "triggers": [{"kind": "event", "event": "service_case.updated"}],
+        "conditions": [{"expr": 'case.status == "ready"', "description": "the case is ready"}],
+        "action": {"channel": "preferred", "template_id": "repair_ready", "priority": 75, "context": _CASE_CONTEXT},
+        "guards": {"reeligibility": {"mode": "once_per_order"}, "contact_policy": False, "exit_events": _CASE_CLOSES},
+    },
+    {
+        "rule_id": REPAIR_OVERDUE,
+        "name": "Repair promise about to be broken",
+        "description": "A day before a case's promised date, if it is not ready: an apology and the status.",
+        # the deadline is the promise given when the case opened, or the latest one an update gave
+        "triggers": [
+            {
+                "kind": "absence",
+                "after": event,
+                "absent": ["service_case.completed"],
+                "deadline_field": "promised_by",
+                "before": "P1D",
+            }
+            for event in ("service_case.opened", "service_case.updated")
+        ],
+        "conditions": [
+            {
+                "expr": 'case.status in ["received", "diagnosed", "waiting_for_parts"]',
+                "description": "the case is not ready yet",
+            },
+            {
+                "expr": 'has(case.promised_by) && timestamp(case.promised_by) - now <= duration("24h")',
+                "description": "its promised date (the latest one) is a day away or past",
+            },
+            {
+                "expr": 'timestamp(case.promised_by) - timestamp(case.opened_at) > duration("48h")',
+                "description": "the promise was more than two days (a shorter one gets no early warning)",
+            },
+        ],
+        "action": {
+            "channel": "preferred",
+            "template_id": "repair_overdue",
+            "priority": 80,
+            "context": {**_CASE_CONTEXT, "status": "case.status"},
+        },
+        "guards": {"reeligibility": {"mode": "once_per_order"}, "contact_policy": False, "exit_events": _CASE_CLOSES},
+    },
+]
 
 BUILTIN: list[dict[str, Any]] = [
     {
@@ -160,22 +237,7 @@ BUILTIN: list[dict[str, Any]] = [
         "action": {"channel": "phone", "fallback": "preferred", "template_id": "low_csat_callback", "priority": 90},
         "guards": {"contact_policy": False, "cooldown": "P7D"},
     },
-    {
-        "rule_id": "repair-overdue",
-        "name": "Repair case overdue",
-        "description": "A service case not completed by its promised date: an apology and the status.",
-        "enabled": False,
-        "triggers": [
-            {
-                "kind": "absence",
-                "after": "service_case.opened",
-                "absent": ["service_case.completed"],
-                "deadline_field": "promised_by",
-            }
-        ],
-        "action": {"channel": "preferred", "template_id": "repair_overdue", "priority": 80},
-        "guards": {"contact_policy": False},
-    },
+    *AFTER_SALES,
 ]
 
 

@@ -1,8 +1,8 @@
 """Conditions are CEL expressions (Common Expression Language, via ``common-expression-language``,
 a binding of the Rust implementation): data that is parsed and compiled once, never Python ``eval``.
 
-What a condition can see (the *facts*: ``event``, ``customer``, ``order``, ``session``, ``scores``,
-``trigger``, ``now``) is built by ``shared.rules.facts``, the same for every evaluator.
+What a condition can see (the *facts*: ``event``, ``customer``, ``order``, ``case``, ``session``,
+``scores``, ``trigger``, ``now``) is built by ``shared.rules.facts``, the same for every evaluator.
 
 Absent records are empty maps, so ``has(order.status)`` is the way to test for one. Timestamps in
 records are ISO 8601 strings: ``timestamp(order.promised_delivery_by)``. One function is added to
@@ -23,7 +23,7 @@ import cel
 
 from shared.rules import limits
 
-VARIABLES = frozenset({"event", "customer", "order", "session", "scores", "trigger", "now"})
+VARIABLES = frozenset({"event", "customer", "order", "case", "session", "scores", "trigger", "now"})
 FUNCTIONS = {"count_since"}
 
 
@@ -87,7 +87,7 @@ def check_expression(expr: str) -> None:
 
 _PERSONAL = re.compile(r"\.\s*(phone|email)\b|\[\s*[\"'](phone|email)[\"']\s*\]")
 _BOUND = re.compile(r"\.\s*(all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
-_FIELD = re.compile(r"\b(event|customer|order|session|scores|trigger|now)\b(\s*\.\s*([A-Za-z_][A-Za-z0-9_]*))?")
+_FIELD = re.compile(r"\b(event|customer|order|case|session|scores|trigger|now)\b(\s*\.\s*([A-Za-z_][A-Za-z0-9_]*))?")
 
 
 def needs(exprs: Iterable[str]) -> dict[str, set[str] | None]:
@@ -200,6 +200,16 @@ def example_facts() -> dict[str, Any]:
         "promised_delivery_by": stamp,
         "estimated_delivery": stamp,
     }
+    case = {
+        "case_id": "k-1",
+        "customer_id": "c-1",
+        "order_id": "o-1",
+        "status": "received",
+        "status_at": stamp,
+        "opened_at": stamp,
+        "promised_by": stamp,
+        "steps": [{"status": "received", "at": stamp}],
+    }
     session = {
         "session_id": "s-1",
         "visitor_id": "v-1",
@@ -209,4 +219,4 @@ def example_facts() -> dict[str, Any]:
         "intent": {"score": 0.5, "model_version": "v1", "at": stamp},
     }
     event = {"type": "order.delivered", "id": "e-1", "time": stamp, "data": {"order_id": "o-1"}}
-    return build(event=event, trigger="event", now=now, customer=customer, order=order, session=session)
+    return build(event=event, trigger="event", now=now, customer=customer, order=order, case=case, session=session)

@@ -6,6 +6,8 @@ the check of an expression when a rule is saved. So a rule sees the same variabl
 ``event``   the event that triggered the evaluation: ``type``, ``id``, ``time``, ``data``
 ``customer`` the engine's customer record (``{}`` for an anonymous visitor)
 ``order``   the order the event is about (``{}`` when none)
+``case``    the repair or service case the event is about: ``status``, ``promised_by``,
+            ``opened_at``, ``steps`` (``{}`` when none)
 ``session`` the browsing session the evaluation is about, with ``duration_s``, ``page_count``,
             ``checkout`` and ``offered`` computed (``{}`` when none)
 ``scores``  ``churn`` (the customer's: pop-up rules too, when the visitor is a known customer) and
@@ -50,6 +52,7 @@ def build(
     now: datetime,
     customer: Doc | None = None,
     order: Doc | None = None,
+    case: Doc | None = None,
     session: Doc | None = None,
     intent: float | None = None,
 ) -> Doc:
@@ -59,6 +62,7 @@ def build(
         "event": event,
         "customer": customer or {},
         "order": order or {},
+        "case": case or {},
         "session": session_facts(session, now),
         "scores": {
             "churn": _score(customer, "churn"),

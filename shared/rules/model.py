@@ -86,13 +86,17 @@ class DelayTrigger(_Strict):
 
 class AbsenceTrigger(_Strict):
     """Evaluate when none of ``absent`` arrived for the same order (or ticket, case) by a deadline:
-    a timestamp field of the ``after`` event (``deadline_field``) or a fixed ``delay`` after it."""
+    a timestamp field of the ``after`` event (``deadline_field``) or a fixed ``delay`` after it;
+    with ``before``, that long ahead of the deadline (a promise about to be broken)."""
 
     kind: Literal["absence"] = "absence"
     after: EventType
     absent: list[EventType] = Field(min_length=1)
     deadline_field: str | None = None
     delay: PositiveDuration | None = None
+    before: PositiveDuration | None = Field(
+        None, description="evaluate this long before the deadline instead of at it (ISO 8601 duration, e.g. P1D)"
+    )
 
     @model_validator(mode="after")
     def _one_deadline(self) -> AbsenceTrigger:
@@ -148,8 +152,8 @@ class Condition(_Strict):
     expr: str = Field(
         min_length=1,
         max_length=2000,
-        description="a CEL expression that must be true; variables: event, customer, order, session, scores, "
-        "trigger, now",
+        description="a CEL expression that must be true; variables: event, customer, order, case, session, "
+        "scores, trigger, now",
         examples=['order.status == "delivered"', 'count_since(customer.ticket_history, now - duration("720h")) > 2'],
     )
     description: str | None = Field(None, max_length=300, description="the condition in plain words")
@@ -209,7 +213,10 @@ class Cap(_Strict):
 
 
 class Reeligibility(_Strict):
-    mode: Literal["always", "once_per_order", "once_ever", "every"] = "always"
+    mode: Literal["always", "once_per_order", "once_ever", "every"] = Field(
+        "always",
+        description="once_per_order: once per order, ticket or service case (what the trigger is about)",
+    )
     every: timedelta | None = Field(None, description="with mode 'every': the time before a customer may get it again")
 
     @model_validator(mode="after")
@@ -264,8 +271,11 @@ class Rule(_Strict):
         if self.guards.reeligibility.mode == "once_per_order":
             for t in self.triggers:
                 event = getattr(t, "event", None) or getattr(t, "after", None)
-                if not event or scope_field(event) != "order_id":
-                    raise ValueError("once_per_order needs triggers about an order (order.* events)")
+                if not event or scope_field(event) is None:
+                    raise ValueError(
+                        "once_per_order needs triggers about an order, ticket or service case "
+                        "(order.*, ticket.*, service_case.* events)"
+                    )
         return self
 
 

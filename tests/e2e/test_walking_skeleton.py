@@ -131,3 +131,48 @@ async def test_the_demo_shop_shortens_the_checkin_through_the_admin_with_its_key
     versions = httpx.get(stack.url("admin", f"/v1/rules/{CHECKIN}"), headers=auth, timeout=5).json()
     in_force = next(v for v in versions if v["status"] == "published")
     assert in_force["rule"]["triggers"][0]["delay"] == "PT30S"
+
+
+async def test_a_repair_case_walks_its_states_with_one_message_each_despite_an_engine_kill(stack: Stack) -> None:
+    """After-sales end to end: received, a warning a day before the promise (the case opened three
+    days ago, its promise a day and a few seconds away), ready; the engine killed while the warning's
+    timer runs; closing the case sends nothing more."""
+    topics = Topics(prefix=stack.env["PROACT_TOPIC_PREFIX"])
+    cid, case_id, now = uid("c"), uid("k"), datetime.now(UTC)
+    case = {"subject": cid, "case_id": case_id}
+    promised = now + timedelta(days=1, seconds=8)
+    await produce(
+        [
+            event("customer.upserted", subject=cid, consents={"email": True}, locale="pl-PL"),
+            event("service_case.opened", **case, promised_by=promised.isoformat(), time=now - timedelta(days=3)),
+            event("service_case.updated", **case, status="diagnosed", promised_by=None),
+            event("service_case.updated", **case, status="waiting_for_parts", promised_by=None),
+        ],
+        topics,
+    )
+
+    async def messages(expected: int) -> list[dict[str, object]]:
+        found: list[dict[str, object]] = []
+        for _ in range(300):
+            found = [
+                m for line in stack.outbox_lines() if (m := orjson.loads(line))["context"].get("case_id") == case_id
+            ]
+            if len(found) >= expected:
+                break
+            await asyncio.sleep(0.2)
+        return found
+
+    assert [m["rule_id"] for m in await messages(1)] == ["repair-received"]
+    stack.kill("engine")
+    stack.start("engine")
+    assert [m["rule_id"] for m in await messages(2)] == ["repair-received", "repair-overdue"]
+    await produce([event("service_case.updated", **case, status="ready", promised_by=None)], topics)
+    found = await messages(3)
+    await produce([event("service_case.completed", **case, status="closed", promised_by=None)], topics)
+    await asyncio.sleep(3)  # a duplicate or a stray message would arrive now
+    found = await messages(4)
+    assert [m["rule_id"] for m in found] == ["repair-received", "repair-overdue", "repair-ready"]
+    assert [m["locale"] for m in found] == ["pl-PL"] * 3
+    rendered = found[2]["rendered"]
+    assert isinstance(rendered, dict)
+    assert f"naprawa {case_id} jest gotowa" in rendered["subject"].lower()

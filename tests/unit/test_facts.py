@@ -13,7 +13,7 @@ from shared.rules.conditions import example_facts
 from shared.rules.facts import build
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
-KEYS = {"event", "customer", "order", "session", "scores", "trigger", "now"}
+KEYS = {"event", "customer", "order", "case", "session", "scores", "trigger", "now"}
 
 
 def test_every_evaluator_gets_the_same_variables() -> None:

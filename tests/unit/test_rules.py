@@ -307,7 +307,14 @@ def test_the_rule_schema_is_published_and_the_builtins_follow_it() -> None:
     schema = rule_schema()
     assert {"rule_id", "triggers", "action"} <= set(schema["required"])
     assert {r.rule_id for r in builtin_rules()} == {r["rule_id"] for r in BUILTIN}
-    assert sorted(RuleSet(builtin_rules()).rules) == ["delay-notice", "lingering-visitor-callback", CHECKIN]
+    assert sorted(RuleSet(builtin_rules()).rules) == [
+        "delay-notice",
+        "lingering-visitor-callback",
+        CHECKIN,
+        "repair-overdue",
+        "repair-ready",
+        "repair-received",
+    ]
 
 
 def test_rules_are_indexed_by_what_triggers_them() -> None:
@@ -446,3 +453,67 @@ def test_a_popup_to_a_known_customer_counts_against_the_contact_policy(counted: 
         (held,) = [d for d in shop.decided(CHECKIN) if d["outcome"] == "suppressed"]
         assert held["guard"] == "cooldown"
         assert "cool-down" in held["why"]
+
+
+# --- after-sales ---------------------------------------------------------------------------------
+def case_event(kind: str, case_id: str = "k-1", cid: str = "c-1", **data: Any) -> Event:
+    return event(f"service_case.{kind}", subject=cid, case_id=case_id, **data)
+
+
+def test_a_repair_case_walks_its_states_with_one_message_each() -> None:
+    shop = Shop()
+    promised = T0 + timedelta(days=5)
+    shop.send(customer(), case_event("opened", promised_by=promised.isoformat(), time=T0))
+    assert [a["context"]["promised_by"] for a in shop.sent("repair-received")] == [promised.isoformat()]
+    for status in ("diagnosed", "waiting_for_parts"):
+        shop.send(case_event("updated", status=status))
+    assert shop.state.get("case", "k-1")["status"] == "waiting_for_parts"
+    shop.wait(timedelta(days=3, hours=23))
+    assert shop.sent("repair-overdue") == []
+    shop.wait(timedelta(hours=2))  # a day before the promise, still waiting for parts
+    overdue = shop.sent("repair-overdue")
+    assert len(overdue) == 1
+    assert overdue[0]["context"]["status"] == "waiting_for_parts"
+    shop.send(case_event("updated", status="ready"), case_event("updated", status="ready"))
+    shop.send(case_event("updated", status="returned"), case_event("completed", status="closed"))
+    assert len(shop.sent("repair-ready")) == 1
+    assert len(shop.sent("repair-received")) == 1
+    assert len(shop.sent("repair-overdue")) == 1
+    steps = [s["status"] for s in shop.state.get("case", "k-1")["steps"]]
+    assert steps == ["received", "diagnosed", "waiting_for_parts", "ready", "ready", "returned", "closed"]
+
+
+def test_a_moved_promise_moves_the_warning_and_a_ready_case_gets_none() -> None:
+    shop = Shop()
+    shop.send(customer(), case_event("opened", promised_by=(T0 + timedelta(days=4)).isoformat(), time=T0))
+    shop.send(case_event("updated", status="waiting_for_parts", promised_by=(T0 + timedelta(days=8)).isoformat()))
+    shop.wait(timedelta(days=6, hours=12))
+    assert shop.sent("repair-overdue") == []  # the first promise's warning saw the later promise
+    shop.wait(timedelta(days=1))
+    assert len(shop.sent("repair-overdue")) == 1
+    ready = Shop()
+    ready.send(customer(), case_event("opened", promised_by=(T0 + timedelta(days=4)).isoformat(), time=T0))
+    ready.send(case_event("updated", status="ready"))
+    ready.wait(timedelta(days=5))
+    assert ready.sent("repair-overdue") == []
+    assert len(ready.sent("repair-ready")) == 1
+
+
+def test_closing_a_case_early_cancels_the_pending_warning() -> None:
+    shop = Shop()
+    shop.send(customer(), case_event("opened", promised_by=(T0 + timedelta(days=5)).isoformat(), time=T0))
+    shop.send(case_event("completed", status="returned"))
+    shop.wait(timedelta(days=6))
+    assert shop.sent("repair-overdue") == []
+    assert shop.state.pending_timers() == 0
+    assert [d["outcome"] for d in shop.decided("repair-overdue")] == ["cancelled"]
+
+
+def test_a_late_status_event_does_not_move_a_case_back() -> None:
+    shop = Shop()
+    shop.send(customer(), case_event("opened", time=T0))
+    shop.send(case_event("updated", status="ready", time=T0 + timedelta(hours=2)))
+    shop.send(case_event("updated", status="diagnosed", time=T0 + timedelta(hours=1)))  # retried late
+    case = shop.state.get("case", "k-1")
+    assert case["status"] == "ready"
+    assert [s["status"] for s in case["steps"]][-1] == "diagnosed"
