@@ -51,8 +51,8 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("PROACT_MODEL_DIR", "model_dir"),
     )
 
-    # signs the unsubscribe links in messages: the dispatcher signs, the storefront (which serves the
-    # link) checks; the same secret in both
+    # signs the links in messages (unsubscribe, ratings): the dispatcher signs, the storefront (which
+    # serves the links) checks; the same secret in both
     unsubscribe_secret: SecretStr | None = Field(None, validation_alias=AliasChoices("PROACT_UNSUBSCRIBE_SECRET"))
     # how often services that render messages re-read the published templates from MongoDB
     templates_refresh_s: float = Field(5.0, gt=0, validation_alias=AliasChoices("PROACT_TEMPLATES_REFRESH_S"))
@@ -158,8 +158,10 @@ class DispatcherSettings(MailSettings):
     # the longest the retry subscriber waits for one held action before looking at it again (a
     # retry time far ahead, written by anyone, must not hold the partition for ever)
     retry_max_wait_s: float = Field(86400.0, gt=0, validation_alias=AliasChoices("PROACT_DISPATCHER_RETRY_MAX_WAIT_S"))
-    # where customers reach the storefront (unsubscribe links point here)
+    # where customers reach the storefront (unsubscribe and rating links point here)
     public_url: str = Field("http://127.0.0.1:8080", validation_alias=AliasChoices("PROACT_STOREFRONT_PUBLIC_URL"))
+    # how long a rating link in a check-in works
+    rating_link_days: int = Field(30, ge=1, le=365, validation_alias=AliasChoices("PROACT_DISPATCHER_RATING_LINK_DAYS"))
 
 
 class StorefrontSettings(Settings):

@@ -1,9 +1,12 @@
 """Signed tokens: links and identities a browser carries that proact must be able to trust.
 
-Two uses, one HMAC-SHA256 construction (the key is a secret from the environment, never in code):
+Three uses, one HMAC-SHA256 construction (the key is a secret from the environment, never in code):
 
 - **unsubscribe links** in e-mails: ``unsubscribe_token(secret, customer_id, channel)`` names the
   customer and the channel, so the link needs no log-in and cannot be forged for someone else;
+- **rating links** in check-ins: ``rating_token(secret, Rating(...))`` names the message, its
+  customer, rule, channel and locale and the survey (CSAT or NPS), and expires; the score is the
+  link's own query parameter (the customer picks it);
 - **customer identity** for the in-app inbox: the shop's back end, which knows who is signed in,
   computes ``identity_signature(secret, customer_id)`` and hands it to its pages (the usual
   "identity verification" of chat widgets), so a visitor cannot read another customer's inbox.
@@ -13,8 +16,9 @@ HMAC-SHA256 over ``<t>.<body>``): ``webhook_signature`` makes it, ``webhook_sign
 the check a provider's receiver makes (a forged or altered request, or one replayed later than
 the tolerance, is refused).
 
-Tokens carry no expiry on purpose: an unsubscribe link must keep working for as long as the e-mail
-may be read, and revoking an identity is done by changing the secret.
+Unsubscribe tokens carry no expiry on purpose: an unsubscribe link must keep working for as long as
+the e-mail may be read, and revoking an identity is done by changing the secret. A rating link
+expires (``Rating.expires``): an answer months later says little about the order it asks about.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from dataclasses import astuple, dataclass
+from typing import Literal
 
 import orjson
 
@@ -58,6 +64,45 @@ def read_unsubscribe_token(secret: str, token: str) -> tuple[str, str] | None:
     if purpose != "unsubscribe" or not isinstance(customer_id, str) or not isinstance(channel, str):
         return None
     return customer_id, channel
+
+
+Survey = Literal["csat", "nps"]
+
+
+@dataclass(frozen=True)
+class Rating:
+    """What a rating link stands for: the survey, the message it answers and where that went."""
+
+    survey: Survey
+    action_id: str
+    customer_id: str
+    rule_id: str
+    channel: str
+    locale: str | None
+    order_id: str | None
+    expires: int  # Unix time after which the link is refused
+
+
+def rating_token(secret: str, rating: Rating) -> str:
+    payload = orjson.dumps(["rating", *astuple(rating)])
+    return f"{_b64(payload)}.{_b64(_mac(secret, payload))}"
+
+
+def read_rating_token(secret: str, token: str) -> Rating | None:
+    """The rating a token stands for, or None for a token that is malformed or not signed with
+    ``secret`` (whether it has expired is the caller's check: ``Rating.expires``)."""
+    try:
+        encoded, mac = token.split(".", 1)
+        payload = _unb64(encoded)
+        if not hmac.compare_digest(_unb64(mac), _mac(secret, payload)):
+            return None
+        purpose, *fields = orjson.loads(payload)
+        rating = Rating(*fields)
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        return None
+    if purpose != "rating" or rating.survey not in ("csat", "nps") or not isinstance(rating.expires, int):
+        return None
+    return rating
 
 
 def identity_signature(secret: str, customer_id: str) -> str:

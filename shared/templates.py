@@ -52,7 +52,8 @@ BUILTIN: dict[str, dict[str, Parts]] = load_builtin()
 
 MAX_PART_CHARS = 64_000  # a rendered part, and any string or list a template makes on the way
 RENDER_BUDGET_S = 0.25  # one render of all a message's parts
-HEADER_PARTS = frozenset({"subject", "title"})  # one line each: a line break there breaks the e-mail
+HEADER_PARTS = frozenset({"subject", "title"})
+OPTIONAL_PARTS = frozenset({"html"})  # an e-mail's own HTML body; without it, its text as paragraphs  # one line each: a line break there breaks the e-mail
 
 
 class BudgetExceeded(SecurityError):
@@ -370,10 +371,11 @@ class Template(BaseModel):
     def parse(cls, raw: dict[str, Any]) -> Template:
         """Validate, and check that every locale has the parts the template's users read (those of the
         built-in template of the same id: a pop-up needs its ``title``, ``cta`` …, an e-mail its
-        ``subject`` and ``text``); errors name the field, as pydantic's do."""
+        ``subject`` and ``text``; an ``html`` part is optional: without it the text is the e-mail's
+        HTML body, as paragraphs); errors name the field, as pydantic's do."""
         template = cls.model_validate(raw)
         builtin = BUILTIN.get(template.template_id)
-        required = set(builtin["en"]) if builtin else set()
+        required = set(builtin["en"]) - OPTIONAL_PARTS if builtin else set()
         errors = [
             InitErrorDetails(
                 type=PydanticCustomError(

@@ -16,6 +16,7 @@ from services.admin.dryrun import router as dry_run_router
 from services.admin.keys import router as keys_router
 from services.admin.model_registry import router as models_router
 from services.admin.overview import router as overview_router
+from services.admin.ratings import router as ratings_router
 from services.admin.results import router as results_router
 from services.admin.rules import router as rules_router
 from services.admin.templates import router as templates_router
@@ -70,6 +71,7 @@ def create_app(settings: AdminSettings) -> FastAPI:
     app.include_router(dry_run_router)
     app.include_router(templates_router)
     app.include_router(results_router)
+    app.include_router(ratings_router)
     app.include_router(backtests_router)
     app.include_router(models_router)
     app.include_router(overview_router)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import uvicorn
 from pymongo.asynchronous.database import AsyncDatabase
@@ -14,6 +15,7 @@ from services.dispatcher.channels import (
     EmailChannel,
     InboxChannel,
     OutboxChannel,
+    RatingLinks,
     UnsubscribeLinks,
     WebhookChannel,
 )
@@ -32,7 +34,8 @@ SERVICE = "dispatcher"
 def channels(settings: DispatcherSettings, db: AsyncDatabase[Document], in_force: templates.InForce) -> Channels:
     """E-mail over SMTP when a host is configured (with signed unsubscribe links, so the secret for
     them is then required), SMS, push and calls through the provider's webhook when one is, in-app
-    messages to the inbox in MongoDB; anything else without a provider goes to the file outbox."""
+    messages to the inbox in MongoDB; anything else without a provider goes to the file outbox.
+    With the links' secret, messages that ask for a rating carry signed rating links."""
     by_kind: dict[str, Channel] = {"inapp": InboxChannel(db, in_force)}
     if settings.smtp_host:
         if settings.unsubscribe_secret is None:
@@ -48,7 +51,11 @@ def channels(settings: DispatcherSettings, db: AsyncDatabase[Document], in_force
             settings.webhook_url, settings.webhook_secret.get_secret_value(), settings.webhook_timeout_s, in_force
         )
         by_kind |= dict.fromkeys(("sms", "push", "phone", "webhook"), hook)
-    return Channels(OutboxChannel(settings.outbox_dir, in_force), by_kind)
+    ratings = None
+    if settings.unsubscribe_secret is not None:  # the secret that signs every link in a message
+        valid_for = timedelta(days=settings.rating_link_days)
+        ratings = RatingLinks(settings.public_url, settings.unsubscribe_secret.get_secret_value(), valid_for)
+    return Channels(OutboxChannel(settings.outbox_dir, in_force), by_kind, ratings)
 
 
 async def main() -> None:

@@ -13,7 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -58,11 +58,15 @@ def render(message: dict[str, Any], in_force: templates.InForce) -> tuple[str, t
 
 
 class Channels:
-    """Which channel delivers which kind of message: configured providers, else the outbox."""
+    """Which channel delivers which kind of message: configured providers, else the outbox; and the
+    signed rating links a message that asks for a rating gets, whatever its channel."""
 
-    def __init__(self, default: Channel, by_kind: Mapping[str, Channel] | None = None) -> None:
+    def __init__(
+        self, default: Channel, by_kind: Mapping[str, Channel] | None = None, ratings: RatingLinks | None = None
+    ) -> None:
         self.default = default
         self.by_kind = dict(by_kind or {})
+        self.ratings = ratings
 
     def pick(self, kind: str) -> Channel:
         return self.by_kind.get(kind, self.default)
@@ -80,6 +84,45 @@ class UnsubscribeLinks:
         if locale:
             query["lang"] = locale
         return f"{self.base_url.rstrip('/')}/unsubscribe?{urlencode(query)}"
+
+
+@dataclass(frozen=True)
+class RatingLinks:
+    """Signed one-click rating links to the storefront's ``/ratings`` page (shared.signing.Rating).
+
+    A rule asks for them with a ``survey`` value in its action's context (``"csat"``, ``"nps"`` or
+    both, e.g. ``"csat nps"``); its template then has ``csat_links`` (scores 1-5) and ``nps_links``
+    (0-10), each a list of ``{"score", "url"}``. Each link names the message, so the answer is
+    counted for its rule, channel and locale, and a second click on another score replaces the
+    first; links expire after ``valid_for``."""
+
+    base_url: str
+    secret: str
+    valid_for: timedelta = timedelta(days=30)
+
+    def add(self, message: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+        """The message's context with the links it asks for (unchanged when it asks for none)."""
+        context = dict(message.get("context") or {})
+        asked = set(str(context.get("survey") or "").replace(",", " ").split())
+        for survey, scores in (("csat", range(1, 6)), ("nps", range(11))):
+            if survey not in asked:
+                continue
+            rating = signing.Rating(
+                survey,  # type: ignore[arg-type]
+                message["action_id"],
+                message["customer_id"],
+                message["rule_id"],
+                message["channel"],
+                message.get("locale"),
+                context.get("order_id"),
+                int((now + self.valid_for).timestamp()),
+            )
+            token = signing.rating_token(self.secret, rating)
+            base = f"{self.base_url.rstrip('/')}/ratings"
+            context[f"{survey}_links"] = [
+                {"score": n, "url": f"{base}?{urlencode({'token': token, 'score': n})}"} for n in scores
+            ]
+        return context
 
 
 class EmailChannel:

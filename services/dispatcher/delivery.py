@@ -91,6 +91,8 @@ async def deliver(
     ):
         try:
             outgoing = {**message, "created_at": now.isoformat()}
+            if isinstance(channels, Channels) and channels.ratings is not None:
+                outgoing["context"] = channels.ratings.add(outgoing, now)
             if channel.name in ("smtp", "webhook", "inbox"):
                 outgoing["to"] = await _address(db, action, required=channel.name == "smtp")
             first_time = await channel.send(outgoing)

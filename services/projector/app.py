@@ -32,6 +32,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from shared.contract import InvalidEvent, Topics, decode
+from shared.contract import events as ev
 from shared.settings import EngineSettings
 from shared.store import Collections, Document
 
@@ -44,7 +45,12 @@ PROJECTED = {
     "session": Collections.SESSIONS,
 }
 OWNED = (*PROJECTED.values(), Collections.DECISIONS, Collections.INTERACTIONS)
-INTERACTION_TYPES = frozenset({"popup.shown", "popup.accepted", "popup.dismissed", "callback.requested"})
+INTERACTION_TYPES = frozenset(
+    {"popup.shown", "popup.accepted", "popup.dismissed", "callback.requested", "csat.submitted", "nps.submitted"}
+)
+# what a survey answer keeps besides who and when: the admin's ratings count them per rule, channel
+# and locale (``services/admin/ratings.py``)
+ANSWER_FIELDS = ("score", "comment", "action_id", "channel", "locale", "order_id")
 # Readers need the recent past, not the whole working state: long lists are cut to their tail,
 # which keeps documents small (FerretDB's writes cost in proportion to a document's size).
 KEEP_LAST = 20
@@ -69,7 +75,8 @@ def _summary(kind: str, doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _interaction(record: Any) -> Document | None:
-    """The interaction log's document for a pop-up outcome or a callback request; None for any other
+    """The interaction log's document for a pop-up outcome, a callback request or a survey answer
+    (with its score and comment); None for any other
     event, or a record that is not a valid event (the engine dead-letters those)."""
     try:
         event = decode(record.value, record.headers)
@@ -78,7 +85,7 @@ def _interaction(record: Any) -> Document | None:
     if event.type not in INTERACTION_TYPES:
         return None
     data = event.data
-    return {
+    doc: Document = {
         "_id": event.id,
         "type": event.type,
         "at": event.time,
@@ -86,6 +93,9 @@ def _interaction(record: Any) -> Document | None:
         "customer_id": getattr(data, "customer_id", None),
         "rule_id": getattr(data, "rule_id", None),
     }
+    if isinstance(data, ev.Answer):
+        doc |= {field: getattr(data, field, None) for field in ANSWER_FIELDS}
+    return doc
 
 
 class Projector:

@@ -18,6 +18,7 @@ from services.storefront.limits import RateLimit
 from services.storefront.messages import router as messages
 from services.storefront.pages import router as pages
 from services.storefront.publisher import Publisher
+from services.storefront.ratings import router as ratings
 from services.storefront.routes import router
 from services.storefront.session_view import SessionView
 from services.storefront.sites import SiteGuard
@@ -105,6 +106,7 @@ def create_app(settings: StorefrontSettings) -> FastAPI:
     app.include_router(intake.router)
     app.include_router(pages)
     app.include_router(messages)
+    app.include_router(ratings)
     if settings.sites:  # the shops whose pages may call this API: site keys and their origins
         app.add_middleware(SiteGuard, sites=settings.sites)
     install_error_handlers(app)

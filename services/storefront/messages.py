@@ -144,7 +144,7 @@ def _token(request: Request, token: str) -> tuple[str, str]:
     return found
 
 
-def _page(lang: str | None, body: str, title: str) -> HTMLResponse:
+def page(lang: str | None, body: str, title: str) -> HTMLResponse:
     language = html.escape(templates.locale_chain(lang)[0])
     return HTMLResponse(
         f"""<!doctype html><html lang="{language}"><head><meta charset="utf-8">
@@ -171,7 +171,7 @@ async def unsubscribe_page(
         f'<p>{text["question"]}</p><form method="post"><button type="submit" '
         f'style="font:inherit;padding:.5rem 1rem">{text["button"]}</button></form>'
     )
-    return _page(lang, form, text["title"])
+    return page(lang, form, text["title"])
 
 
 @router.post(
@@ -197,4 +197,4 @@ async def unsubscribe(
     await pub.publish_all([new_event("customer.upserted", customer_id, data, source=SOURCE)])
     log.info("unsubscribed", extra={"customer_id": customer_id, "channel": channel})
     _, text = request.app.state.templates.render("unsubscribe", lang, {"channel": channel})
-    return _page(lang, f"<p>{text['done']}</p>", text["title"])
+    return page(lang, f"<p>{text['done']}</p>", text["title"])

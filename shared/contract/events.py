@@ -196,18 +196,27 @@ class Ticket(EventData):
     status: str | None = None
 
 
-class CsatSubmitted(EventData):
+class Answer(EventData):
+    """A survey answer. When it answers one of proact's messages (a rating link), ``action_id`` names
+    the message and ``rule_id``, ``channel`` and ``locale`` say where it went; a later answer to the
+    same message replaces the earlier one."""
+
     customer_id: Id
+    comment: str | None = Field(None, max_length=2000)
+    action_id: str | None = Field(None, max_length=200)
+    rule_id: str | None = Field(None, max_length=200)
+    channel: str | None = Field(None, max_length=20)
+    locale: str | None = Field(None, max_length=35)
+
+
+class CsatSubmitted(Answer):
     score: int = Field(ge=1, le=5)
     ticket_id: str | None = None
     order_id: str | None = None
-    comment: str | None = None
 
 
-class NpsSubmitted(EventData):
-    customer_id: Id
+class NpsSubmitted(Answer):
     score: int = Field(ge=0, le=10)
-    comment: str | None = None
 
 
 # The states of a repair or service case, in the order a case usually walks them; "returned" is the

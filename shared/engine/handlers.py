@@ -255,10 +255,19 @@ def message_opened(state: PartitionState, event: Event, now: datetime) -> list[E
 
 
 def survey(field: str) -> Handler:
+    """A CSAT or NPS answer joins the customer's history (a churn feature); a later answer to the same
+    message (``action_id``: a second click on another score) replaces the earlier one."""
+
     def record(state: PartitionState, event: Event, now: datetime) -> list[Event]:
         data = event.data
         assert isinstance(data, ev.CsatSubmitted | ev.NpsSubmitted)
-        _note(state, data.customer_id, field, {"at": event.time.isoformat(), "score": data.score})
+        answer = {"at": event.time.isoformat(), "score": data.score}
+        customer = _customer(state, data.customer_id)
+        if data.action_id:
+            answer["action_id"] = data.action_id
+            customer[field] = [a for a in customer.get(field, []) if a.get("action_id") != data.action_id]
+        _remember(customer, field, answer)
+        state.put(CUSTOMER, data.customer_id, customer)
         return []
 
     return record

@@ -10,7 +10,12 @@ after-sales; the others are off until a team turns them on. Their parameters, an
 * ``post-purchase-checkin``: 3 days (``P3D``) after ``order.delivered``, if the order is still
   delivered (a return changes its status); a return request or a ticket about the order cancels
   it; quiet hours 21:00-08:00 in the customer's time zone postpone it; subject to the contact
-  policy; 10 % hold-out so its uplift can be measured.
+  policy; 10 % hold-out so its uplift can be measured. It carries signed one-click CSAT links
+  (context ``survey``; ``"csat nps"`` adds the 0-10 recommendation question).
+* ``low-csat-callback``, on: a CSAT of 1 or 2 (from the check-in's links or the shop's own survey)
+  offers a call from the support team, by phone if consented, else the preferred channel; at most
+  once a week per customer, outside the contact policy (an unhappy customer asked for nothing
+  else to be counted against).
 * ``lingering-visitor-callback``: a pop-up evaluated by the storefront's decision call. The visit
   has lasted longer than 3,100 s, the 90th percentile of the total page time of the sessions that
   bought in the UCI online-shoppers data (``data/online_shoppers``, Feb-Oct); the intent model does
@@ -24,9 +29,8 @@ after-sales; the others are off until a team turns them on. Their parameters, an
   gave, while it is not ready; only for promises longer than two days, or the warning would come
   with the receipt); once per case each, service information outside the contact policy, and a
   ``service_case.completed`` cancels what is pending.
-* off: ``churn-winback`` (churn score reaches 0.7, at most every 90 days), ``ticket-followup``
-  (a ticket not resolved within 2 days), ``low-csat-callback`` (a CSAT of 1 or 2, by phone if
-  consented).
+* off: ``churn-winback`` (churn score reaches 0.7, at most every 90 days) and ``ticket-followup``
+  (a ticket not resolved within 2 days).
 """
 
 from __future__ import annotations
@@ -154,7 +158,7 @@ BUILTIN: list[dict[str, Any]] = [
     {
         "rule_id": CHECKIN,
         "name": "Post-purchase check-in",
-        "description": "Three days after delivery: is all well? With a CSAT link.",
+        "description": "Three days after delivery: is all well? With one-click CSAT links.",
         "triggers": [{"kind": "delay", "after": "order.delivered", "delay": "P3D"}],
         "conditions": [{"expr": 'order.status == "delivered"', "description": "the order is delivered, not returned"}],
         "action": {
@@ -165,6 +169,8 @@ BUILTIN: list[dict[str, Any]] = [
                 "order_id": "order.order_id",
                 # the first thing in the order, when the shop sent its items
                 "product": 'has(order.products) && size(order.products) > 0 ? order.products[0] : ""',
+                # signed one-click CSAT links (add "nps" for the 0-10 question too)
+                "survey": '"csat"',
             },
         },
         "guards": {
@@ -231,7 +237,6 @@ BUILTIN: list[dict[str, Any]] = [
         "rule_id": "low-csat-callback",
         "name": "Low CSAT callback",
         "description": "A CSAT of 1 or 2: offer a call from the support team.",
-        "enabled": False,
         "triggers": [{"kind": "event", "event": "csat.submitted"}],
         "conditions": [{"expr": "event.data.score <= 2", "description": "the customer was unhappy"}],
         "action": {"channel": "phone", "fallback": "preferred", "template_id": "low_csat_callback", "priority": 90},

@@ -109,6 +109,7 @@ async def test_the_preview_shows_every_locale_side_by_side_with_the_customers_va
     }
     body = {"template": draft, "locales": ["pl-PL", "de"], "values": {"name": "<b>Ola</b>"}}
     shown = (await http.post("/v1/templates/checkin/preview", json=body)).json()
+    assert "previews" in shown, shown
     assert shown["previews"]["pl-PL"] == {
         "locale": "pl",
         "parts": {"subject": "Cześć &lt;b&gt;Ola&lt;/b&gt;", "text": "Zamówienie SAMPLE-1001"},

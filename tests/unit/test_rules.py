@@ -310,6 +310,7 @@ def test_the_rule_schema_is_published_and_the_builtins_follow_it() -> None:
     assert sorted(RuleSet(builtin_rules()).rules) == [
         "delay-notice",
         "lingering-visitor-callback",
+        "low-csat-callback",
         CHECKIN,
         "repair-overdue",
         "repair-ready",

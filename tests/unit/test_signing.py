@@ -53,3 +53,16 @@ def test_a_forged_altered_or_replayed_webhook_request_is_refused() -> None:
     assert not signing.webhook_signature_holds("provider-secret", body, header, now + 301)  # replayed later
     for bad in ("", "t=abc,v1=00", "v1=00", f"t={now}", f"t={now},v1={'0' * 64}", "garbage"):
         assert not signing.webhook_signature_holds("provider-secret", body, bad, now)
+
+
+@given(ids, st.sampled_from(["csat", "nps"]), st.none() | st.text(max_size=10))
+def test_a_rating_token_names_its_message_and_survey_and_refuses_any_other_use(
+    action_id: str, survey: str, locale: str | None
+) -> None:
+    rating = signing.Rating(survey, action_id, "c-1", "post-purchase-checkin", "email", locale, "o-1", 2_000_000_000)  # type: ignore[arg-type]
+    token = signing.rating_token(SECRET, rating)
+    assert signing.read_rating_token(SECRET, token) == rating
+    assert signing.read_rating_token("another secret", token) is None
+    # an unsubscribe token is not a rating token, nor the other way round
+    assert signing.read_rating_token(SECRET, unsubscribe_token(SECRET, "c-1", "email")) is None
+    assert read_unsubscribe_token(SECRET, token) is None

@@ -768,6 +768,26 @@ async function churnPage() {
     h("p", { class: "muted" }, `Model versions: ${r.model_versions.join(", ") || "none yet"}.`));
 }
 
+// --- ratings ---------------------------------------------------------------------------------
+async function ratingsPage() {
+  const params = new URLSearchParams(location.search);
+  const days = h("input", { type: "number", id: "days", name: "days", min: 1, max: 366, value: params.get("days") || 90 });
+  const r = await api("GET", `/v1/ratings?days=${+days.value}`);
+  const o = r.overall, num = (v, digits = 2) => (v === null ? "–" : v.toFixed(digits));
+  const trend = (g) => g.trend.map((w) => `${w.week}: ${num(w.csat)}`).join(" · ") || "–";
+  page("Ratings", h("form", { method: "get" }, h("label", {}, "The last (days)", days), h("button", { type: "submit" }, "Show")),
+    h("div", { class: "cards", id: "ratings-summary" }, card("asked", o.asked), card("CSAT answers", o.csat_answers), card("response rate", pct(o.response_rate)),
+      card("CSAT (1-5)", num(o.csat)), card("satisfied (4-5)", pct(o.satisfied)), card("NPS", num(o.nps, 0))),
+    h("p", { class: "muted" }, "What customers answered to the one-click rating links of the check-ins: the latest answer per message. Response rate: messages with a CSAT answer of those delivered with links. NPS: promoters (9-10) minus detractors (0-6), in points."),
+    h("h2", {}, "Per rule, channel and locale"),
+    r.groups.length ? table(["Rule", "Channel", "Locale", "Asked", "CSAT answers", "Response rate", "CSAT", "Satisfied", "NPS answers", "NPS", "CSAT per week"],
+      r.groups.map((g) => [g.rule_id, g.channel, g.locale, String(g.asked), String(g.csat_answers), pct(g.response_rate), num(g.csat), pct(g.satisfied), String(g.nps_answers), num(g.nps, 0), trend(g)]), [3, 4, 5, 6, 7, 8, 9])
+      : h("p", { class: "muted" }, "No rating asked or given yet."),
+    h("h2", {}, "Latest comments"),
+    r.comments.length ? table(["When", "Survey", "Score", "Rule", "Locale", "Comment"], r.comments.map((c) => [when(c.at), c.survey.toUpperCase(), String(c.score), c.rule_id || "–", c.locale || "–", c.comment]), [2])
+      : h("p", { class: "muted" }, "No comment yet."));
+}
+
 // --- dead letters ----------------------------------------------------------------------------
 async function deadLettersPage() {
   const letters = await api("GET", "/v1/dead-letters?per_topic=50");
@@ -801,6 +821,7 @@ async function route() {
   if (path === "/ui/customers") return customersPage();
   if (path === "/ui/dead-letters") return deadLettersPage();
   if (path === "/ui/churn") return churnPage();
+  if (path === "/ui/ratings") return ratingsPage();
   if ((m = /^\/ui\/rules\/([a-z0-9-]+)\/backtests$/.exec(path))) return backtestsPage(m[1]);
   if ((m = /^\/ui\/rules\/([a-z0-9-]+)\/results$/.exec(path))) return resultsPage(m[1]);
   if ((m = /^\/ui\/rules\/([a-z0-9-]+)$/.exec(path))) return ruleEditor(m[1]);
