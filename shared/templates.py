@@ -52,8 +52,8 @@ BUILTIN: dict[str, dict[str, Parts]] = load_builtin()
 
 MAX_PART_CHARS = 64_000  # a rendered part, and any string or list a template makes on the way
 RENDER_BUDGET_S = 0.25  # one render of all a message's parts
-HEADER_PARTS = frozenset({"subject", "title"})
-OPTIONAL_PARTS = frozenset({"html"})  # an e-mail's own HTML body; without it, its text as paragraphs  # one line each: a line break there breaks the e-mail
+HEADER_PARTS = frozenset({"subject", "title"})  # one line each: a line break there breaks the e-mail
+OPTIONAL_PARTS = frozenset({"html"})  # an e-mail's own HTML body; without it, its text as paragraphs
 
 
 class BudgetExceeded(SecurityError):
