@@ -160,6 +160,9 @@ class DispatcherSettings(MailSettings):
     retry_max_wait_s: float = Field(86400.0, gt=0, validation_alias=AliasChoices("PROACT_DISPATCHER_RETRY_MAX_WAIT_S"))
     # where customers reach the storefront (unsubscribe and rating links point here)
     public_url: str = Field("http://127.0.0.1:8080", validation_alias=AliasChoices("PROACT_STOREFRONT_PUBLIC_URL"))
+    # the shop's help desk: each callback request is posted there, signed with the secret
+    helpdesk_url: str | None = Field(None, validation_alias=AliasChoices("PROACT_HELPDESK_URL"))
+    helpdesk_secret: SecretStr | None = Field(None, validation_alias=AliasChoices("PROACT_HELPDESK_SECRET"))
     # how long a rating link in a check-in works
     rating_link_days: int = Field(30, ge=1, le=365, validation_alias=AliasChoices("PROACT_DISPATCHER_RATING_LINK_DAYS"))
 
@@ -185,6 +188,11 @@ class StorefrontSettings(Settings):
         3, ge=1, validation_alias=AliasChoices("PROACT_STOREFRONT_CALLBACKS_PER_VISITOR")
     )
     callbacks_per_ip_hour: int = Field(20, ge=1, validation_alias=AliasChoices("PROACT_STOREFRONT_CALLBACKS_PER_IP"))
+    # how soon a callback is promised: the visitor is told the time, agents see it as the due time, and
+    # the built-in callback-apology rule writes to the visitor if no call is recorded by then
+    callback_promise_min: int = Field(
+        120, ge=1, le=7 * 24 * 60, validation_alias=AliasChoices("PROACT_STOREFRONT_CALLBACK_PROMISE_MIN")
+    )
     # event batches per visitor and per client address per minute (a visible tab sends about 5)
     events_per_visitor_minute: int = Field(
         60, ge=1, validation_alias=AliasChoices("PROACT_STOREFRONT_EVENTS_PER_VISITOR")

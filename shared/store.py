@@ -30,6 +30,9 @@ class Collections:
     DECISIONS = "decisions"
     CUSTOMERS = "customers"
     ORDERS = "orders"
+    # callback requests and the agents' records of them, with the number to call: personal data,
+    # written by the dispatcher, worked by agents in the admin
+    CALLBACKS = "callbacks"
     CASES = "cases"  # repair and service cases, their status and steps (the projector, from the engine)
     SESSIONS = "sessions"
     SETTINGS = "settings"
@@ -66,6 +69,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     Collections.CUSTOMERS: [IndexModel([("last_order_at", DESCENDING)], name="recent_buyers")],
     Collections.ORDERS: [IndexModel([("customer_id", ASCENDING)], name="customer")],
     Collections.CASES: [IndexModel([("customer_id", ASCENDING)], name="customer")],
+    Collections.CALLBACKS: [IndexModel([("status", ASCENDING), ("promised_by", ASCENDING)], name="due")],
     Collections.SESSIONS: [IndexModel([("visitor_id", ASCENDING)], name="visitor")],
     Collections.BACKTESTS: [IndexModel([("rule_id", ASCENDING), ("created_at", DESCENDING)], name="rule_recent")],
     Collections.SETTINGS: [],  # a few documents by _id

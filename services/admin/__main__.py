@@ -73,7 +73,7 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command")
     create = commands.add_parser("create-key", help="make an API key and print it once")
     create.add_argument("--name", required=True)
-    create.add_argument("--role", required=True, choices=access.ROLES)
+    create.add_argument("--role", required=True, choices=access.ALL_ROLES)
     test = commands.add_parser("backtest", help="back-test a rule over an NDJSON export of events")
     test.add_argument("--rule", required=True)
     test.add_argument("--version", type=int)

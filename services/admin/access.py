@@ -9,6 +9,10 @@ Roles, each allowed what the ones before it are:
 | ``publisher`` | publish a version (and so roll back) |
 | ``admin`` | change the contact policy; create, list and revoke API keys |
 
+And one role beside them: ``agent``, the support team member who makes callbacks. An agent sees the
+callback queue only (with the numbers to call: personal data no other role needs), claims a
+request and records how the call went; an ``admin`` may do that too.
+
 A key is ``pk_<id>_<secret>``: the id is public (it names the key in lists and in the audit log),
 the secret 256 random bits. Only the SHA-256 of the whole key is stored and the key is shown once,
 when it is created. A fast hash is the right one here: the secret is random and long, so there is
@@ -35,8 +39,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from shared.store import Collections, Document
 from shared.versioned import audit
 
-Role = Literal["viewer", "marketer", "publisher", "admin"]
-ROLES: tuple[Role, ...] = ("viewer", "marketer", "publisher", "admin")
+Role = Literal["viewer", "marketer", "publisher", "admin", "agent"]
+ROLES: tuple[Role, ...] = ("viewer", "marketer", "publisher", "admin")  # each may what those before may
+AGENT: Role = "agent"  # the callback queue only (and an admin may work it too)
+ALL_ROLES: tuple[Role, ...] = (*ROLES, AGENT)
 PREFIX = "pk_"
 
 bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer pk_…`")
@@ -60,8 +66,8 @@ def _hash(key: str) -> str:
 
 async def create_key(db: AsyncDatabase[Document], name: str, role: Role, by: str) -> tuple[str, Document]:
     """A new key: (the key itself, shown once; its stored record without the hash)."""
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if role not in ALL_ROLES:
+        raise ValueError(f"role must be one of {', '.join(ALL_ROLES)}")
     key_id = secrets.token_hex(4)
     key = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
     record = {
@@ -113,15 +119,31 @@ def require(role: Role) -> Any:
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
     ) -> Principal:
         principal = await authenticate(request, credentials)
-        if ROLES.index(principal.role) < ROLES.index(role):
-            detail = f"this needs the {role} role or above; the key is {principal.role}"
-            raise HTTPException(status.HTTP_403_FORBIDDEN, detail)
+        if not allowed(principal.role, role):
+            needs = "the agent or admin role" if role == AGENT else f"the {role} role or above"
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs {needs}; the key is {principal.role}")
         return principal
 
     return Depends(check)
+
+
+def allowed(have: Role, need: Role) -> bool:
+    """Whether a key of role ``have`` may do what needs ``need``."""
+    if need == AGENT:
+        return have in (AGENT, "admin")
+    return have in ROLES and ROLES.index(have) >= ROLES.index(need)
+
+
+async def anyone(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Principal:
+    """A dependency: the caller's principal, whatever their role."""
+    return await authenticate(request, credentials)
 
 
 Viewer = Annotated[Principal, require("viewer")]
 Marketer = Annotated[Principal, require("marketer")]
 Publisher = Annotated[Principal, require("publisher")]
 Admin = Annotated[Principal, require("admin")]
+Agent = Annotated[Principal, require(AGENT)]
+Anyone = Annotated[Principal, Depends(anyone)]

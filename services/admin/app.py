@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 
 from services.admin.audit import router as audit_router
 from services.admin.backtests import router as backtests_router
+from services.admin.callbacks import router as callbacks_router
 from services.admin.churn_causes import router as churn_causes_router
 from services.admin.dead_letters import router as dead_letters_router
 from services.admin.dryrun import router as dry_run_router
@@ -72,6 +73,7 @@ def create_app(settings: AdminSettings) -> FastAPI:
     app.include_router(templates_router)
     app.include_router(results_router)
     app.include_router(ratings_router)
+    app.include_router(callbacks_router)
     app.include_router(backtests_router)
     app.include_router(models_router)
     app.include_router(overview_router)

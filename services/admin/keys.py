@@ -8,14 +8,14 @@ from fastapi import APIRouter, Body, HTTPException, Path, Request
 from pydantic import BaseModel, Field
 
 from services.admin import access
-from services.admin.access import Admin, Viewer
+from services.admin.access import Admin, Anyone
 from shared.store import Collections
 
 router = APIRouter(prefix="/v1", tags=["keys"])
 
 
 @router.get("/me")
-async def me(who: Viewer) -> dict[str, Any]:
+async def me(who: Anyone) -> dict[str, Any]:
     """The caller's key: its id, name and role (what the UI may offer)."""
     return {"key_id": who.key_id, "name": who.name, "role": who.role}
 

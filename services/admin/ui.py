@@ -37,7 +37,8 @@ SHELL = """<!doctype html>
 <a class="skip" href="#main">Skip to content</a>
 <header><nav aria-label="Main"><a class="brand" href="/ui/overview">proact</a>
 <a href="/ui/overview">Overview</a><a href="/ui/rules">Rules</a><a href="/ui/templates">Templates</a>
-<a href="/ui/ratings">Ratings</a><a href="/ui/customers">Customers</a><a href="/ui/churn">Churn causes</a>
+<a href="/ui/ratings">Ratings</a><a href="/ui/callbacks">Callbacks</a>
+<a href="/ui/customers">Customers</a><a href="/ui/churn">Churn causes</a>
 <a href="/ui/policy">Contact policy</a><a href="/ui/dead-letters">Dead letters</a>
 <a href="/ui/models">Models</a><a href="/ui/audit">Audit log</a><a href="/ui/keys">API keys</a>
 <span id="who" class="who"></span></nav></header>

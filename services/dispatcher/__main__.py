@@ -65,7 +65,7 @@ async def main() -> None:
     setup_metrics(SERVICE, settings)
     client = mongo_client(settings)
     db = database(client, settings)
-    await ensure_indexes(db, [Collections.MESSAGES, Collections.CONTACTS, Collections.INBOX])
+    await ensure_indexes(db, [Collections.MESSAGES, Collections.CONTACTS, Collections.INBOX, Collections.CALLBACKS])
     in_force = templates.InForce()  # the published templates over the built-in ones, kept current below
     broker = build_broker(settings, db, channels(settings, db, in_force), SystemClock())
     app = build_app(broker)

@@ -18,12 +18,12 @@ from opentelemetry import metrics, trace
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
-from services.dispatcher import contacts, messages_store
+from services.dispatcher import callbacks, contacts, messages_store
 from services.dispatcher.channels import Channel, Channels
 from services.dispatcher.delivery import deliver, retrying
 from shared.clock import Clock
 from shared.contract import Event, InvalidEvent, Topics, decode, encode, new_event
-from shared.contract.events import ActionRequested, CustomerUpserted, Outcome
+from shared.contract.events import ActionRequested, CallbackRequested, CallbackUpdated, CustomerUpserted, Outcome
 from shared.contract.topics import dead_letter_headers, error_type
 from shared.metrics import prometheus_app
 from shared.settings import DispatcherSettings
@@ -161,6 +161,11 @@ def build_broker(
         logger=log,
     )
     dispatch = Dispatch(broker, settings, db, channel, clock)
+    desk = None
+    if settings.helpdesk_url:
+        if settings.helpdesk_secret is None:
+            raise SystemExit("PROACT_HELPDESK_SECRET is required with PROACT_HELPDESK_URL: requests are signed")
+        desk = callbacks.HelpDesk(settings.helpdesk_url, settings.helpdesk_secret.get_secret_value())
 
     @broker.subscriber(
         topics.actions,
@@ -208,6 +213,31 @@ def build_broker(
         event = _readable(msg)
         if event is not None and isinstance(event.data, CustomerUpserted):
             await contacts.remember(db, event.data, event.time)
+
+    @broker.subscriber(
+        topics.support,
+        group_id=f"{settings.group_id}-callbacks",
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        group_instance_id=instance,
+        title="callbacks",
+        description="Puts each callback request in the agents' queue and posts it to the shop's help desk; "
+        "records calls a help desk reports.",
+    )
+    async def on_support(body: Any, msg: KafkaMessage) -> None:
+        event = _readable(msg)
+        if event is not None and isinstance(event.data, CallbackUpdated):
+            await callbacks.recorded(db, event.data, event.envelope.source, event.time)
+            return
+        if event is None or not isinstance(event.data, CallbackRequested):
+            return
+        try:
+            await callbacks.route(db, event.data, event.time, desk)
+        except callbacks.HelpDeskRefused as exc:  # the queue has it; the dead letter can be sent back
+            raw = msg.raw_message
+            headers = dead_letter_headers(exc, topics.support, raw.partition, raw.offset)  # type: ignore[union-attr]
+            await broker.publish(msg.body, topics.dlq(topics.support), key=raw.key, headers=headers)  # type: ignore[union-attr]
+            log.warning("callback not taken by the help desk", extra={"reason": exc.reason})
 
     @broker.subscriber(
         topics.outcomes,

@@ -160,14 +160,16 @@ ADDRESS_FIELD = {"email": "email", "sms": "phone", "phone": "phone"}
 
 async def _address(db: AsyncDatabase[Document], action: ActionRequested, required: bool) -> str | None:
     """The customer's address for the channel (e-mail, or phone for SMS and calls), if they still
-    consent: a consent withdrawn after the action was requested wins. A customer the contact book has
+    consent: a consent withdrawn after the action was requested wins (a reply to the person's own
+    request, ``consent_required: false``, needs none). A customer the contact book has
     not heard of yet is a passing failure (retried); a known one without the address, a lasting one."""
     contact = await contacts.lookup(db, action.customer_id)
     if contact is None and required:
         # the contact book reads the customers topic beside the actions: after a restart, or with a
         # profile and an order written moments apart, it can be behind; another attempt will find it
         raise DeliveryFailed("the contact book does not know this customer yet", permanent=False)
-    if contact is not None and not consented(contact.get("consents") or {}, action.channel):
+    withdrawn = action.consent_required and not consented((contact or {}).get("consents") or {}, action.channel)
+    if contact is not None and withdrawn:
         raise DeliveryFailed(f"the customer has withdrawn consent for {action.channel}", permanent=True)
     field = ADDRESS_FIELD.get(action.channel)
     address = (contact or {}).get(field) if field else None

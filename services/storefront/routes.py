@@ -6,8 +6,9 @@ import asyncio
 import logging
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
@@ -28,7 +29,7 @@ from services.storefront.schemas import (
     Popup,
     PopupOutcome,
 )
-from shared import sessions, signing
+from shared import sessions, signing, templates
 from shared.contract import EVENT_TYPES, Event, InvalidEvent, check_times, new_event
 from shared.contract import events as ev
 
@@ -227,18 +228,45 @@ async def callback(
     limited(request, "/v1/callbacks", request.app.state.callback_limits, body.visitor_id)
     session = request.app.state.view.get(sessions.SESSION, body.session_id) if body.session_id else None
     request_id = str(uuid.uuid4())
+    now = datetime.now(UTC)
+    promised_by = now + timedelta(minutes=request.app.state.settings.callback_promise_min)
+    customer_id = (session or {}).get("customer_id")
     data = ev.CallbackRequested(
         request_id=request_id,
         visitor_id=body.visitor_id,
         phone=body.phone,
         email=body.email,
         consent=True,
-        customer_id=(session or {}).get("customer_id"),
+        customer_id=customer_id,
         preferred_time=body.preferred_time,
         topic=body.topic,
+        locale=body.locale,
+        promised_by=promised_by,
         decision_id=body.decision_id,
         session_id=body.session_id,
     )
-    await pub.publish_all([new_event("callback.requested", body.visitor_id, data, source=SOURCE)])
+    # keyed by the person the rules will write to (the customer, else the visitor), so that the
+    # engine reads it in the partition that holds their record
+    event = new_event("callback.requested", customer_id or body.visitor_id, data, source=SOURCE, time=now)
+    await pub.publish_all([event])
     log.info("callback requested", extra={"request_id": request_id, "visitor_id": body.visitor_id})
-    return CallbackAccepted(request_id=request_id, message="Thank you. We will get back to you as you asked.")
+    return CallbackAccepted(
+        request_id=request_id,
+        message=_confirmation(request, body.locale, body.timezone, now, promised_by),
+        promised_by=promised_by,
+    )
+
+
+def _confirmation(request: Request, locale: str | None, zone: str | None, now: datetime, by: datetime) -> str:
+    """The confirmation in the visitor's language, with the promised time in their time zone (the
+    time alone when it is today there, else the date too)."""
+    tz = ZoneInfo(zone or "UTC")
+    local, today = by.astimezone(tz), now.astimezone(tz).date()
+    shown = f"{local:%H:%M}" if local.date() == today else f"{local:%Y-%m-%d %H:%M}"
+    if not zone:
+        shown += " UTC"
+    _, parts = request.app.state.templates.render("callback_offer", locale, {"by": shown})
+    if "thanks" in parts:
+        return str(parts["thanks"])
+    # a shop's own version of the pop-up made before it had a confirmation: the built-in one
+    return str(templates.render("callback_offer", locale, {"by": shown})[1]["thanks"])

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 import phonenumbers
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from shared.contract import events as ev
 
 
 class BrowserEvent(BaseModel):
@@ -88,6 +91,16 @@ class CallbackRequest(BaseModel):
     preferred_time: str | None = Field(None, max_length=100)
     topic: str | None = Field(None, max_length=200)
     consent: bool = Field(description="must be true: the visitor agreed to be contacted about this request")
+    locale: ev.Locale | None = Field(None, description="the page's language, for the confirmation and replies")
+    timezone: str | None = Field(
+        None, max_length=64, description="the visitor's IANA time zone, for the promised time (an unknown one: UTC)"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        # a browser's zone the server does not know is not worth refusing a callback for
+        return value if value and ev.known_timezone(value) else None
 
     @field_validator("phone")
     @classmethod
@@ -118,4 +131,5 @@ class CallbackRequest(BaseModel):
 
 class CallbackAccepted(BaseModel):
     request_id: str
-    message: str
+    message: str = Field(description="the confirmation to show, in the visitor's language, with the promised time")
+    promised_by: datetime = Field(description="when the shop promised to have called back")

@@ -40,9 +40,14 @@ def _zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
+def known_timezone(value: str) -> bool:
+    """Whether ``value`` is an IANA time zone name this machine knows."""
+    return value in _zones()
+
+
 def _timezone(value: str) -> str:
     # refused here rather than failing every quiet-hours check later (ZoneInfo raises on it)
-    if value not in _zones():
+    if not known_timezone(value):
         raise ValueError("timezone must be an IANA zone name, e.g. Europe/Warsaw")
     return value
 
@@ -246,12 +251,26 @@ class CallbackRequested(EventData):
     customer_id: str | None = None
     preferred_time: str | None = None
     topic: str | None = None
+    locale: Locale | None = None
+    promised_by: AwareDatetime | None = Field(None, description="when the shop promised to have called back")
 
     @model_validator(mode="after")
     def _phone_or_email(self) -> CallbackRequested:
         if not self.phone and not self.email:
             raise ValueError("phone or email is required")
         return self
+
+
+class CallbackUpdated(EventData):
+    """An agent's record of a callback: ``claimed`` (taken from the queue), then ``called``,
+    ``no_answer`` or ``resolved`` (each a call made). The person is the request's customer, or its
+    visitor when they are not a known customer."""
+
+    request_id: Id
+    visitor_id: Id
+    customer_id: str | None = Field(None, max_length=200)
+    outcome: Literal["claimed", "called", "no_answer", "resolved"]
+    agent: str | None = Field(None, max_length=200, description="the agent's name (an admin key's name)")
 
 
 # --- proact.actions, proact.outcomes, proact.timers -------------------------------------------
@@ -270,6 +289,9 @@ class ActionRequested(EventData):
     not_before: AwareDatetime | None = None
     idempotency_key: Id
     holdout: bool = False
+    consent_required: bool = Field(
+        True, description="false when the rule waives consent (a reply to the person's own request)"
+    )
 
 
 class Outcome(EventData):
@@ -348,6 +370,7 @@ EVENT_TYPES: dict[str, tuple[str, type[EventData]]] = {
     "service_case.updated": ("support", ServiceCase),
     "service_case.completed": ("support", ServiceCase),
     "callback.requested": ("support", CallbackRequested),
+    "callback.updated": ("support", CallbackUpdated),
     "action.requested": ("actions", ActionRequested),
     "message.sent": ("outcomes", Outcome),
     "message.delivered": ("outcomes", Outcome),

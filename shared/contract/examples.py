@@ -79,7 +79,9 @@ def example_data(type_: str, now: datetime, customer_id: str = "c-1", visitor_id
             "phone": "+48123456789",
             "consent": True,
             "preferred_time": "after 17:00",
+            "promised_by": now.isoformat(),
         },
+        "callback.updated": {"request_id": "r-1", "visitor_id": visitor_id, "outcome": "called", "agent": "Ana"},
         "action.requested": {
             "action_id": "a-1",
             "rule_id": "delay-notice",

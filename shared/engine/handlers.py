@@ -245,6 +245,22 @@ def ticket_opened(state: PartitionState, event: Event, now: datetime) -> list[Ev
     return []
 
 
+def callback_requested(state: PartitionState, event: Event, now: datetime) -> list[Event]:
+    """Someone asked to be called back: their record (the customer's, or the visitor's when they are
+    not a known customer) learns that an address is known for a reply about it (never the address:
+    the dispatcher keeps that), and their language if it had none."""
+    data = event.data
+    assert isinstance(data, ev.CallbackRequested)
+    key = data.customer_id or data.visitor_id
+    record = _customer(state, key)
+    record["has_email"] = bool(data.email) or record.get("has_email", False)
+    record["has_phone"] = bool(data.phone) or record.get("has_phone", False)
+    if data.locale and not record.get("locale"):
+        record["locale"] = data.locale
+    state.put(CUSTOMER, key, record)
+    return []
+
+
 def message_opened(state: PartitionState, event: Event, now: datetime) -> list[Event]:
     """Engagement with proact's own messages, a churn signal."""
     data = event.data
@@ -309,6 +325,7 @@ HANDLERS: dict[str, Handler] = {
     "order.cancelled": order_closed("cancelled"),
     "order.return_requested": order_closed("return_requested"),
     "ticket.opened": ticket_opened,
+    "callback.requested": callback_requested,
     "csat.submitted": survey("csat_history"),
     "message.opened": message_opened,
     "popup.shown": popup_shown,

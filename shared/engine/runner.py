@@ -127,6 +127,18 @@ def _has_customer(data_type: type[Any]) -> bool:
 
 
 _HAS_CUSTOMER: dict[type[Any], bool] = {}
+# events a visitor who is not a known customer can be the person of: a callback they asked for
+BY_VISITOR = frozenset({"callback.requested", "callback.updated"})
+
+
+def person(event: Event) -> str | None:
+    """Whom the rules of an event are about: its customer; for a callback, the visitor who asked for
+    it when they are not a known customer (rules then write to the address they left)."""
+    data = event.data
+    customer_id = data.customer_id if _has_customer(type(data)) else None  # type: ignore[attr-defined]
+    if not customer_id and event.type in BY_VISITOR:
+        customer_id = data.visitor_id  # type: ignore[attr-defined]
+    return customer_id
 
 
 class RuleRunner:
@@ -146,7 +158,7 @@ class RuleRunner:
         rules = self.book.current
         if event.type == "timer.fired":
             return self._on_timer(state, event, now)
-        customer_id = event.data.customer_id if _has_customer(type(event.data)) else None  # type: ignore[attr-defined]
+        customer_id = person(event)
         if not customer_id or not rules.interested_in(event.type):
             return []
         data = event.data.model_dump(mode="json")
@@ -420,6 +432,7 @@ class RuleRunner:
             context={**verdict.context, "cause_event_id": item.cause["id"], "trigger": item.trigger},
             idempotency_key=key,
             holdout=holdout,
+            consent_required=rule.guards.require_consent,
         )
         return new_event("action.requested", customer_id, action, source=SOURCE, time=now, id=action.action_id)
 

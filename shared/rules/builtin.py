@@ -29,6 +29,9 @@ after-sales; the others are off until a team turns them on. Their parameters, an
   gave, while it is not ready; only for promises longer than two days, or the warning would come
   with the receipt); once per case each, service information outside the contact policy, and a
   ``service_case.completed`` cancels what is pending.
+* ``callback-apology``, on: a callback request not recorded as made (``callback.updated``) by the
+  time the storefront promised (``PROACT_STOREFRONT_CALLBACK_PROMISE_MIN``, 120 minutes) gets an
+  apology with a new time two hours on, once per request, to the address the person left.
 * off: ``churn-winback`` (churn score reaches 0.7, at most every 90 days) and ``ticket-followup``
   (a ticket not resolved within 2 days).
 """
@@ -45,6 +48,7 @@ LINGERING = "lingering-visitor-callback"
 REPAIR_RECEIVED = "repair-received"
 REPAIR_READY = "repair-ready"
 REPAIR_OVERDUE = "repair-overdue"
+CALLBACK_APOLOGY = "callback-apology"
 
 _ON_ITS_WAY = {"expr": 'order.status in ["placed", "shipped", "unknown"]', "description": "the order is on its way"}
 
@@ -116,6 +120,35 @@ AFTER_SALES: list[dict[str, Any]] = [
         "guards": {"reeligibility": {"mode": "once_per_order"}, "contact_policy": False, "exit_events": _CASE_CLOSES},
     },
 ]
+
+# A callback the shop promised (``callback.requested``'s ``promised_by``, set by the storefront) and
+# no agent recorded as made by then (``callback.updated``): an apology to the person who asked, with a
+# new promise two hours on (agents see it in the admin's callback queue).
+CALLBACK_APOLOGY_RULE: dict[str, Any] = {
+    "rule_id": CALLBACK_APOLOGY,
+    "name": "Callback missed: apology",
+    "description": "A callback not made by the time promised: an apology and a new time.",
+    "triggers": [
+        {
+            "kind": "absence",
+            "after": "callback.requested",
+            "absent": ["callback.updated"],
+            "deadline_field": "promised_by",
+        }
+    ],
+    "action": {
+        "channel": "preferred",
+        "template_id": "callback_apology",
+        "priority": 85,
+        "context": {
+            "request_id": "event.data.request_id",
+            "promised_by": "event.data.promised_by",
+            "new_promise": 'now + duration("2h")',
+        },
+    },
+    # the request itself is the consent to be contacted about it; service information, not marketing
+    "guards": {"reeligibility": {"mode": "once_per_order"}, "contact_policy": False, "require_consent": False},
+}
 
 BUILTIN: list[dict[str, Any]] = [
     {
@@ -243,6 +276,7 @@ BUILTIN: list[dict[str, Any]] = [
         "guards": {"contact_policy": False, "cooldown": "P7D"},
     },
     *AFTER_SALES,
+    CALLBACK_APOLOGY_RULE,
 ]
 
 

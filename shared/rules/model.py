@@ -40,12 +40,12 @@ CHANNEL_PREFERENCE: tuple[str, ...] = ("email", "sms", "push", "phone")
 
 
 def scope_field(event_type: str) -> str | None:
-    """What an event is about, for timers, exit events and once-per-order: its order, ticket or
-    service case; None for events about the customer as a whole."""
+    """What an event is about, for timers, exit events and once-per-order: its order, ticket,
+    service case or callback request; None for events about the customer as a whole."""
     return SCOPES.get(event_type.split(".", 1)[0])
 
 
-SCOPES = {"order": "order_id", "ticket": "ticket_id", "service_case": "case_id"}
+SCOPES = {"order": "order_id", "ticket": "ticket_id", "service_case": "case_id", "callback": "request_id"}
 
 
 def _positive(value: timedelta) -> timedelta:
@@ -273,8 +273,8 @@ class Rule(_Strict):
                 event = getattr(t, "event", None) or getattr(t, "after", None)
                 if not event or scope_field(event) is None:
                     raise ValueError(
-                        "once_per_order needs triggers about an order, ticket or service case "
-                        "(order.*, ticket.*, service_case.* events)"
+                        "once_per_order needs triggers about an order, ticket, service case or callback "
+                        "(order.*, ticket.*, service_case.*, callback.* events)"
                     )
         return self
 

@@ -308,6 +308,7 @@ def test_the_rule_schema_is_published_and_the_builtins_follow_it() -> None:
     assert {"rule_id", "triggers", "action"} <= set(schema["required"])
     assert {r.rule_id for r in builtin_rules()} == {r["rule_id"] for r in BUILTIN}
     assert sorted(RuleSet(builtin_rules()).rules) == [
+        "callback-apology",
         "delay-notice",
         "lingering-visitor-callback",
         "low-csat-callback",
@@ -518,3 +519,34 @@ def test_a_late_status_event_does_not_move_a_case_back() -> None:
     case = shop.state.get("case", "k-1")
     assert case["status"] == "ready"
     assert [s["status"] for s in case["steps"]][-1] == "diagnosed"
+
+
+# --- callbacks -------------------------------------------------------------------------------------
+def callback(request_id: str = "r-1", visitor: str = "v-1", **data: Any) -> Event:
+    promised = (T0 + timedelta(hours=2)).isoformat()
+    fields = {"request_id": request_id, "visitor_id": visitor, "customer_id": None, "promised_by": promised, **data}
+    return event("callback.requested", subject=data.get("customer_id") or visitor, **fields)
+
+
+def test_a_callback_not_made_by_its_promise_brings_one_apology_to_the_visitor_who_asked() -> None:
+    shop = Shop()
+    shop.send(callback(email="ana@example.com", phone=None, locale="hr-HR"))
+    shop.wait(timedelta(hours=1, minutes=59))
+    assert shop.sent("callback-apology") == []
+    shop.wait(timedelta(hours=1))
+    (apology,) = shop.sent("callback-apology")
+    # an anonymous visitor, reached at the address they left, with no consent asked beyond the request
+    assert (apology["customer_id"], apology["channel"], apology["locale"]) == ("v-1", "email", "hr-HR")
+    assert apology["consent_required"] is False
+    assert apology["context"]["new_promise"] > apology["context"]["promised_by"]
+    assert shop.state.get("customer", "v-1")["has_email"] is True
+
+
+def test_a_call_recorded_in_time_cancels_the_apology() -> None:
+    shop = Shop()
+    shop.send(customer("c-9"), callback(customer_id="c-9", phone="+48123456789", email=None))
+    shop.wait(timedelta(hours=1))
+    shop.send(event("callback.updated", subject="c-9", request_id="r-1", visitor_id="v-1", customer_id="c-9"))
+    shop.wait(timedelta(hours=3))
+    assert shop.sent("callback-apology") == []
+    assert shop.state.pending_timers() == 0

@@ -788,6 +788,30 @@ async function ratingsPage() {
       : h("p", { class: "muted" }, "No comment yet."));
 }
 
+// --- callbacks (agents) ----------------------------------------------------------------------
+async function callbacksPage() {
+  const report = await api("GET", "/v1/callbacks/report");
+  const rows = await api("GET", "/v1/callbacks");
+  const done = await api("GET", "/v1/callbacks?status=done");
+  const act = (c, path, body, label) => h("button", { type: "button", class: path === "claim" ? "" : "secondary", "data-action": body ? body.outcome : "claim", onclick: async () => {
+    try { await api("POST", `/v1/callbacks/${encodeURIComponent(c.request_id)}/${path}`, body); say(`${label}: ${c.phone || c.email}.`); callbacksPage(); } catch (err) { say(err.message); }
+  } }, label);
+  const mine = (c) => me && c.claimed_by === me.name;
+  page("Callbacks",
+    h("div", { class: "cards", id: "callbacks-summary" }, card("open", report.open), card("asked, 30 days", report.requested), card("made", report.made),
+      card("made within promise", pct(report.share_within_promise))),
+    h("p", { class: "muted" }, "Visitors and customers who asked to be called back, the most urgent first. Claim one, call, and record how it went: “no answer” keeps it in the queue for another try. A request not called by its promised time gets an apology with a new time, shown here."),
+    rows.length ? table(["Due", "Number or address", "Language", "Topic", "Preferred time", "Claimed by", "Tries", ""], rows.map((c) => [
+      h("span", { class: c.overdue || c.missed_promise ? "errors" : "" }, `${when(c.due)}${c.overdue ? " (late)" : ""}${c.new_promise ? " · new time, first missed" : ""}`),
+      c.phone || c.email || "–", c.locale || "–", c.topic || "–", c.preferred_time || "–", c.claimed_by || "–", String(c.attempts.length),
+      h("span", { class: "actions" }, !c.claimed_by ? act(c, "claim", null, "Claim") : null,
+        mine(c) || may("admin") ? [act(c, "outcome", { outcome: "called" }, "Called"), act(c, "outcome", { outcome: "no_answer" }, "No answer"), act(c, "outcome", { outcome: "resolved" }, "Resolved")] : null)]))
+      : h("p", { class: "ok" }, "No callback waiting."),
+    h("h2", {}, "Done lately"),
+    done.length ? table(["Asked", "Promised", "Made", "By", "Outcome"], done.map((c) => [when(c.requested_at), when(c.promised_by), when(c.made_at), c.claimed_by || "–",
+      c.attempts.length ? c.attempts[c.attempts.length - 1].outcome.replace("_", " ") : "–"])) : h("p", { class: "muted" }, "None yet."));
+}
+
 // --- dead letters ----------------------------------------------------------------------------
 async function deadLettersPage() {
   const letters = await api("GET", "/v1/dead-letters?per_topic=50");
@@ -813,6 +837,7 @@ async function route() {
   document.getElementById("who").textContent = `${me.name} · ${me.role}`;
   document.getElementById("who").append(" ", h("a", { href: "/ui/login", onclick: () => sessionStorage.removeItem(KEY) }, "sign out"));
   let m;
+  if (me.role === "agent" && path !== "/ui/callbacks") { history.replaceState(null, "", "/ui/callbacks"); return callbacksPage(); }
   if (path === "/ui" || path === "/ui/overview") return overviewPage();
   if (path === "/ui/rules") return rulesPage();
   if ((m = /^\/ui\/(rules|templates)\/([a-z0-9_-]+)\/diff$/.exec(path))) return diffPage(m[1], m[2]);
@@ -822,6 +847,7 @@ async function route() {
   if (path === "/ui/dead-letters") return deadLettersPage();
   if (path === "/ui/churn") return churnPage();
   if (path === "/ui/ratings") return ratingsPage();
+  if (path === "/ui/callbacks") return callbacksPage();
   if ((m = /^\/ui\/rules\/([a-z0-9-]+)\/backtests$/.exec(path))) return backtestsPage(m[1]);
   if ((m = /^\/ui\/rules\/([a-z0-9-]+)\/results$/.exec(path))) return resultsPage(m[1]);
   if ((m = /^\/ui\/rules\/([a-z0-9-]+)$/.exec(path))) return ruleEditor(m[1]);

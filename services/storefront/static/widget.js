@@ -122,6 +122,8 @@
       if (!consent.checked) { error.textContent = "Please tick the box to agree to be contacted."; consent.focus(); return; }
       var value = contact.value.trim();
       var body = Object.assign({ consent: true, decision_id: answer.decision_id }, base);
+      body.locale = document.documentElement.lang || navigator.language || undefined;
+      try { body.timezone = Intl.DateTimeFormat().resolvedOptions().timeZone; } catch (err) { /* no Intl: UTC */ }
       if (value.indexOf("@") > 0) body.email = value; else body.phone = value;
       post("/v1/callbacks", body).then(function (ok) {
         outcome("popup.accepted", answer);
