@@ -1,10 +1,17 @@
-"""A demo shop: customers, orders (some late), browsing sessions and tickets, sent as CloudEvents.
+"""A demo shop: customers, orders (some late), browsing sessions, tickets and repairs, sent as
+CloudEvents; and its customers and support team, who answer what proact sends.
 
-Orders, customers and tickets go straight to Kafka, as a shop's back end would send them; browsing
-goes through the storefront API, as the widget would. Deadlines are seconds apart so that a
-newcomer sees a delay notice within a minute, and, as a marketer would in the admin, the shop
+Orders, customers, tickets and repair cases go straight to Kafka, as a shop's back end would send
+them; browsing goes through the storefront API, as the widget would. Deadlines are seconds apart so
+that a newcomer sees a delay notice within a minute, and, as a marketer would in the admin, the shop
 shortens the post-purchase check-in from 3 days to 30 seconds (a new, published rule version), so
 check-ins, returns that cancel them and check-ins postponed by quiet hours show up too.
+
+The loops close as they would in a shop: customers click a rating in some check-in e-mails (read
+from the local SMTP catcher's files, ``PROACT_MAIL_DIR``), now and then with a comment, and a low
+one brings the low-CSAT callback offer; the support team works the callback queue through the
+admin API (claims a request, records the call) and leaves some for later, which then get the
+apology; a repair walks from received to returned with a message at each step that matters.
 ``python deploy/demo/shop.py --help`` for options.
 """
 
@@ -14,8 +21,10 @@ import argparse
 import asyncio
 import os
 import random
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +34,8 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from shared.contract import EVENT_TYPES, Event, Topics, encode, new_event
-from shared.rules.builtin import CHECKIN
+from shared.rules import Rule
+from shared.rules.builtin import BUILTIN, CHECKIN
 from shared.settings import AdminSettings, StorefrontSettings
 from shared.telemetry import inject_headers, setup_tracing
 
@@ -135,9 +145,51 @@ def history(sessions: int, seed: int, end: datetime, days: float = 30) -> list[E
     return out
 
 
+# a rating link in a check-in's text part: its token and score
+RATING_LINK = re.compile(r"/ratings\?token=([A-Za-z0-9_.-]+)&score=(\d+)")
+
+
+def rating_tokens(folder: Path, seen: set[str]) -> list[str]:
+    """The rating token of each e-mail with rating links the SMTP catcher kept since the last call."""
+    tokens = []
+    for path in sorted(folder.glob("*.eml")) if folder.is_dir() else []:
+        if path.name in seen:
+            continue
+        seen.add(path.name)
+        body = message_from_bytes(path.read_bytes(), policy=policy.default).get_body(("plain",))
+        found = RATING_LINK.findall(body.get_content() if body is not None else "")  # type: ignore[union-attr]
+        if found:
+            tokens.append(found[0][0])
+    return tokens
+
+
+class Agent:
+    """The shop's support team at the admin's callback queue: claims a request, calls, records it."""
+
+    def __init__(self, admin_url: str, key: str) -> None:
+        self.http = httpx.AsyncClient(base_url=admin_url, timeout=10, headers={"Authorization": f"Bearer {key}"})
+
+    async def call(self, request_id: str, rng: random.Random) -> None:
+        for _ in range(20):  # the dispatcher queues it a moment after the storefront took it
+            if (await self.http.post(f"/v1/callbacks/{request_id}/claim")).status_code != 404:
+                break
+            await asyncio.sleep(1)
+        outcome = rng.choice(["called", "resolved", "no_answer"])
+        answer = await self.http.post(f"/v1/callbacks/{request_id}/outcome", json={"outcome": outcome})
+        if answer.is_success:
+            print(f"demo shop: the support team recorded a callback: {outcome.replace('_', ' ')}", flush=True)
+
+
 class Shop:
-    def __init__(self, producer: AIOKafkaProducer, http: httpx.AsyncClient, topics: Topics, rng: random.Random):
-        self.producer, self.http, self.topics, self.rng = producer, http, topics, rng
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        http: httpx.AsyncClient,
+        topics: Topics,
+        rng: random.Random,
+        agent: Agent | None = None,
+    ):
+        self.producer, self.http, self.topics, self.rng, self.agent = producer, http, topics, rng, agent
         self.sent = 0
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -155,13 +207,30 @@ class Shop:
         self.sent += 1
 
     def later(self, seconds: float, type_: str, subject: str, data: dict[str, Any]) -> None:
+        self.soon(seconds, self.emit(type_, subject, data))
+
+    def soon(self, seconds: float, work: Any) -> None:
         async def run() -> None:
             await asyncio.sleep(seconds)
-            await self.emit(type_, subject, data)
+            await work
 
         task = asyncio.create_task(run())
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    async def rate_checkins(self, folder: Path, seen: set[str]) -> None:
+        """Customers who got a check-in e-mail since the last look click a rating in some of them (as
+        the rating page does, a POST of the link's token and score), now and then with a comment."""
+        for token in await asyncio.to_thread(rating_tokens, folder, seen):
+            if self.rng.random() < 0.3:  # not answered
+                continue
+            score = self.rng.choices([1, 2, 3, 4, 5], weights=[1, 1, 2, 4, 5])[0]
+            form = {"token": token, "score": str(score)}
+            if score <= 2:
+                form["comment"] = "The parcel arrived damaged."
+            response = await self.http.post("/ratings", data=form, headers={"Accept": "application/json"})
+            if response.is_success:
+                print(f"demo shop: a customer rated a check-in {score} of 5", flush=True)
 
     async def customers(self) -> None:
         for cid, locale, tz, consents in CUSTOMERS:
@@ -289,8 +358,26 @@ class Shop:
             "phone": phone,
             "consent": True,
             "preferred_time": "after 17:00",
+            "locale": self.rng.choice(["en-GB", "pl-PL", "hr-HR", "lt-LT", "ru-RU"]),
+            "timezone": "Europe/Warsaw",
         }
-        (await self.http.post("/v1/callbacks", json=callback)).raise_for_status()
+        accepted = (await self.http.post("/v1/callbacks", json=callback)).raise_for_status().json()
+        print(f"demo shop: the widget says: {accepted['message']}", flush=True)
+        if self.agent is not None and self.rng.random() < 0.6:  # the rest wait past their promise
+            self.soon(self.rng.uniform(5, 25), self.agent.call(accepted["request_id"], self.rng))
+
+    async def repair(self) -> None:
+        """A repair case: opened (three days ago, for the demo, with the promise a day and 40 s away, so
+        the warning before the promise comes within a minute), diagnosed, waiting for parts, ready,
+        returned, closed: the customer hears when it is received, before the promise, and when ready."""
+        cid = self.rng.choice(CUSTOMERS)[0]
+        ref = {"case_id": f"k-{uuid.uuid4().hex[:6]}", "customer_id": cid}
+        now = datetime.now(UTC)
+        promised = (now + timedelta(days=1, seconds=40)).isoformat()
+        await self.emit("service_case.opened", cid, {**ref, "promised_by": promised}, time=now - timedelta(days=3))
+        for after, status in ((10, "diagnosed"), (20, "waiting_for_parts"), (60, "ready"), (75, "returned")):
+            self.later(after, "service_case.updated", cid, {**ref, "status": status})
+        self.later(80, "service_case.completed", cid, {**ref, "status": "closed"})
 
     async def ticket(self) -> None:
         cid = self.rng.choice(CUSTOMERS)[0]
@@ -318,17 +405,33 @@ async def demo_enable_winback(admin_url: str, key: str) -> None:
             print("demo shop: churn-winback switched on", flush=True)
 
 
-async def demo_speed_checkin(admin_url: str, delay: str, key: str) -> None:
-    """Publish a version of the check-in rule with a delay of seconds, through the admin API (as a
-    publisher, with the API key ``make run`` made)."""
+async def demo_policy(admin_url: str, key: str) -> None:
+    """A contact policy for a demo that squeezes days into minutes (an admin's change, through the
+    admin API): with the default three messages a week, the delay notices of the first minute would
+    leave no room for a check-in, so nobody could rate one."""
     auth = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=admin_url, timeout=10, headers=auth) as admin:
+        policy = (await admin.get("/v1/policy")).raise_for_status().json()
+        demo = {**policy, "max_messages": 30, "window": "P1D", "cooldown": "PT20S"}
+        if policy != demo:
+            (await admin.put("/v1/policy", json=demo)).raise_for_status()
+            print("demo shop: contact policy for the demo: 30 messages a day, 20 s apart", flush=True)
+
+
+async def demo_speed_checkin(admin_url: str, delay: str, key: str) -> None:
+    """Publish a version of the check-in rule with a delay of seconds, through the admin API (as a
+    publisher, with the API key ``make run`` made): proact's built-in check-in with the demo's delay,
+    so a machine that ran an older demo gets the check-in of this version (its rating links)."""
+    auth = {"Authorization": f"Bearer {key}"}
+    builtin = next(r for r in BUILTIN if r["rule_id"] == CHECKIN)
+    wanted = Rule.model_validate({**builtin, "triggers": [{**builtin["triggers"][0], "delay": delay}]})
+    async with httpx.AsyncClient(base_url=admin_url, timeout=10, headers=auth) as admin:
         versions = (await admin.get(f"/v1/rules/{CHECKIN}")).raise_for_status().json()
-        in_force = next(v for v in versions if v["status"] == "published")["rule"]
-        if in_force["triggers"][0].get("delay") == delay:
+        in_force = Rule.model_validate(next(v for v in versions if v["status"] == "published")["rule"])
+        if in_force.model_copy(update={"version": 1}) == wanted:
             return
-        in_force["triggers"][0]["delay"] = delay
-        draft = (await admin.put(f"/v1/rules/{CHECKIN}", json=in_force)).raise_for_status().json()
+        body = wanted.model_dump(mode="json")
+        draft = (await admin.put(f"/v1/rules/{CHECKIN}", json=body)).raise_for_status().json()
         (await admin.post(f"/v1/rules/{CHECKIN}/versions/{draft['version']}/publish")).raise_for_status()
         print(f"demo shop: {CHECKIN} now {delay} after delivery (version {draft['version']})", flush=True)
 
@@ -367,10 +470,14 @@ async def main() -> None:
         await demo_speed_checkin(admin_url, args.checkin_delay, key)
     if key:
         await demo_enable_winback(admin_url, key)
+        await demo_policy(admin_url, key)
     elif args.checkin_delay:
         print("demo shop: no PROACT_ADMIN_KEY, the check-in keeps its delay", flush=True)
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
-        shop = Shop(producer, http, Topics.from_settings(settings), rng)
+        agent = Agent(admin_url, key) if key else None
+        shop = Shop(producer, http, Topics.from_settings(settings), rng, agent)
+        mail_dir = Path(os.environ["PROACT_MAIL_DIR"]) if os.environ.get("PROACT_MAIL_DIR") else None
+        mails_seen = {p.name for p in mail_dir.glob("*.eml")} if mail_dir and mail_dir.is_dir() else set()
         try:
             await shop.customers()
             await shop.silent_customer()
@@ -381,6 +488,10 @@ async def main() -> None:
                 await shop.session()
                 if rng.random() < 0.2:
                     await shop.ticket()
+                if rng.random() < 0.1:
+                    await shop.repair()
+                if mail_dir is not None:
+                    await shop.rate_checkins(mail_dir, mails_seen)
                 await asyncio.sleep(tick)
             if shop.tasks:
                 await asyncio.gather(*shop.tasks)
@@ -393,4 +504,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:  # Ctrl-C in make run: the shop closes quietly
+        pass

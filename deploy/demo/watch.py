@@ -46,6 +46,25 @@ async def watch_mail(folder: Path) -> None:
             line("MAIL", text)
 
 
+# what an action is about, by the first of these its context names
+ABOUT = (("order_id", "order"), ("case_id", "repair"), ("request_id", "callback request"))
+
+
+def support(kind: str, data: dict[str, object]) -> None:
+    """A line for the support events the loops are made of: who and what, never a number, an address
+    or a comment's text."""
+    if kind == "callback.requested":
+        promised = str(data.get("promised_by"))[11:16]
+        line("CALLBACK", f"requested by visitor {data['visitor_id']}, promised by {promised} UTC")
+    elif kind == "callback.updated":
+        line("CALLBACK", f"{data['outcome']} by {data.get('agent')} (request {data['request_id']})")
+    elif kind in ("csat.submitted", "nps.submitted"):
+        said = " with a comment" if data.get("comment") else ""
+        line("RATING", f"{kind.split('.')[0].upper()} {data['score']} from {data['customer_id']}{said}")
+    elif kind.startswith("service_case."):
+        line("REPAIR", f"{data['case_id']} of {data['customer_id']}: {data.get('status') or kind.split('.')[1]}")
+
+
 async def main() -> None:
     settings = Settings()
     mail_dir = os.environ.get("PROACT_MAIL_DIR")
@@ -74,9 +93,7 @@ async def main() -> None:
                 decision = orjson.loads(record.value)
                 if decision["outcome"] != "fired":  # fired ones show as ACTION lines
                     who = decision["customer_id"]
-                    about = (
-                        f"order {decision['order_id']}" if decision.get("order_id") else f"session {decision['scope']}"
-                    )
+                    about = f"order {decision['order_id']}" if decision.get("order_id") else decision["scope"]
                     why = f"{decision.get('why')} (guard: {decision.get('guard')})"
                     line("DECISION", f"{decision['rule_id']} {decision['outcome']} for {about} of {who}: {why}")
                 continue
@@ -91,12 +108,11 @@ async def main() -> None:
                 continue
             data = event.data.model_dump()
             if record.topic == topics.support:
-                if event.type == "callback.requested":  # who and when, never the number or address
-                    line("CALLBACK", f"requested by visitor {data['visitor_id']} ({data.get('preferred_time')})")
+                support(event.type, data)
                 continue
             if event.type == "action.requested":
                 ctx = data["context"]
-                about = f"order {ctx['order_id']} of " if ctx.get("order_id") else ""
+                about = next((f"{what} {ctx[field]} of " for field, what in ABOUT if ctx.get(field)), "")
                 line(
                     "HOLDOUT" if data["holdout"] else "ACTION",
                     f"{data['rule_id']} for {about}{data['customer_id']} "

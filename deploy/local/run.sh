@@ -19,6 +19,9 @@ export PROACT_MAIL_DIR="${PROACT_MAIL_DIR:-$PROACT_CACHE/mail}"
 # a silent customer's churn score is refreshed every minute here (a day by default), so the demo shows
 # a win-back reaching a customer who stopped buying months ago
 export PROACT_ENGINE_CHURN_REFRESH_S="${PROACT_ENGINE_CHURN_REFRESH_S:-60}"
+# callbacks are promised within a minute here (two hours by default), so the demo shows the apology a
+# request nobody called gets
+export PROACT_STOREFRONT_CALLBACK_PROMISE_MIN="${PROACT_STOREFRONT_CALLBACK_PROMISE_MIN:-1}"
 # the console span exporter would flood the service logs; `make run` keeps traces off unless asked
 export OTEL_TRACES_EXPORTER="${OTEL_TRACES_EXPORTER:-none}"
 

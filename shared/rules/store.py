@@ -33,16 +33,26 @@ log = logging.getLogger(__name__)
 RULES: VersionedStore[Rule] = VersionedStore(Collections.RULES, "rule", Rule.model_validate)
 
 
+BUILT_IN_AUTHOR = "proact (built-in)"
+
+
 async def seed(db: AsyncDatabase[Document], now: datetime | None = None) -> int:
-    """Insert the built-in rules and the default contact policy where missing; how many were added."""
+    """Insert the built-in rules and the default contact policy where missing; how many were added.
+
+    A built-in rule nobody has touched (every version of it is proact's own) follows proact's
+    definition when that changes: the new one is published as the next version, so an upgrade
+    brings its corrected built-ins and the history shows it. A rule a team edited, published or
+    switched on or off, even once, is theirs and is never changed here."""
     now = now or datetime.now(UTC)
     added = 0
     for raw in BUILTIN:
         rule = Rule.model_validate({**raw, "version": 1})
-        if await db[Collections.RULES].find_one({"rule_id": rule.rule_id}, {"_id": 1}) is not None:
+        known = await versions(db, rule.rule_id)
+        if known:
+            added += await _follow_builtin(db, rule, known)
             continue
         try:
-            await db[Collections.RULES].insert_one(RULES.doc(rule, "published", "proact (built-in)", now))
+            await db[Collections.RULES].insert_one(RULES.doc(rule, "published", BUILT_IN_AUTHOR, now))
             added += 1
         except DuplicateKeyError:
             pass  # another service seeded it at the same moment
@@ -51,6 +61,27 @@ async def seed(db: AsyncDatabase[Document], now: datetime | None = None) -> int:
     except DuplicateKeyError:
         pass
     return added
+
+
+async def _follow_builtin(db: AsyncDatabase[Document], rule: Rule, known: list[Document]) -> int:
+    untouched = all(d.get("created_by") == BUILT_IN_AUTHOR and d.get("published_by") is None for d in known)
+    wanted = rule.model_dump(mode="json")
+    # compared as the model reads them now: a field added since (with its default) is no change
+    current = Rule.model_validate(known[0]["rule"]).model_dump(mode="json")
+    if not untouched or {**current, "version": 0} == {**wanted, "version": 0}:
+        return 0
+    try:
+        draft = await save_draft(db, wanted, BUILT_IN_AUTHOR)
+        await db[Collections.RULES].update_one(
+            {"_id": f"{rule.rule_id}@{draft.version}"},
+            {"$set": {"status": "published", "published_at": datetime.now(UTC)}},
+        )
+    except DuplicateKeyError:
+        return 0  # another service brought it up to date at the same moment
+    log.info(
+        "a built-in rule follows proact's new definition", extra={"rule_id": rule.rule_id, "version": draft.version}
+    )
+    return 1
 
 
 async def policy(db: AsyncDatabase[Document]) -> ContactPolicy:

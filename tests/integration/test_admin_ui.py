@@ -70,10 +70,50 @@ async def admin(base_settings: Settings, model_registry: Path) -> AsyncIterator[
                     "holdout": i % 10 == 0,
                     "status": "holdout" if i % 10 == 0 else "delivered",
                     "created_at": sent,
+                    "context": {"order_id": f"o{i}", "survey": "csat"},
                     **({"opened_at": sent} if i % 4 == 0 else {}),
                 }
                 for i in range(60)
             ]
+        )
+        # what six customers answered to the check-in's rating links, one with a comment
+        await db[Collections.INTERACTIONS].insert_many(
+            [
+                {
+                    "_id": f"r{i}",
+                    "type": "csat.submitted",
+                    "at": sent + timedelta(hours=i),
+                    "customer_id": f"c{i}",
+                    "rule_id": CHECKIN,
+                    "action_id": f"m{i}",
+                    "channel": "email" if i % 3 else "sms",
+                    "locale": "pl" if i % 2 else "en",
+                    "score": score,
+                    "comment": "Paczka była zgnieciona." if score == 2 else None,
+                }
+                for i, score in zip(range(1, 7), (5, 4, 4, 2, 5, 3), strict=True)
+            ]
+        )
+        await db[Collections.CALLBACKS].insert_one(
+            {
+                "_id": "r-demo",
+                "request_id": "r-demo",
+                "person": "v-demo",
+                "visitor_id": "v-demo",
+                "customer_id": None,
+                "phone": "+48601234567",
+                "email": None,
+                "locale": "pl-PL",
+                "topic": "headphones",
+                "preferred_time": "after 17:00",
+                "requested_at": datetime.now(UTC) - timedelta(minutes=30),
+                "promised_by": datetime.now(UTC) + timedelta(minutes=90),
+                "status": "open",
+                "claimed_by": None,
+                "attempts": [],
+                "made_at": None,
+                "helpdesk_at": None,
+            }
         )
         await db[Collections.ORDERS].insert_many(
             [
@@ -358,6 +398,28 @@ def every_page_journey(driver: webdriver.Chrome, base: str, key: str) -> None:
     assert any("THANKS10" in line for line in added)
     assert any('"max": 3' in line for line in added)
     shot(driver, "rule-diff")
+
+    # ratings: what the check-ins' links brought back, per rule, channel and locale
+    driver.find_element(By.CSS_SELECTOR, 'header a[href="/ui/ratings"]').click()
+    find(driver, "#ratings-summary")
+    ratings = {
+        c.text.split("\n")[0]: c.find_element(By.TAG_NAME, "b").text
+        for c in driver.find_elements(By.CSS_SELECTOR, "#ratings-summary .card")
+    }
+    assert (ratings["asked"], ratings["CSAT answers"], ratings["CSAT (1-5)"]) == ("54", "6", "3.83")
+    assert ratings["response rate"] == "11.1%"
+    text_appears(driver, "main", "Paczka była zgnieciona.")
+    shot(driver, "ratings")
+
+    # the callback queue: an admin may work it as an agent does
+    driver.find_element(By.CSS_SELECTOR, 'header a[href="/ui/callbacks"]').click()
+    text_appears(driver, "main table", "+48601234567")
+    find(driver, 'button[data-action="claim"]').click()
+    text_appears(driver, "main table", "Maria (marketing)")  # claimed: the queue drawn again
+    find(driver, 'button[data-action="called"]').click()
+    text_appears(driver, "main", "No callback waiting.")
+    assert "called" in driver.find_elements(By.CSS_SELECTOR, "main table")[-1].text
+    shot(driver, "callbacks")
 
     # the dead letters: listed with their reason, replayed by this admin
     driver.find_element(By.CSS_SELECTOR, 'header a[href="/ui/dead-letters"]').click()
