@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export PROACT_CACHE ?= $(HOME)/.cache/proact
 export PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: contract image install install-run lock infra-up infra-down infra-status run stop test test-unit lint bench load chaos models traces clean-cache
+.PHONY: contract image install install-run lock infra-up infra-down infra-status run stop test test-unit lint bench load load-pinned chaos models traces clean-cache
 
 # Python packages come from uv.lock (uv sync --locked fails when the lock no longer matches
 # pyproject.toml); uv itself is pinned and installed into the cache by deploy/local/uv.sh.
@@ -84,6 +84,7 @@ bench: $(VENV)/.installed infra-up
 	PYTHONPATH=. $(PY) bench/models.py
 	PYTHONPATH=. $(PY) bench/intent_live.py
 	PYTHONPATH=. $(PY) bench/engine.py
+	PYTHONPATH=. $(PY) bench/takeover.py
 	PYTHONPATH=. $(PY) bench/rules.py
 	PYTHONPATH=. $(PY) bench/decide.py
 	PYTHONPATH=. $(PY) bench/state.py
@@ -91,6 +92,10 @@ bench: $(VENV)/.installed infra-up
 # the decision call at 500 requests/s while the engine ingests 2,000 events/s, the whole stack running
 load: $(VENV)/.installed infra-up models
 	PYTHONPATH=. $(PY) bench/load.py
+
+# the same with the storefront on a core of its own and everything else on the other, as separate pods
+load-pinned: $(VENV)/.installed infra-up models
+	PYTHONPATH=. $(PY) bench/load.py --pinned --events-per-s 1000 --seconds 40
 
 # SIGKILL the engine, dispatcher, storefront, Kafka and FerretDB under steady traffic; count losses and duplicates
 chaos: $(VENV)/.installed infra-up models

@@ -4,6 +4,13 @@ FerretDB. Reports the decision call's p50/p99/p99.9, errors and fail-safe answer
 consumer lag over time, plotted to a PNG.
 
     python bench/load.py [--rate 500] [--events-per-s 2000] [--seconds 60] [--plot bench/load-lag.png]
+    python bench/load.py --pinned [--rate 500] [--events-per-s 1000]   # make load ARGS=--pinned
+
+``--pinned`` runs the storefront on a core of its own and everything else (engine, projector,
+dispatcher, Kafka, FerretDB, the event producer, the load generator, this process) on the other,
+as separate pods would be, and measures a trivial FastAPI endpoint on the storefront's core in the
+same run, before it, under the same stream of events: the decision call's server CPU per request
+against the trivial endpoint's.
 
 Three processes of its own besides the services: the decide load generator (``bench/decide.py``'s,
 open-loop), the event producer, and this one sampling the lag once a second.
@@ -31,7 +38,7 @@ import matplotlib.pyplot as plt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from cleanup import cleanup  # bench/ is on the path when a benchmark runs as a script
-from decide import cpu_s, seed_sessions, spawn, stack_env, wait_ready
+from decide import TRIVIAL, TRIVIAL_PORT, cpu_s, seed_sessions, spawn, stack_env, wait_ready
 from engine import mix
 from report import record
 
@@ -88,6 +95,32 @@ async def sample_lag(prefix: str, seconds: float, into: list[tuple[float, int]])
         await admin.close()
 
 
+def pin(pids: set[int], cores: set[int]) -> None:
+    """Move processes (and all their threads) to these cores."""
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                os.sched_setaffinity(int(task.name), cores)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def generator(
+    port: int, path: str, bodies_file: Path, rate: float, seconds: float, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """``bench/decide.py``'s open-loop load generator, as a process of its own."""
+    command = [sys.executable, str(ROOT / "bench" / "decide.py"), "--generate", str(port), path, str(bodies_file)]
+    return subprocess.Popen([*command, str(rate), str(seconds)], env=env, cwd=ROOT, stdout=subprocess.PIPE)
+
+
+def generate(
+    port: int, path: str, bodies_file: Path, rate: float, seconds: float, env: dict[str, str]
+) -> dict[str, float]:
+    process = generator(port, path, bodies_file, rate, seconds, env)
+    pin({process.pid}, {0})
+    return json.loads(process.communicate(timeout=seconds + 120)[0])  # type: ignore[no-any-return]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=500)
@@ -95,7 +128,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--sessions", type=int, default=2000)
     parser.add_argument("--plot", type=Path, default=ROOT / "bench" / "load-lag.png")
+    parser.add_argument("--pinned", action="store_true", help="the storefront on a core of its own")
     args = parser.parse_args()
+    if args.pinned and (os.cpu_count() or 1) < 2:
+        raise SystemExit("--pinned needs two cores")
     prefix = f"benchload{uuid.uuid4().hex[:6]}"
     with tempfile.TemporaryDirectory(prefix="proact-load-") as tmp:
         work = Path(tmp)
@@ -105,39 +141,70 @@ def main() -> None:
         services = {
             name: spawn([sys.executable, "-m", BY_NAME[name].module], env, work / f"{name}.log") for name in PORTS
         }
+        trivial = None
+        if args.pinned:
+            (work / "trivial_app.py").write_text(TRIVIAL)
+            trivial = spawn(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "trivial_app:app",
+                    "--port",
+                    str(TRIVIAL_PORT),
+                    "--log-level",
+                    "warning",
+                    "--no-access-log",
+                    "--app-dir",
+                    str(work),
+                ],
+                env,
+                work / "trivial.log",
+            )
         try:
             for name, proc in services.items():
                 wait_ready(f"http://127.0.0.1:{PORTS[name]}/health/ready", proc, work / f"{name}.log", 120)
+            if trivial is not None:
+                wait_ready(f"http://127.0.0.1:{TRIVIAL_PORT}/health/ready", trivial, work / "trivial.log", 60)
             bodies = seed_sessions(args.sessions, random.Random(11))
             bodies_file = work / "bodies.json"
             bodies_file.write_text(json.dumps([b.decode() for b in bodies]))
+            # pinned: a first phase against the trivial endpoint, under the same stream of events
+            baseline_s = args.seconds / 2 if args.pinned else 0.0
             producer = subprocess.Popen(
-                [sys.executable, __file__, "--produce", prefix, str(args.events_per_s), str(args.seconds)],
-                env=env,
-                cwd=ROOT,
-                stdout=subprocess.PIPE,
-            )
-            decide = subprocess.Popen(
                 [
                     sys.executable,
-                    str(ROOT / "bench" / "decide.py"),
-                    "--generate",
-                    str(PORTS["storefront"]),
-                    "/v1/decide",
-                    str(bodies_file),
-                    str(args.rate),
-                    str(args.seconds),
+                    __file__,
+                    "--produce",
+                    prefix,
+                    str(args.events_per_s),
+                    str(args.seconds + baseline_s),
                 ],
                 env=env,
                 cwd=ROOT,
                 stdout=subprocess.PIPE,
             )
+            run_dir = cache_dir() / "run"
+            infra = {
+                name: int(pid_file.read_text())
+                for name in ("kafka", "ferretdb")  # started by make infra-up, with their PID files
+                if (pid_file := run_dir / f"{name}.pid").exists()
+            }
+            trivial_answers: dict[str, float] | None = None
+            if args.pinned:
+                own = {p.pid for name, p in services.items() if name != "storefront"} | {producer.pid, os.getpid()}
+                pin({services["storefront"].pid, *([trivial.pid] if trivial else [])}, {1})
+                pin(own | set(infra.values()), {0})
+                c0 = cpu_s(trivial.pid) if trivial else 0.0
+                trivial_answers = generate(TRIVIAL_PORT, "/decide", bodies_file, args.rate, baseline_s, env)
+                if trivial:
+                    trivial_answers["cpu_ms"] = (cpu_s(trivial.pid) - c0) * 1000 / trivial_answers["requests"]
+            decide = generator(PORTS["storefront"], "/v1/decide", bodies_file, args.rate, args.seconds, env)
+            if args.pinned:
+                pin({decide.pid}, {0})
             lags: list[tuple[float, int]] = []
             pids = {name: p.pid for name, p in {**services, "event producer": producer, "decide": decide}.items()}
-            run_dir = cache_dir() / "run"
-            for infra in ("kafka", "ferretdb"):  # started by make infra-up, with their PID files
-                if (pid_file := run_dir / f"{infra}.pid").exists():
-                    pids[infra] = int(pid_file.read_text())
+            pids.update(infra)
             cpu_before = {name: cpu_s(pid) for name, pid in pids.items()}
             asyncio.run(sample_lag(prefix, args.seconds, lags))
             cpu = {name: (cpu_s(pid) - cpu_before[name]) / args.seconds for name, pid in pids.items()}
@@ -145,14 +212,17 @@ def main() -> None:
             asyncio.run(sample_lag(prefix, 15, tail))  # 15 s more for the engine to catch up
             lags += [(t + args.seconds, lag) for t, lag in tail]
             answers = json.loads(decide.communicate(timeout=120)[0])
+            answers["cpu_ms"] = cpu["storefront"] * args.seconds * 1000 / max(answers["requests"], 1)
             produced = int(producer.communicate(timeout=120)[0])
             for name, proc in services.items():
                 if proc.poll() is not None:
                     raise RuntimeError(f"{name} exited during the run: {(work / f'{name}.log').read_text()[-2000:]}")
         finally:
-            for proc in services.values():
+            for proc in [*services.values(), *([trivial] if trivial else [])]:
                 proc.terminate()
                 proc.wait(30)
+            if args.pinned:
+                pin(set(infra.values()), set(range(os.cpu_count() or 1)))  # Kafka and FerretDB go on unpinned
             asyncio.run(cleanup(prefix))
     day = datetime.now(UTC).date()
     print(
@@ -180,6 +250,33 @@ def main() -> None:
     figure.savefig(args.plot, dpi=100)
     print("  CPU during the run (cores): " + ", ".join(f"{name} {share:.2f}" for name, share in cpu.items()))
     print(f"  lag plot: {args.plot}")
+    if trivial_answers is not None:
+        ratio = answers["cpu_ms"] / trivial_answers["cpu_ms"]
+        print(
+            f"  pinned: the storefront alone on core 1; trivial endpoint there first: p50 {trivial_answers['p50']:.2f} ms "
+            f"p99 {trivial_answers['p99']:.2f} ms, server CPU {trivial_answers['cpu_ms']:.2f} ms/request; "
+            f"decide server CPU {answers['cpu_ms']:.2f} ms/request, {ratio:.2f}x the trivial endpoint's"
+        )
+        record(
+            "load-pinned",
+            f"python bench/load.py --pinned --rate {args.rate:.0f} --events-per-s {args.events_per_s} "
+            f"--seconds {args.seconds:.0f}",
+            [
+                (
+                    f"POST /v1/decide at {answers['rps']:.0f} req/s, storefront on its own core, while the engine "
+                    f"ingests {args.events_per_s:,} events/s: p50 / p99 / p99.9",
+                    f"{answers['p50']:.1f} / {answers['p99']:.1f} / {answers['p999']:.1f} ms",
+                    "p99 ≤ 10 ms",
+                ),
+                (
+                    "server CPU per decision / per trivial request, same core, same run",
+                    f"{answers['cpu_ms']:.2f} / {trivial_answers['cpu_ms']:.2f} ms ({ratio:.2f}x)",
+                    "≤ 1.5x",
+                ),
+                ("errors, fail-safe answers", f"{answers['errors']}, {answers['fail_safe']}", ""),
+            ],
+        )
+        return
     record(
         "load",
         f"python bench/load.py --rate {args.rate:.0f} --events-per-s {args.events_per_s} --seconds {args.seconds:.0f}",
