@@ -205,6 +205,7 @@ def main() -> None:
             "PROACT_LOG_LEVEL": "WARNING",
             "PROACT_MODEL_DIR": str(work / "models"),
             "PROACT_STOREFRONT_EVENTS_PER_IP": "10000000",
+            "PROACT_STOREFRONT_NEW_SESSIONS_PER_IP": "10000000",
         }  # one load generator is every visitor
         from services.trainer import training
         from shared.models.registry import Registry

@@ -127,21 +127,29 @@ def main() -> None:
     parser.add_argument("--events-per-s", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--sessions", type=int, default=2000)
-    parser.add_argument("--plot", type=Path, default=ROOT / "bench" / "load-lag.png")
+    parser.add_argument("--plot", type=Path, default=None, help="default: bench/load-lag.png (-pinned-lag.png)")
     parser.add_argument("--pinned", action="store_true", help="the storefront on a core of its own")
     args = parser.parse_args()
     if args.pinned and (os.cpu_count() or 1) < 2:
         raise SystemExit("--pinned needs two cores")
+    args.plot = args.plot or ROOT / "bench" / ("load-pinned-lag.png" if args.pinned else "load-lag.png")
     prefix = f"benchload{uuid.uuid4().hex[:6]}"
     with tempfile.TemporaryDirectory(prefix="proact-load-") as tmp:
         work = Path(tmp)
         # one load generator is every visitor
-        env = stack_env(prefix, work, PORTS, PROACT_STOREFRONT_EVENTS_PER_IP="10000000")
+        env = stack_env(
+            prefix,
+            work,
+            PORTS,
+            PROACT_STOREFRONT_EVENTS_PER_IP="10000000",
+            PROACT_STOREFRONT_NEW_SESSIONS_PER_IP="10000000",
+        )
         asyncio.run(ensure_topics(BOOTSTRAP, Topics(prefix=prefix)))
         services = {
             name: spawn([sys.executable, "-m", BY_NAME[name].module], env, work / f"{name}.log") for name in PORTS
         }
         trivial = None
+        infra: dict[str, int] = {}
         if args.pinned:
             (work / "trivial_app.py").write_text(TRIVIAL)
             trivial = spawn(

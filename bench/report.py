@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 README = ROOT / "bench" / "README.md"
 BEGIN, END = "<!-- results:begin (written by bench/report.py) -->", "<!-- results:end -->"
-ORDER = ["engine", "takeover", "decide", "rules", "models", "intent-live", "load", "chaos", "state"]
+ORDER = ["engine", "takeover", "decide", "rules", "models", "intent-live", "load", "load-pinned", "chaos", "state"]
 
 
 def machine() -> str:

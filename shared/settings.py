@@ -27,7 +27,11 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     # A prefix other than "proact" gives a test or a second shop its own set of topics on one broker.
     topic_prefix: str = "proact"
-    topic_partitions: int = Field(6, ge=1)
+    # Partitions per topic: the most engine (and dispatcher) instances that can share the work, fixed
+    # when the topics are made (Kafka can add partitions, but keys then move to other partitions and
+    # per-key state with them). 6 here, for one machine; production sets more, with room to grow
+    # (k8s/base/config.yaml, and docs/capacity.md for how many).
+    topic_partitions: int = Field(6, ge=1, le=1000)
     # May carry credentials, hence secret: it is never logged.
     mongo_url: SecretStr = SecretStr("mongodb://127.0.0.1:27017")
     mongo_database: str = "proact"

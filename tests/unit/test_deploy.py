@@ -46,6 +46,12 @@ def rendered(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
+def production_partitions() -> int:
+    """The partitions per topic the production configuration sets (k8s/base/config.yaml)."""
+    config = yaml.safe_load((ROOT / "k8s" / "base" / "config.yaml").read_text())
+    return int(config["data"]["PROACT_TOPIC_PARTITIONS"])
+
+
 def pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
     if doc["kind"] == "CronJob":
         return doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]  # type: ignore[no-any-return]
@@ -55,14 +61,15 @@ def pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
 def test_every_manifest_validates_against_kubernetes(rendered: list[dict[str, Any]]) -> None:
     for doc in rendered:
         if doc["apiVersion"].startswith("keda.sh/"):
-            assert doc["spec"]["maxReplicaCount"] <= 6  # never more consumers than partitions
+            # never more consumers than partitions
+            assert doc["spec"]["maxReplicaCount"] <= production_partitions()
             continue
         if doc["apiVersion"].startswith("monitoring.coreos.com/"):  # the Prometheus Operator's: test_monitoring.py
             assert doc["kind"] in ("PodMonitor", "ServiceMonitor", "PrometheusRule")
             continue
         if doc["apiVersion"].startswith("kafka.strimzi.io/"):  # no schema shipped for Strimzi's resources
             assert doc["kind"] == "KafkaTopic"
-            assert doc["spec"]["partitions"] >= 1
+            assert doc["spec"]["partitions"] == production_partitions()  # the setting the services read
             continue
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
@@ -229,7 +236,8 @@ def test_kafka_topics_are_generated_from_the_registry() -> None:
     from shared.contract.topics import strimzi
 
     committed = (ROOT / "k8s" / "base" / "kafka-topics.yaml").read_text()
-    assert committed == strimzi(Topics(prefix="proact")), "regenerate: python -m shared.contract strimzi"
+    wanted = strimzi(Topics(prefix="proact", partitions=production_partitions()))
+    assert committed == wanted, "regenerate: PROACT_TOPIC_PARTITIONS=24 python -m shared.contract strimzi"
     names = [d["spec"]["topicName"] for d in yaml.safe_load_all(committed) if d]
     assert {"proact.orders", "proact.actions.retry", "proact.engine.state"} <= set(names)
 
