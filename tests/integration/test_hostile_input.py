@@ -65,6 +65,25 @@ async def test_hostile_bodies_get_a_clear_refusal_and_the_storefront_goes_on(
     assert (await storefront.post("/v1/events", json={"events": [event]})).status_code == 202
 
 
+async def test_absurd_callbacks_and_rating_links_are_refused_naming_the_field(storefront: httpx.AsyncClient) -> None:
+    """The loops' surfaces: a callback with a 10 KB locale or visitor id, a rating link with a forged
+    10 KB token, a score out of range or a 10 KB comment: each refused, nothing recorded."""
+    base = {"visitor_id": uid("v"), "phone": "+48601234567", "consent": True}
+    for change, field in (({"locale": "x" * 10_000}, "locale"), ({"visitor_id": "v" * 10_000}, "visitor_id")):
+        answer = await storefront.post("/v1/callbacks", json={**base, **change})
+        assert answer.status_code == 422, change
+        assert field in answer.text
+    # an unknown time zone is not worth refusing a callback for: the promise is given in UTC
+    answer = await storefront.post("/v1/callbacks", json={**base, "timezone": "Mars/Olympus", "locale": "pl-PL"})
+    assert answer.status_code == 202
+    assert answer.json()["message"].endswith(" UTC.")
+    assert (await storefront.get("/ratings", params={"token": "x" * 1999, "score": 3})).status_code == 400
+    assert (await storefront.get("/ratings", params={"token": "x" * 10_000, "score": 3})).status_code == 422
+    assert (await storefront.get("/ratings", params={"token": "x" * 20, "score": 99})).status_code == 422
+    comment = {"token": "x" * 20, "score": "3", "comment": "c" * 10_000}
+    assert (await storefront.post("/ratings", data=comment)).status_code == 422
+
+
 @pytest.fixture(scope="module")
 async def admin(admin_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     key, _ = await access.create_key(admin_app.state.db, "hostile", "admin", by="tests")
