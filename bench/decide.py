@@ -185,6 +185,14 @@ async def ready() -> dict:
 """
 
 
+def spawn_trivial(work: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """The baseline: a trivial FastAPI endpoint served by uvicorn as the storefront is, on ``TRIVIAL_PORT``."""
+    (work / "trivial_app.py").write_text(TRIVIAL)
+    command = [sys.executable, "-m", "uvicorn", "trivial_app:app", "--port", str(TRIVIAL_PORT)]
+    command += ["--log-level", "warning", "--no-access-log", "--app-dir", str(work)]
+    return spawn(command, env, work / "trivial.log")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=500)
@@ -216,25 +224,8 @@ def main() -> None:
         subprocess.run(
             [sys.executable, "-m", "shared.contract", "ensure"], env=env, cwd=ROOT, check=True, capture_output=True
         )
-        (work / "trivial_app.py").write_text(TRIVIAL)
         storefront = spawn([sys.executable, "-m", "services.storefront"], env, work / "storefront.log")
-        trivial = spawn(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "trivial_app:app",
-                "--port",
-                str(TRIVIAL_PORT),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-                "--app-dir",
-                str(work),
-            ],
-            env,
-            work / "trivial.log",
-        )
+        trivial = spawn_trivial(work, env)
         try:
             wait_ready(f"http://127.0.0.1:{STOREFRONT_PORT}/health/ready", storefront, work / "storefront.log")
             wait_ready(f"http://127.0.0.1:{TRIVIAL_PORT}/health/ready", trivial, work / "trivial.log")

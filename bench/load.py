@@ -38,7 +38,7 @@ import matplotlib.pyplot as plt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from cleanup import cleanup  # bench/ is on the path when a benchmark runs as a script
-from decide import TRIVIAL, TRIVIAL_PORT, cpu_s, seed_sessions, spawn, stack_env, wait_ready
+from decide import TRIVIAL_PORT, cpu_s, seed_sessions, spawn, spawn_trivial, stack_env, wait_ready
 from engine import mix
 from report import record
 
@@ -151,24 +151,7 @@ def main() -> None:
         trivial = None
         infra: dict[str, int] = {}
         if args.pinned:
-            (work / "trivial_app.py").write_text(TRIVIAL)
-            trivial = spawn(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "trivial_app:app",
-                    "--port",
-                    str(TRIVIAL_PORT),
-                    "--log-level",
-                    "warning",
-                    "--no-access-log",
-                    "--app-dir",
-                    str(work),
-                ],
-                env,
-                work / "trivial.log",
-            )
+            trivial = spawn_trivial(work, env)
         try:
             for name, proc in services.items():
                 wait_ready(f"http://127.0.0.1:{PORTS[name]}/health/ready", proc, work / f"{name}.log", 120)
