@@ -32,6 +32,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from cleanup import cleanup  # bench/ is on the path when a benchmark runs as a script
+from decide import cpu_s
 from report import record
 
 from shared.catalogue import BY_NAME
@@ -193,19 +194,30 @@ def spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 
 async def until_committed(
-    group: str, topics: Topics, total: int, process: subprocess.Popen[bytes] | list[subprocess.Popen[bytes]], log: Path
+    group: str,
+    topics: Topics,
+    total: int,
+    process: subprocess.Popen[bytes] | list[subprocess.Popen[bytes]],
+    log: Path,
+    cpu: list[float] | None = None,
 ) -> tuple[float, float, float]:
     """(events/s from the processes' start, events/s sustained: from the first commit to the last,
-    seconds to the first commit) of a consumer group working through ``total`` events."""
+    seconds to the first commit) of a consumer group working through ``total`` events; with
+    ``cpu``, the processes' CPU seconds per event over the sustained part is put in ``cpu[0]``."""
+    processes = process if isinstance(process, list) else [process]
     t0 = time.perf_counter()
     first: tuple[float, int] | None = None  # the first commit seen: start-up (imports, group join) is over
+    cpu_first = 0.0
     while (done := await committed(group, topics)) < total:
-        if any(p.poll() is not None for p in (process if isinstance(process, list) else [process])):
+        if any(p.poll() is not None for p in processes):
             raise RuntimeError(tail(log))
         if first is None and done > 0:
             first = (time.perf_counter(), done)
+            cpu_first = sum(cpu_s(p.pid) for p in processes)
         await asyncio.sleep(0.25)
     end = time.perf_counter()
+    if cpu is not None and first is not None:
+        cpu.append((sum(cpu_s(p.pid) for p in processes) - cpu_first) / (total - first[1]))
     first = first or (t0, 0)
     return total / (end - t0), (total - first[1]) / (end - first[0]), first[0] - t0
 
@@ -368,9 +380,11 @@ async def main() -> None:
         raw = await raw_loop(topics, len(events))
         quix = await quix_peer(topics, prefix, len(events), workdir)
         engine = start(BY_NAME["engine"].module, prefix, port, workdir)
+        cpu: list[float] = []
         throughput, sustained, startup = await until_committed(
-            f"{prefix}-engine", topics, len(events), engine, workdir / "services.engine-1.log"
+            f"{prefix}-engine", topics, len(events), engine, workdir / "services.engine-1.log", cpu
         )
+        cpu_us = cpu[0] * 1e6 if cpu else float("nan")
         two = await two_engines(events, workdir)
         projector = start(BY_NAME["projector"].module, prefix, port, workdir)
         t0 = time.perf_counter()
@@ -399,6 +413,7 @@ async def main() -> None:
         print(
             f"  engine, sustained (first commit to last): {sustained:,.0f} events/s   ratio to raw {sustained / raw:.3f}"
         )
+        print(f"  engine CPU per event over the sustained part: {cpu_us:.1f} µs")
         print(f"  two engine processes in one group, sustained: {two:,.0f} events/s ({two / sustained:.2f}x one)")
         print(
             f"  Quix Streams 3.28.1 peer, exactly-once, sustained: {quix:,.0f} events/s   "
@@ -418,6 +433,7 @@ async def main() -> None:
             [
                 ("sustained events/s through the engine", f"{sustained:,.0f}", "≥ 10,000"),
                 ("ratio to a raw aiokafka loop", f"{sustained / raw:.3f}", "≥ 0.15"),
+                ("engine CPU per event (sustained part)", f"{cpu_us:.0f} µs", "≤ 25 µs"),
                 ("Quix Streams 3.28.1 peer, exactly-once, sustained events/s", f"{quix:,.0f}", ""),
                 ("ratio to the Quix Streams peer", f"{sustained / quix:.2f}", "≥ 2.0"),
                 ("two engine processes, sustained events/s", f"{two:,.0f} ({two / sustained:.2f}x one)", ""),

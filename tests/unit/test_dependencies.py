@@ -16,6 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 OWN = {"shared", "services", "tests", "bench", "deploy"}
+PEERS = ROOT / "bench" / "peers"  # the benchmark's peers, installed from their own pinned requirements
 
 
 def _name(requirement: str) -> str:
@@ -46,6 +47,8 @@ def _undeclared(folders: list[str], allowed: set[str]) -> dict[str, list[str]]:
     missing: dict[str, list[str]] = {}
     for folder in folders:
         for path in sorted((ROOT / folder).rglob("*.py")):
+            if PEERS in path.parents:
+                continue  # an environment of their own (test_the_benchmark_peer_imports_what_its_pins_install)
             siblings = {p.stem for p in path.parent.glob("*.py")}  # scripts import their neighbours
             for module in _imports(path) - siblings:
                 names = {d.lower().replace("_", "-") for d in distributions.get(module, [])}
@@ -69,6 +72,21 @@ def test_every_import_is_declared_where_it_runs(folders: list[str], groups: list
     declared = _groups()
     allowed = set().union(*(declared[g] for g in groups))
     assert _undeclared(folders, allowed) == {}
+
+
+def test_the_benchmark_peer_imports_what_its_pins_install() -> None:
+    """The Quix Streams peer runs in an environment of its own (bench/engine.py, ``peer_python``),
+    installed from ``quix-requirements.txt`` with hashes: what it imports is pinned there."""
+    pinned = {
+        _name(line)
+        for line in (PEERS / "quix-requirements.txt").read_text().splitlines()
+        if line and not line.startswith((" ", "#"))
+    }
+    assert "quixstreams" in pinned
+    for path in PEERS.glob("*.py"):
+        assert {m.replace("_", "-") for m in _imports(path)} <= pinned, path
+    hashed = (PEERS / "quix-requirements.txt").read_text()
+    assert hashed.count("--hash=sha256:") >= len(pinned)  # every pin carries its hashes
 
 
 def test_matplotlib_stays_out_of_the_services() -> None:
