@@ -11,14 +11,18 @@ for the ``agent`` role (and ``admin``):
   try) or ``resolved``; each is a call made, and the first one's time is when the promise was kept
   or not.
 
-Every claim and outcome is published as ``callback.updated`` on ``proact.support`` (the engine's
-apology waits for it; the shop's systems may listen) and written to the audit log. ``GET
+Claims and calls are published (``callback.claimed``, ``callback.updated``) on ``proact.support``,
+keyed like the request, and the dispatcher, the queue's one writer, applies them in order: the
+first claim wins (FerretDB does not make two writers' conditional updates atomic, so the admin
+never writes the queue itself); the admin answers once it sees its record applied. The engine's
+apology waits for ``callback.updated``; both are in the audit log. ``GET
 /v1/callbacks/report`` (any role, no personal data) gives the share of callbacks made within their
 promise, over the requests whose promised time has passed or that were made.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -35,7 +39,7 @@ from shared.store import Collections, Document
 from shared.versioned import audit
 
 router = APIRouter(prefix="/v1", tags=["callbacks"])
-SOURCE = "proact/admin"  # services/dispatcher/callbacks.py skips its own records by it
+SOURCE = "proact/admin"
 REQUEST_ID = Path(min_length=1, max_length=200)
 DONE_SHOWN = 50
 
@@ -114,42 +118,50 @@ class CallOutcome(BaseModel):
     outcome: Literal["called", "no_answer", "resolved"]
 
 
-@router.post("/callbacks/{request_id}/claim")
+@router.post("/callbacks/{request_id}/claim", responses={409: {"description": "another agent has it"}})
 async def claim(request: Request, request_id: Annotated[str, REQUEST_ID], who: Agent) -> dict[str, Any]:
-    """Take an open request; 409 when another agent has it."""
-    db, now = request.app.state.db, datetime.now(UTC)
-    taken = await db[Collections.CALLBACKS].update_one(
-        {"_id": request_id, "status": "open", "claimed_by": {"$in": [None, who.name]}},
-        {"$set": {"claimed_by": who.name, "claimed_at": now}},
-    )
+    """Take an open request; 409 when another agent has it. The claim goes to the dispatcher, the one
+    writer of the queue, through ``proact.support``: the first claim it reads wins."""
     doc = await _found(request, request_id)
-    if taken.matched_count == 0:
-        raise HTTPException(409, {"detail": f"claimed by {doc.get('claimed_by')}", "field": "request_id"})
-    await _tell(request, doc, "claimed", who, now)
-    return _public(doc, now)
+    _open_to(doc, who)
+    now = datetime.now(UTC)
+    data = ev.CallbackClaimed(
+        request_id=doc["_id"], visitor_id=doc["visitor_id"], customer_id=doc.get("customer_id"), agent=who.name
+    )
+    await _publish(request, "callback.claimed", doc, data, now)
+    doc = await _applied(request, request_id, lambda d: d.get("claimed_by") is not None)
+    _open_to(doc, who)
+    await audit(request.app.state.db, who.who, "callback.claimed", request_id, None, {"agent": who.name})
+    return _public(doc, datetime.now(UTC))
 
 
-@router.post("/callbacks/{request_id}/outcome")
+@router.post("/callbacks/{request_id}/outcome", responses={409: {"description": "closed, or another agent's"}})
 async def outcome(
     request: Request, request_id: Annotated[str, REQUEST_ID], body: Annotated[CallOutcome, Body()], who: Agent
 ) -> dict[str, Any]:
     """Record a call: ``no_answer`` keeps the request open for another try, the others close it."""
-    db, now = request.app.state.db, datetime.now(UTC)
     doc = await _found(request, request_id)
+    _open_to(doc, who)
+    now = datetime.now(UTC)
+    data = ev.CallbackUpdated(
+        request_id=doc["_id"],
+        visitor_id=doc["visitor_id"],
+        customer_id=doc.get("customer_id"),
+        outcome=body.outcome,
+        agent=who.name,
+    )
+    tried = len(doc.get("attempts") or [])
+    await _publish(request, "callback.updated", doc, data, now)
+    doc = await _applied(request, request_id, lambda d: len(d.get("attempts") or []) > tried)
+    await audit(request.app.state.db, who.who, f"callback.{body.outcome}", request_id, None, {"outcome": body.outcome})
+    return _public(doc, datetime.now(UTC))
+
+
+def _open_to(doc: Document, who: Principal) -> None:
     if doc.get("status") != "open":
         raise HTTPException(409, {"detail": "this request is closed", "field": "request_id"})
-    if doc.get("claimed_by") not in (who.name, None) and who.role != "admin":
+    if doc.get("claimed_by") not in (None, who.name):
         raise HTTPException(409, {"detail": f"claimed by {doc.get('claimed_by')}", "field": "request_id"})
-    change: dict[str, Any] = {"claimed_by": doc.get("claimed_by") or who.name}
-    if doc.get("made_at") is None:
-        change["made_at"] = now
-    if body.outcome != "no_answer":
-        change["status"] = "done"
-    attempt = {"outcome": body.outcome, "by": who.name, "at": now}
-    await db[Collections.CALLBACKS].update_one({"_id": request_id}, {"$set": change, "$push": {"attempts": attempt}})
-    doc = await _found(request, request_id)
-    await _tell(request, doc, body.outcome, who, now)
-    return _public(doc, now)
 
 
 async def _found(request: Request, request_id: str) -> Document:
@@ -159,16 +171,27 @@ async def _found(request: Request, request_id: str) -> Document:
     return doc
 
 
-async def _tell(request: Request, doc: Document, what: str, who: Principal, now: datetime) -> None:
-    """``callback.updated`` on the support topic, keyed by the request's person; and the audit log."""
-    data = ev.CallbackUpdated(
-        request_id=doc["_id"],
-        visitor_id=doc["visitor_id"],
-        customer_id=doc.get("customer_id"),
-        outcome=what,
-        agent=who.name,
-    )
-    event = new_event("callback.updated", doc.get("person") or doc["visitor_id"], data, source=SOURCE, time=now)
+APPLIED_WAIT_S = 15.0  # how long an agent's answer waits for the dispatcher to apply the record
+
+
+async def _applied(request: Request, request_id: str, done: Any) -> Document:
+    """The request's document once the dispatcher has applied the record just published; 503 if it
+    has not within ``APPLIED_WAIT_S`` (the record stays on the topic and is applied when it runs)."""
+    deadline = asyncio.get_running_loop().time() + APPLIED_WAIT_S
+    while True:
+        doc = await _found(request, request_id)
+        if done(doc):
+            return doc
+        if asyncio.get_running_loop().time() > deadline:
+            raise HTTPException(
+                503, {"detail": "recorded, not yet applied by the dispatcher: look again shortly", "field": None}
+            )
+        await asyncio.sleep(0.1)
+
+
+async def _publish(request: Request, kind: str, doc: Document, data: ev.EventData, now: datetime) -> None:
+    """The record on the support topic, keyed by the request's person (the request's partition)."""
+    event = new_event(kind, doc.get("person") or doc["visitor_id"], data, source=SOURCE, time=now)
     settings = request.app.state.settings
     key, value, headers = encode(event)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_idempotence=True)
@@ -177,4 +200,3 @@ async def _tell(request: Request, doc: Document, what: str, who: Principal, now:
         await producer.send_and_wait(Topics.from_settings(settings).support, value=value, key=key, headers=headers)
     finally:
         await producer.stop()
-    await audit(request.app.state.db, who.who, f"callback.{what}", doc["_id"], None, {"outcome": what})

@@ -23,7 +23,14 @@ from services.dispatcher.channels import Channel, Channels
 from services.dispatcher.delivery import deliver, retrying
 from shared.clock import Clock
 from shared.contract import Event, InvalidEvent, Topics, decode, encode, new_event
-from shared.contract.events import ActionRequested, CallbackRequested, CallbackUpdated, CustomerUpserted, Outcome
+from shared.contract.events import (
+    ActionRequested,
+    CallbackClaimed,
+    CallbackRequested,
+    CallbackUpdated,
+    CustomerUpserted,
+    Outcome,
+)
 from shared.contract.topics import dead_letter_headers, error_type
 from shared.metrics import prometheus_app
 from shared.settings import DispatcherSettings
@@ -222,12 +229,15 @@ def build_broker(
         group_instance_id=instance,
         title="callbacks",
         description="Puts each callback request in the agents' queue and posts it to the shop's help desk; "
-        "records calls a help desk reports.",
+        "applies the agents' claims and calls to it, its one writer.",
     )
     async def on_support(body: Any, msg: KafkaMessage) -> None:
         event = _readable(msg)
+        if event is not None and isinstance(event.data, CallbackClaimed):
+            await callbacks.claimed(db, event.data)
+            return
         if event is not None and isinstance(event.data, CallbackUpdated):
-            await callbacks.recorded(db, event.data, event.envelope.source, event.time)
+            await callbacks.recorded(db, event.data, event.time)
             return
         if event is None or not isinstance(event.data, CallbackRequested):
             return

@@ -16,8 +16,10 @@ personal data, does three things, each idempotent so that a request read twice c
    ``callback-apology``) can reach them. No consent is recorded: the request is consent for replies
    about it only (those actions say ``consent_required: false``).
 
-A ``callback.updated`` from elsewhere than the admin (a help desk that made the call) is recorded on
-the request too (``recorded``), so the queue and the report know of it.
+The dispatcher is the one writer of a request's document (FerretDB does not make two writers'
+updates atomic): agents' claims (``callback.claimed``) and calls (``callback.updated``), whether
+from the admin's queue or a help desk, arrive on ``proact.support`` keyed like the request, so one
+consumer applies them in order (``claimed``, ``recorded``); the admin waits to see them applied.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from shared import signing
-from shared.contract.events import CallbackRequested, CallbackUpdated
+from shared.contract.events import CallbackClaimed, CallbackRequested, CallbackUpdated
 from shared.store import Collections, Document
 
 log = logging.getLogger(__name__)
@@ -142,23 +144,44 @@ async def _remember(db: AsyncDatabase[Document], data: CallbackRequested, at: da
         await contacts.update_one({"_id": _person(data)}, {"$set": missing})
 
 
-ADMIN_SOURCE = "proact/admin"  # the admin's agent queue writes its own records before it publishes them
-
-
-async def recorded(db: AsyncDatabase[Document], data: CallbackUpdated, source: str, at: datetime) -> None:
-    """A call recorded elsewhere (the shop's help desk, through the HTTP intake or Kafka) joins the
-    request's document as an agent's record in the admin would: the first call is when the promise
-    was kept or not; ``called`` and ``resolved`` close it."""
-    if source == ADMIN_SOURCE or data.outcome == "claimed":
+async def claimed(db: AsyncDatabase[Document], data: CallbackClaimed) -> None:
+    """The first agent to claim an open request has it; a later claim by another changes nothing."""
+    known = await db[Collections.CALLBACKS].find_one({"_id": data.request_id}, {"status": 1, "claimed_by": 1})
+    if known is None or known.get("status") != "open" or known.get("claimed_by") not in (None, data.agent):
         return
+    await db[Collections.CALLBACKS].update_one(
+        {"_id": data.request_id}, {"$set": {"claimed_by": data.agent, "claimed_at": datetime.now(UTC)}}
+    )
+
+
+async def recorded(db: AsyncDatabase[Document], data: CallbackUpdated, at: datetime) -> None:
+    """A call made, by the agent who holds the request (or by anyone, when nobody claimed it: a help
+    desk reporting through the HTTP intake): the first call is when the promise was kept or broken;
+    ``called`` and ``resolved`` close the request. A record read twice is applied once."""
     callbacks = db[Collections.CALLBACKS]
-    attempt = {"outcome": data.outcome, "by": data.agent or source, "at": at}
-    known = await callbacks.find_one({"_id": data.request_id}, {"attempts": 1, "made_at": 1})
-    if known is None or attempt in (known.get("attempts") or []):
-        return  # a request this dispatcher never queued, or a record read twice
-    change: dict[str, Any] = {"claimed_by": data.agent or source}
+    by = data.agent or "help desk"
+    attempt = {"outcome": data.outcome, "by": by, "at": at}
+    known = await callbacks.find_one(
+        {"_id": data.request_id}, {"attempts": 1, "made_at": 1, "claimed_by": 1, "status": 1}
+    )
+    if known is None or known.get("status") != "open" or known.get("claimed_by") not in (None, by):
+        return
+    if any(
+        a.get("outcome") == data.outcome and a.get("by") == by and _same(a.get("at"), at)
+        for a in known.get("attempts") or []
+    ):
+        return
+    change: dict[str, Any] = {"claimed_by": by}
     if known.get("made_at") is None:
         change["made_at"] = at
     if data.outcome != "no_answer":
         change["status"] = "done"
     await callbacks.update_one({"_id": data.request_id}, {"$set": change, "$push": {"attempts": attempt}})
+
+
+def _same(stored: Any, at: datetime) -> bool:
+    """A stored time (BSON keeps milliseconds, and may give it back without a zone) equal to ``at``."""
+    if not isinstance(stored, datetime):
+        return False
+    stored = stored if stored.tzinfo else stored.replace(tzinfo=UTC)
+    return bool(abs((stored - at).total_seconds()) < 0.001)

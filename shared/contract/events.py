@@ -261,15 +261,24 @@ class CallbackRequested(EventData):
         return self
 
 
-class CallbackUpdated(EventData):
-    """An agent's record of a callback: ``claimed`` (taken from the queue), then ``called``,
-    ``no_answer`` or ``resolved`` (each a call made). The person is the request's customer, or its
-    visitor when they are not a known customer."""
+class CallbackClaimed(EventData):
+    """An agent takes a callback request from the queue (the first claim wins; a later one by another
+    agent changes nothing). Keyed, like the request, by its person: the customer, else the visitor."""
 
     request_id: Id
     visitor_id: Id
     customer_id: str | None = Field(None, max_length=200)
-    outcome: Literal["claimed", "called", "no_answer", "resolved"]
+    agent: Id = Field(description="the agent's name (an admin key's name)")
+
+
+class CallbackUpdated(EventData):
+    """A call made for a callback request: ``called``, ``no_answer`` (it stays in the queue for
+    another try) or ``resolved``. The first one keeps or breaks the promise."""
+
+    request_id: Id
+    visitor_id: Id
+    customer_id: str | None = Field(None, max_length=200)
+    outcome: Literal["called", "no_answer", "resolved"]
     agent: str | None = Field(None, max_length=200, description="the agent's name (an admin key's name)")
 
 
@@ -370,6 +379,7 @@ EVENT_TYPES: dict[str, tuple[str, type[EventData]]] = {
     "service_case.updated": ("support", ServiceCase),
     "service_case.completed": ("support", ServiceCase),
     "callback.requested": ("support", CallbackRequested),
+    "callback.claimed": ("support", CallbackClaimed),
     "callback.updated": ("support", CallbackUpdated),
     "action.requested": ("actions", ActionRequested),
     "message.sent": ("outcomes", Outcome),

@@ -81,6 +81,7 @@ def example_data(type_: str, now: datetime, customer_id: str = "c-1", visitor_id
             "preferred_time": "after 17:00",
             "promised_by": now.isoformat(),
         },
+        "callback.claimed": {"request_id": "r-1", "visitor_id": visitor_id, "agent": "Ana"},
         "callback.updated": {"request_id": "r-1", "visitor_id": visitor_id, "outcome": "called", "agent": "Ana"},
         "action.requested": {
             "action_id": "a-1",

@@ -28,8 +28,11 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from services.admin import access
 from services.admin.app import create_app
+from services.dispatcher.app import build_broker
+from services.dispatcher.channels import Channels, OutboxChannel
+from shared.clock import SystemClock
 from shared.rules.builtin import CHECKIN
-from shared.settings import AdminSettings, Settings
+from shared.settings import AdminSettings, DispatcherSettings, Settings
 from shared.store import Collections, mongo_client
 from tests.factories import purchase_history, uid
 from tests.integration.conftest import free_port, isolated_topics
@@ -43,7 +46,9 @@ NEW_RULE = "checkin-five-days"
 
 
 @pytest.fixture
-async def admin(base_settings: Settings, model_registry: Path) -> AsyncIterator[tuple[str, str]]:
+async def admin(
+    base_settings: Settings, model_registry: Path, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[str, str]]:
     """An admin server over a shop with recorded purchases, sent messages and trained models."""
     async with isolated_topics(base_settings.kafka_bootstrap_servers, uid("ui")) as topics:
         await produce(purchase_history(t0=T0), topics)
@@ -168,8 +173,17 @@ async def admin(base_settings: Settings, model_registry: Path) -> AsyncIterator[
                 ("proact_dlq_topic", topics.orders.encode()),
             ],
         )
+        # the dispatcher applies the agents' claims and calls to the callback queue (its one writer)
+        dispatcher = build_broker(
+            DispatcherSettings(topic_prefix=topics.prefix, mongo_database=name, group_id=uid("dispatcher")),
+            db,
+            Channels(OutboxChannel(tmp_path_factory.mktemp("outbox"))),
+            SystemClock(),
+        )
         try:
-            yield f"http://127.0.0.1:{port}", key
+            async with dispatcher:
+                await dispatcher.start()
+                yield f"http://127.0.0.1:{port}", key
         finally:
             server.should_exit = True
             await task
