@@ -56,6 +56,8 @@ def support(kind: str, data: dict[str, object]) -> None:
     if kind == "callback.requested":
         promised = str(data.get("promised_by"))[11:16]
         line("CALLBACK", f"requested by visitor {data['visitor_id']}, promised by {promised} UTC")
+    elif kind == "callback.claimed":
+        line("CALLBACK", f"claimed by {data['agent']} (request {data['request_id']})")
     elif kind == "callback.updated":
         line("CALLBACK", f"{data['outcome']} by {data.get('agent')} (request {data['request_id']})")
     elif kind in ("csat.submitted", "nps.submitted"):
