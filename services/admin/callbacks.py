@@ -26,11 +26,11 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
 from pydantic import BaseModel
 
 from services.admin.access import Agent, Principal, Viewer
+from services.admin.dead_letters import send_one
 from services.admin.results import as_time
 from shared.contract import Topics, encode, new_event
 from shared.contract import events as ev
@@ -194,9 +194,4 @@ async def _publish(request: Request, kind: str, doc: Document, data: ev.EventDat
     event = new_event(kind, doc.get("person") or doc["visitor_id"], data, source=SOURCE, time=now)
     settings = request.app.state.settings
     key, value, headers = encode(event)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_idempotence=True)
-    await producer.start()
-    try:
-        await producer.send_and_wait(Topics.from_settings(settings).support, value=value, key=key, headers=headers)
-    finally:
-        await producer.stop()
+    await send_one(settings, Topics.from_settings(settings).support, value, key, headers)

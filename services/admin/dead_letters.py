@@ -26,6 +26,7 @@ from typing import Annotated, Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import RecordMetadata
 from fastapi import APIRouter, Body, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
@@ -193,12 +194,7 @@ async def replay(request: Request, body: Annotated[Replay, Body()], who: Publish
     origin = f"{body.dlq_topic}:{body.partition}:{body.offset}"
     headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith(DLQ_HEADER_PREFIX) and k != REPLAYED_FROM]
     headers.append((REPLAYED_FROM, origin.encode()))
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_idempotence=True)
-    await producer.start()
-    try:
-        sent = await producer.send_and_wait(target, value=record.value, key=record.key, headers=headers)
-    finally:
-        await producer.stop()
+    sent = await send_one(settings, target, record.value, record.key, headers)
     summary = _summary(body.dlq_topic, record)
     await audit(
         request.app.state.db,
@@ -209,6 +205,19 @@ async def replay(request: Request, body: Annotated[Replay, Body()], who: Publish
         {"topic": target, "partition": sent.partition, "offset": sent.offset},
     )
     return {"replayed": origin, "to": target, "partition": sent.partition, "offset": sent.offset}
+
+
+async def send_one(
+    settings: AdminSettings, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
+) -> RecordMetadata:
+    """One record, acknowledged, from a producer of its own: the admin writes to Kafka a few times a
+    day (a replay, an agent's record), too seldom to keep a producer open."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_idempotence=True)
+    await producer.start()
+    try:
+        return await producer.send_and_wait(topic, value=value, key=key, headers=headers)
+    finally:
+        await producer.stop()
 
 
 def day_boundaries(now: datetime, days: int) -> list[datetime]:

@@ -30,10 +30,15 @@ router = APIRouter(prefix="/v1", tags=["results"])
 MAX_COMMENTS = 20
 
 
+def _at(answer: dict[str, Any]) -> datetime:
+    """When an answer was given (the earliest time for one without: it sorts first)."""
+    return as_time(answer.get("at")) or datetime.min.replace(tzinfo=UTC)
+
+
 def latest_answers(answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One answer per message and survey, the latest (answers without a message are each their own)."""
     by_message: dict[tuple[str, str], dict[str, Any]] = {}
-    for answer in sorted(answers, key=lambda a: as_time(a.get("at")) or datetime.min.replace(tzinfo=UTC)):
+    for answer in sorted(answers, key=_at):
         key = (str(answer.get("type")), str(answer.get("action_id") or answer["_id"]))
         comment = answer.get("comment") or by_message.get(key, {}).get("comment")
         by_message[key] = {**answer, "comment": comment}
@@ -100,7 +105,7 @@ def tally(messages: list[dict[str, Any]], answers: list[dict[str, Any]]) -> dict
     everything_nps = [s for k in scores for s in scores[k]["nps"]]
     commented = sorted(
         (a for a in latest if a.get("comment")),
-        key=lambda a: as_time(a.get("at")) or datetime.min.replace(tzinfo=UTC),
+        key=_at,
         reverse=True,
     )
     return {
@@ -108,7 +113,7 @@ def tally(messages: list[dict[str, Any]], answers: list[dict[str, Any]]) -> dict
         "groups": groups,
         "comments": [
             {
-                "at": (as_time(a.get("at")) or datetime.min.replace(tzinfo=UTC)).isoformat(),
+                "at": _at(a).isoformat(),
                 "survey": "csat" if a.get("type") == "csat.submitted" else "nps",
                 "score": a.get("score"),
                 "rule_id": a.get("rule_id"),

@@ -42,6 +42,21 @@ from shared.store import Collections, Document
 log = logging.getLogger(__name__)
 HELPDESK_ATTEMPTS = (0.0, 1.0, 4.0)  # waits before each attempt, seconds
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# what the help desk gets of a request: who asked, how to reach them, about what, by when (not the
+# queue's own bookkeeping)
+POSTED = (
+    "request_id",
+    "person",
+    "visitor_id",
+    "customer_id",
+    "phone",
+    "email",
+    "locale",
+    "topic",
+    "preferred_time",
+    "requested_at",
+    "promised_by",
+)
 
 
 class HelpDeskRefused(Exception):
@@ -114,10 +129,7 @@ async def route(db: AsyncDatabase[Document], data: CallbackRequested, at: dateti
     await _remember(db, data, at)
     if desk is None or request.get("helpdesk_at") is not None:
         return
-    posted = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in request.items() if k != "_id"}
-    for field in ("status", "claimed_by", "attempts", "made_at", "helpdesk_at"):
-        posted.pop(field, None)
-    await desk.post(posted)
+    await desk.post({k: v.isoformat() if isinstance(v, datetime) else v for k, v in request.items() if k in POSTED})
     await callbacks.update_one({"_id": data.request_id}, {"$set": {"helpdesk_at": datetime.now(UTC)}})
     log.info("callback sent to the help desk", extra={"request_id": data.request_id})
 

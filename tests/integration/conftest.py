@@ -185,20 +185,26 @@ async def admin_api(
 ) -> AsyncIterator[tuple[FastAPI, Any]]:
     """An admin service on a database of its own over ``topics``, and an HTTP client signed in with
     a key of ``role``; the database is dropped afterwards."""
-    import httpx
-
-    from services.admin import access
-
     name = f"admin{uuid.uuid4().hex[:10]}"
     app = create_app(AdminSettings(mongo_database=name, topic_prefix=topics.prefix, model_dir=model_dir))
     try:
-        async with app.router.lifespan_context(app):
-            key, _ = await access.create_key(app.state.db, role, role, by="tests")
-            auth = {"Authorization": f"Bearer {key}"}
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://admin", headers=auth) as http:
-                yield app, http
+        async with app.router.lifespan_context(app), signed_in(app, role) as http:
+            yield app, http
     finally:
         client = mongo_client(base_settings)
         await client.drop_database(name)
         await client.close()
+
+
+@asynccontextmanager
+async def signed_in(app: FastAPI, role: str, name: str | None = None) -> AsyncIterator[Any]:
+    """An HTTP client of an admin ``app`` (its lifespan running), signed in with a new key of
+    ``role`` named ``name`` (the role's name by default)."""
+    import httpx
+
+    from services.admin import access
+
+    key, _ = await access.create_key(app.state.db, name or role, role, by="tests")  # type: ignore[arg-type]
+    auth = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://admin", headers=auth) as http:
+        yield http

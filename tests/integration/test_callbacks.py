@@ -22,7 +22,6 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
-from services.admin import access
 from services.admin.app import create_app as create_admin
 from services.dispatcher.app import build_broker
 from services.dispatcher.channels import Channels, OutboxChannel
@@ -34,7 +33,7 @@ from shared.settings import AdminSettings, DispatcherSettings, Settings, Storefr
 from shared.signing import webhook_signature_holds
 from shared.store import INDEXES, ensure_indexes, mongo_client
 from tests.factories import event, uid
-from tests.integration.conftest import engine_on, free_port, isolated_topics
+from tests.integration.conftest import engine_on, free_port, isolated_topics, signed_in
 from tests.kafka_io import produce, read
 
 pytestmark = pytest.mark.integration
@@ -108,18 +107,12 @@ async def test_a_callback_is_confirmed_routed_claimed_made_and_a_missed_one_apol
                 dispatcher,
                 storefront.router.lifespan_context(storefront),
                 admin.router.lifespan_context(admin),
+                signed_in(admin, "agent", "Ana") as ana,
+                signed_in(admin, "agent", "Ben") as ben,
+                signed_in(admin, "viewer", "Vi") as viewer,
             ):
                 await dispatcher.start()
                 shop = httpx.AsyncClient(transport=httpx.ASGITransport(app=storefront), base_url="http://shop")
-                keys = {}
-                for who, role in (("Ana", "agent"), ("Ben", "agent"), ("Vi", "viewer")):
-                    keys[who] = (await access.create_key(admin.state.db, who, role, by="tests"))[0]
-
-                def as_(who: str) -> httpx.AsyncClient:
-                    headers = {"Authorization": f"Bearer {keys[who]}"}
-                    return httpx.AsyncClient(
-                        transport=httpx.ASGITransport(app=admin), base_url="http://admin", headers=headers
-                    )
 
                 visitor = uid("v")
                 asked = await shop.post(
@@ -149,7 +142,6 @@ async def test_a_callback_is_confirmed_routed_claimed_made_and_a_missed_one_apol
                 assert again == []
                 assert (body["phone"], body["topic"], body["locale"]) == ("+48601234567", "headphones", "pl-PL")
 
-                ana, ben, viewer = as_("Ana"), as_("Ben"), as_("Vi")
                 assert (await viewer.get("/v1/callbacks")).status_code == 403  # the numbers are for agents
                 assert (await ana.get("/v1/rules")).status_code == 403  # and agents see the queue only
 

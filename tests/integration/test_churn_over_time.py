@@ -9,10 +9,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 
-from services.admin import access
 from services.admin.app import create_app
 from services.projector.app import Projector
 from shared.contract import Event, InvalidEvent, decode
@@ -20,7 +18,7 @@ from shared.rules import RuleSet, builtin_rules
 from shared.settings import AdminSettings, Settings
 from shared.store import mongo_client
 from tests.factories import event, uid
-from tests.integration.conftest import admin_api, engine_on, finished, isolated_topics, profiles_known
+from tests.integration.conftest import admin_api, engine_on, finished, isolated_topics, profiles_known, signed_in
 from tests.kafka_io import produce, read
 
 pytestmark = pytest.mark.integration
@@ -161,12 +159,7 @@ async def test_churn_causes_reach_the_why_the_decision_log_and_the_admin(
                 topics,
             )
             async with app.router.lifespan_context(app):
-                key, _ = await access.create_key(app.state.db, "v", "viewer", by="tests")
-                async with httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=app),
-                    base_url="http://admin",
-                    headers={"Authorization": f"Bearer {key}"},
-                ) as http:
+                async with signed_in(app, "viewer") as http:
                     why: dict[str, object] = {}
                     for _ in range(200):
                         why = (await http.get(f"/v1/customers/{silent}/why")).json()

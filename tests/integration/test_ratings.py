@@ -12,7 +12,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import uvicorn
 from pydantic import SecretStr
@@ -20,7 +19,6 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from services.admin import access
 from services.admin.app import create_app as create_admin
 from services.dispatcher.app import build_broker
 from services.dispatcher.channels import Channels, EmailChannel, OutboxChannel, RatingLinks, UnsubscribeLinks
@@ -34,7 +32,7 @@ from shared.rules.builtin import CHECKIN
 from shared.settings import AdminSettings, DispatcherSettings, Settings, StorefrontSettings
 from shared.store import INDEXES, ensure_indexes, mongo_client
 from tests.factories import event, uid
-from tests.integration.conftest import Mailbox, engine_on, free_port, isolated_topics, profiles_known
+from tests.integration.conftest import Mailbox, engine_on, free_port, isolated_topics, profiles_known, signed_in
 from tests.kafka_io import produce, read
 
 pytestmark = pytest.mark.integration
@@ -145,12 +143,7 @@ async def test_a_checkin_rating_clicked_in_the_browser_is_recorded_once_and_coun
                     AdminSettings(mongo_database=name, topic_prefix=topics.prefix, model_dir=model_registry)
                 )
                 async with admin.router.lifespan_context(admin):
-                    key, _ = await access.create_key(admin.state.db, "v", "viewer", by="tests")
-                    async with httpx.AsyncClient(
-                        transport=httpx.ASGITransport(app=admin),
-                        base_url="http://admin",
-                        headers={"Authorization": f"Bearer {key}"},
-                    ) as http:
+                    async with signed_in(admin, "viewer") as http:
                         ratings: dict[str, Any] = {}
                         for _ in range(100):
                             ratings = (await http.get("/v1/ratings")).json()
