@@ -23,7 +23,9 @@ from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.support.ui import WebDriverWait
 
 from services.admin.app import create_app
 from shared.contract import Topics
@@ -155,6 +157,13 @@ def browser() -> Iterator[webdriver.Chrome]:
     driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
     yield driver
     driver.quit()
+
+
+def waiting(driver: webdriver.Chrome, timeout: float = 15) -> WebDriverWait[webdriver.Chrome]:
+    """A wait that tries again while a page is being replaced (a link followed, a form posted): an
+    element looked up in the page that is going away is stale, or answers "node does not belong to
+    the document"."""
+    return WebDriverWait(driver, timeout, ignored_exceptions=(WebDriverException,))
 
 
 async def finished(http: Any, job_id: str) -> dict[str, Any]:

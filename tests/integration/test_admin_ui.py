@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 import uvicorn
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -35,7 +34,7 @@ from shared.rules.builtin import CHECKIN
 from shared.settings import AdminSettings, DispatcherSettings, Settings
 from shared.store import Collections, mongo_client
 from tests.factories import purchase_history, uid
-from tests.integration.conftest import free_port, isolated_topics
+from tests.integration.conftest import free_port, isolated_topics, waiting
 from tests.kafka_io import produce, produce_raw
 
 pytestmark = [pytest.mark.integration]
@@ -198,12 +197,6 @@ def shot(driver: webdriver.Chrome, name: str) -> None:
     driver.save_screenshot(str(path))
     if os.environ.get("PROACT_UPDATE_SCREENSHOTS") == "1" and name != "failure":
         shutil.copy(path, DOC_IMAGES / path.name)
-
-
-def waiting(driver: webdriver.Chrome, timeout: float) -> WebDriverWait[webdriver.Chrome]:
-    """A wait that tries again while a page is being replaced: an element looked up in the page that
-    is going away can answer "node does not belong to the document" instead of being stale."""
-    return WebDriverWait(driver, timeout, ignored_exceptions=(WebDriverException,))
 
 
 def find(driver: webdriver.Chrome, css: str, timeout: float = 15) -> webdriver.remote.webelement.WebElement:

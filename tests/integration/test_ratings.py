@@ -17,7 +17,6 @@ import uvicorn
 from pydantic import SecretStr
 from selenium import webdriver
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
 from services.admin.app import create_app as create_admin
 from services.dispatcher.app import build_broker
@@ -32,7 +31,15 @@ from shared.rules.builtin import CHECKIN
 from shared.settings import AdminSettings, DispatcherSettings, Settings, StorefrontSettings
 from shared.store import INDEXES, ensure_indexes, mongo_client
 from tests.factories import event, uid
-from tests.integration.conftest import Mailbox, engine_on, free_port, isolated_topics, profiles_known, signed_in
+from tests.integration.conftest import (
+    Mailbox,
+    engine_on,
+    free_port,
+    isolated_topics,
+    profiles_known,
+    signed_in,
+    waiting,
+)
 from tests.kafka_io import produce, read
 
 pytestmark = pytest.mark.integration
@@ -53,15 +60,15 @@ def fast_checkin() -> RuleSet:
 
 def click_and_comment(driver: webdriver.Chrome, url: str, comment: str) -> str:
     driver.get(url)
-    WebDriverWait(driver, 15).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-recorded"))
+    waiting(driver).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-recorded"))
     recorded = driver.find_element(By.TAG_NAME, "body").get_attribute("data-recorded")
     assert recorded == "yes", driver.page_source
     first_page = driver.find_element(By.TAG_NAME, "main").text
     driver.get(url)  # the same click again: the same answer, not a second one
-    WebDriverWait(driver, 15).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-recorded"))
+    waiting(driver).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-recorded"))
     driver.find_element(By.ID, "comment-text").send_keys(comment)
     driver.find_element(By.CSS_SELECTOR, "#comment button").click()
-    WebDriverWait(driver, 15).until(lambda d: "komentarz" in d.find_element(By.TAG_NAME, "main").text)
+    waiting(driver).until(lambda d: "komentarz" in d.find_element(By.TAG_NAME, "main").text)
     return first_page
 
 
