@@ -59,11 +59,11 @@ def apply(state: Store, event: Event) -> None:
         session = {
             "session_id": data.session_id,
             "visitor_id": data.visitor_id,
-            "started_at": event.time.isoformat(),
+            "started_at": event.time_iso,
             "returning": visitor["sessions"] > 1,
             "pages": [],
         }
-    session = {**session, "pages": list(session["pages"]), "last_seen_at": event.time.isoformat()}
+    session = {**session, "pages": list(session["pages"]), "last_seen_at": event.time_iso}
     if isinstance(data, ev.PageViewed):
         pages = session["pages"]
         if pages and data.duration_s is not None:  # time on the previous page, known now

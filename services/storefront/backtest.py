@@ -79,7 +79,7 @@ def run(
             offered.add(data.visitor_id)
             by_day[event.time.date().isoformat()] += 1
             if len(samples) < SAMPLES_KEPT:
-                samples.append({"customer_id": data.visitor_id, "at": event.time.isoformat(), "channel": "popup"})
+                samples.append({"customer_id": data.visitor_id, "at": event.time_iso, "channel": "popup"})
         if progress is not None and count % 1000 == 0:
             progress(count)
     return {

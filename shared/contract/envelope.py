@@ -4,21 +4,28 @@ Binary mode (``ce_*`` headers) is decoded by the CloudEvents SDK's Kafka binding
 proact itself writes, is read and written with orjson: it is the hot path, and the SDK's generic JSON
 format costs several times more per message. Both paths end in the same pydantic validation, so an
 event is accepted or refused the same way whatever its mode.
+
+An event is validated in one call: the contract's event types form a union discriminated by
+``type``, each member the envelope with that type's ``data`` model (``EVENT_MODELS``), so pydantic
+picks the member from the type and validates the envelope and the data in one pass (half the cost
+of validating them apart, on the engine's hot path). Only an event that fails is looked at again
+step by step, for the error that names its first wrong field the way the contract words it.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import orjson
 from cloudevents.core.bindings.kafka import KafkaMessage, from_binary
 from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from shared.contract.events import EVENT_TYPES, EventData
 
@@ -52,6 +59,31 @@ class Envelope(BaseModel):
     dataschema: str | None = None
 
 
+def _event_models() -> dict[str, type[Envelope]]:
+    """Per event type, the envelope with that type's ``data``: one model per data model, whose
+    ``type`` is the literal of the event types that carry it (``ticket.opened``, ``.updated``…)."""
+    types_of: dict[type[EventData], list[str]] = {}
+    for event_type, (_, model) in EVENT_TYPES.items():
+        types_of.setdefault(model, []).append(event_type)
+    by_type: dict[str, type[Envelope]] = {}
+    for model, types in types_of.items():
+        structured = create_model(
+            f"{model.__name__}Event",
+            __base__=Envelope,
+            __module__=__name__,
+            type=(Literal[tuple(types)], ...),  # type: ignore[arg-type]
+            data=(model, ...),
+        )
+        by_type.update(dict.fromkeys(types, structured))
+    return by_type
+
+
+EVENT_MODELS = _event_models()
+_models = tuple(dict.fromkeys(EVENT_MODELS.values()))
+_EVENT_UNION: Any = Annotated[Union[_models], Field(discriminator="type")]  # noqa: UP007
+_EVENT = TypeAdapter(_EVENT_UNION).validator.validate_python
+
+
 @dataclass(frozen=True, slots=True)
 class TimeWindow:
     """The times an event may carry, relative to the clock of whoever receives it.
@@ -66,14 +98,35 @@ class TimeWindow:
     earliest: datetime = datetime(2000, 1, 1, tzinfo=UTC)
     ahead: timedelta = timedelta(days=1)
     data_ahead: timedelta = timedelta(days=3 * 366)
+    # the same in seconds: on the hot path, one timestamp and float comparisons cost a third of
+    # comparing datetimes of different time zone objects (pydantic's and the clock's)
+    _earliest_s: float = field(init=False, repr=False, compare=False)
+    _ahead_s: float = field(init=False, repr=False, compare=False)
+    _data_ahead_s: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_earliest_s", self.earliest.timestamp())
+        object.__setattr__(self, "_ahead_s", self.ahead.total_seconds())
+        object.__setattr__(self, "_data_ahead_s", self.data_ahead.total_seconds())
 
     def check(self, envelope: Envelope, data: EventData, now: datetime) -> None:
-        if not self.earliest <= envelope.time <= now + self.ahead:
-            raise InvalidEvent(self._refusal("time", envelope.time, now + self.ahead), "time")
-        latest = now + self.data_ahead
-        for name in _date_fields(type(data)):
+        self.check_at(envelope, data, now.timestamp())
+
+    def check_at(self, envelope: Envelope, data: EventData, now_s: float) -> None:
+        """``check`` against a clock read as epoch seconds."""
+        if not self._earliest_s <= envelope.time.timestamp() <= now_s + self._ahead_s:
+            latest = datetime.fromtimestamp(now_s, UTC) + self.ahead
+            raise InvalidEvent(self._refusal("time", envelope.time, latest), "time")
+        fields = _DATE_FIELDS.get(type(data))
+        if fields is None:
+            fields = _date_fields(type(data))
+        if not fields:
+            return
+        latest_s = now_s + self._data_ahead_s
+        for name in fields:
             value = getattr(data, name)
-            if value is not None and not self.earliest <= value <= latest:
+            if value is not None and not self._earliest_s <= value.timestamp() <= latest_s:
+                latest = datetime.fromtimestamp(now_s, UTC) + self.data_ahead
                 raise InvalidEvent(self._refusal(f"data.{name}", value, latest), f"data.{name}")
 
     def _refusal(self, field: str, value: datetime, latest: datetime) -> str:
@@ -110,6 +163,7 @@ def _date_fields(model: type[EventData]) -> tuple[str, ...]:
 class Event:
     envelope: Envelope
     data: EventData
+    _time_iso: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def id(self) -> str:
@@ -127,8 +181,18 @@ class Event:
     def time(self) -> datetime:
         return self.envelope.time
 
+    @property
+    def time_iso(self) -> str:
+        """``time.isoformat()``, made once: the handlers write it into several records, and each
+        formatting costs about as much as a small handler's own work."""
+        iso = self._time_iso
+        if iso is None:
+            iso = self.envelope.time.isoformat()
+            object.__setattr__(self, "_time_iso", iso)  # a cache, not a change: the event stays as it was
+        return iso
+
     def to_dict(self) -> dict[str, Any]:
-        doc = self.envelope.model_dump(mode="json", exclude_none=True)
+        doc = self.envelope.model_dump(mode="json", exclude_none=True, exclude={"data"})
         doc["datacontenttype"] = "application/json"
         doc["data"] = self.data.model_dump(mode="json", exclude_none=True)
         return doc
@@ -153,13 +217,14 @@ def new_event(
         typed = data
     else:
         typed = _validate_data(model, data)
-    envelope = Envelope(
+    envelope = EVENT_MODELS[type](
         specversion="1.0",
         id=id or str(uuid.uuid4()),
         source=source,
         type=type,
         time=time or datetime.now(UTC),
         subject=subject,
+        data=typed,
     )
     return Event(envelope, typed)
 
@@ -205,29 +270,47 @@ def decode(
 
 def from_dict(attributes: dict[str, Any], window: TimeWindow | None = None) -> Event:
     """Validate a structured CloudEvent already parsed from JSON (the caller's dict is left as it is)."""
-    return _validate(dict(attributes), window)
+    return _validate(attributes, window)
 
 
 def _validate(attributes: dict[str, Any], window: TimeWindow | None = None) -> Event:
-    """Validate attributes the caller no longer needs (``data`` is taken out of them).
+    """Validate a parsed structured CloudEvent in one call (see the module's docstring).
 
-    The models' validators are called directly: ``model_validate`` adds a Python call and checks
-    around the same validator, a tenth of the cost of an event on the engine's hot path."""
+    The validator is called directly: ``model_validate`` adds a Python call and checks around the
+    same validator, a tenth of the cost of an event on the engine's hot path."""
+    try:
+        envelope: Any = _EVENT(attributes)
+    except ValidationError as exc:
+        raise _refusal(attributes, exc) from None
+    extra = envelope.__pydantic_extra__
+    if extra and "data_base64" in extra:
+        raise InvalidEvent("data_base64 is not accepted: proact events carry JSON data", "data_base64")
+    data = envelope.data
+    (window or _window).check_at(envelope, data, time.time())
+    return Event(envelope, data)
+
+
+def _refusal(attributes: dict[str, Any], exc: ValidationError) -> InvalidEvent:
+    """Why an event failed, in the contract's words: the envelope first, then its type, then its
+    data (field names relative to the event, as in ``data.order_id``)."""
+    attributes = dict(attributes)
     data = attributes.pop("data", None)
     if "data_base64" in attributes:
-        raise InvalidEvent("data_base64 is not accepted: proact events carry JSON data", "data_base64")
+        return InvalidEvent("data_base64 is not accepted: proact events carry JSON data", "data_base64")
     try:
         envelope = _ENVELOPE(attributes)
-    except ValidationError as exc:
-        raise _invalid(exc, prefix="") from None
+    except ValidationError as envelope_exc:
+        return _invalid(envelope_exc, prefix="")
     spec = EVENT_TYPES.get(envelope.type)
     if spec is None:
-        raise InvalidEvent(f"unknown event type {envelope.type!r}", "type")
+        return InvalidEvent(f"unknown event type {envelope.type!r}", "type")
     if not isinstance(data, dict):
-        raise InvalidEvent("data must be a JSON object", "data")
-    typed = _validate_data(spec[1], data)
-    (window or _window).check(envelope, typed, datetime.now(UTC))
-    return Event(envelope, typed)
+        return InvalidEvent("data must be a JSON object", "data")
+    try:
+        _validate_data(spec[1], data)
+    except InvalidEvent as data_exc:
+        return data_exc
+    return _invalid(exc, prefix="", tagged=True)
 
 
 _ENVELOPE = Envelope.__pydantic_validator__.validate_python
@@ -265,12 +348,14 @@ def _binary_attributes(value: bytes, headers: Headers) -> dict[str, Any]:
     return attributes
 
 
-def _invalid(exc: ValidationError, prefix: str) -> InvalidEvent:
+def _invalid(exc: ValidationError, prefix: str, tagged: bool = False) -> InvalidEvent:
+    """``tagged``: the errors of the discriminated union, whose locations start with the event type."""
     errors = exc.errors(include_url=False)
     parts = []
+    fields = []
     for err in errors[:5]:
-        loc = prefix + ".".join(str(p) for p in err["loc"]) if err["loc"] else prefix.rstrip(".") or "event"
-        parts.append(f"{loc}: {err['msg']}")
-    first = errors[0]
-    field = prefix + ".".join(str(p) for p in first["loc"]) if first["loc"] else prefix.rstrip(".") or None
-    return InvalidEvent("; ".join(parts), field)
+        where = err["loc"][1:] if tagged else err["loc"]
+        field = prefix + ".".join(str(p) for p in where) if where else prefix.rstrip(".") or None
+        fields.append(field)
+        parts.append(f"{field or 'event'}: {err['msg']}")
+    return InvalidEvent("; ".join(parts), fields[0])

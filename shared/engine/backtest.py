@@ -111,7 +111,7 @@ class Backtest:
                     self.samples.append(
                         {
                             "customer_id": data.customer_id,
-                            "at": event.time.isoformat(),
+                            "at": event.time_iso,
                             "channel": data.channel,
                             "context": data.context,
                         }

@@ -75,7 +75,7 @@ def customer_upserted(state: PartitionState, event: Event, now: datetime) -> lis
         consents=data.consents.model_dump(),
         has_email=bool(data.email) or customer.get("has_email", False),
         has_phone=bool(data.phone) or customer.get("has_phone", False),
-        updated_at=event.time.isoformat(),
+        updated_at=event.time_iso,
     )
     state.put(CUSTOMER, data.customer_id, customer)
     return []
@@ -109,7 +109,7 @@ def order_placed(state: PartitionState, event: Event, now: datetime) -> list[Eve
         "order_id": data.order_id,
         "customer_id": data.customer_id,
         "status": "placed",
-        "placed_at": event.time.isoformat(),
+        "placed_at": event.time_iso,
         "total": data.total.model_dump(mode="json"),
         "items": sum(i.qty for i in data.items) or 1,
         "products": [i.name for i in data.items if i.name][:MAX_PRODUCTS_NAMED],
@@ -119,11 +119,9 @@ def order_placed(state: PartitionState, event: Event, now: datetime) -> list[Eve
     state.put(ORDER, data.order_id, order)
     customer = _customer(state, data.customer_id)
     customer["orders"] = customer.get("orders", 0) + 1
-    customer["last_order_at"] = event.time.isoformat()
+    customer["last_order_at"] = event.time_iso
     items = sum(i.qty for i in data.items) or 1
-    _remember(
-        customer, "order_history", {"at": event.time.isoformat(), "amount": str(data.total.amount), "items": items}
-    )
+    _remember(customer, "order_history", {"at": event.time_iso, "amount": str(data.total.amount), "items": items})
     _purchases(customer, data, event.time)
     state.put(CUSTOMER, data.customer_id, customer)
     return []
@@ -175,7 +173,7 @@ def order_eta_changed(state: PartitionState, event: Event, now: datetime) -> lis
     promised = order.get("promised_delivery_by")
     if promised and data.estimated_delivery > datetime.fromisoformat(promised) and not order.get("counted_late"):
         order["counted_late"] = True
-        _note(state, data.customer_id, "late_history", event.time.isoformat())
+        _note(state, data.customer_id, "late_history", event.time_iso)
     return []
 
 
@@ -187,7 +185,7 @@ def order_closed(status: str) -> Handler:
         order["status"] = status
         state.put(ORDER, data.order_id, order)
         if status == "return_requested":
-            _note(state, data.customer_id, "return_history", event.time.isoformat())
+            _note(state, data.customer_id, "return_history", event.time_iso)
         return []
 
     return close
@@ -213,7 +211,7 @@ def service_case(default_status: str | None) -> Handler:
         assert isinstance(data, ev.ServiceCase)
         case = dict(
             state.get(CASE, data.case_id)
-            or {"case_id": data.case_id, "customer_id": data.customer_id, "opened_at": event.time.isoformat()}
+            or {"case_id": data.case_id, "customer_id": data.customer_id, "opened_at": event.time_iso}
         )
         status = data.status or default_status
         if data.order_id:
@@ -221,9 +219,9 @@ def service_case(default_status: str | None) -> Handler:
         if data.promised_by is not None:
             case["promised_by"] = data.promised_by.isoformat()
         if event.type == "service_case.opened":
-            case["opened_at"] = event.time.isoformat()
+            case["opened_at"] = event.time_iso
         if status:
-            at = event.time.isoformat()
+            at = event.time_iso
             case["steps"] = [*case.get("steps", []), {"status": status, "at": at}][-MAX_CASE_STEPS:]
             if "status_at" not in case or datetime.fromisoformat(case["status_at"]) <= event.time:
                 case["status"], case["status_at"] = status, at
@@ -240,7 +238,7 @@ def ticket_opened(state: PartitionState, event: Event, now: datetime) -> list[Ev
     assert isinstance(data, ev.Ticket)
     customer = _customer(state, data.customer_id)
     customer["tickets"] = customer.get("tickets", 0) + 1
-    _remember(customer, "ticket_history", event.time.isoformat())
+    _remember(customer, "ticket_history", event.time_iso)
     state.put(CUSTOMER, data.customer_id, customer)
     return []
 
@@ -266,7 +264,7 @@ def message_opened(state: PartitionState, event: Event, now: datetime) -> list[E
     data = event.data
     assert isinstance(data, ev.Outcome)
     if data.customer_id:
-        _note(state, data.customer_id, "opened_history", event.time.isoformat())
+        _note(state, data.customer_id, "opened_history", event.time_iso)
     return []
 
 
@@ -277,7 +275,7 @@ def survey(field: str) -> Handler:
     def record(state: PartitionState, event: Event, now: datetime) -> list[Event]:
         data = event.data
         assert isinstance(data, ev.CsatSubmitted | ev.NpsSubmitted)
-        answer = {"at": event.time.isoformat(), "score": data.score}
+        answer = {"at": event.time_iso, "score": data.score}
         customer = _customer(state, data.customer_id)
         if data.action_id:
             answer["action_id"] = data.action_id
@@ -307,7 +305,7 @@ def popup_shown(state: PartitionState, event: Event, now: datetime) -> list[Even
     if known and (customer := state.get(CUSTOMER, str(known))) is not None:
         contact = {
             "rule_id": data.rule_id,
-            "at": event.time.isoformat(),
+            "at": event.time_iso,
             "channel": "popup",
             "scope": session_id or None,
             "holdout": False,

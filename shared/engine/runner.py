@@ -114,7 +114,7 @@ def snapshot(event: Event, data: Doc | None = None) -> Doc:
     data = event.data.model_dump(mode="json") if data is None else data
     if not PERSONAL_FIELDS.isdisjoint(data):
         data = {k: v for k, v in data.items() if k not in PERSONAL_FIELDS}
-    return {"type": event.type, "id": event.id, "time": event.time.isoformat(), "data": data}
+    return {"type": event.type, "id": event.id, "time": event.time_iso, "data": data}
 
 
 def _has_customer(data_type: type[Any]) -> bool:

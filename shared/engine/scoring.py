@@ -48,8 +48,13 @@ def refresh_due(customer_id: str, after: datetime, every: timedelta) -> datetime
 
 
 def _arm_refresh(state: Any, customer_id: str, due: datetime) -> None:
-    """The customer's one refresh timer, (re)set to ``due``."""
+    """The customer's one refresh timer, (re)set to ``due``. A timer already set for that time is
+    left as it is: the customer's events of one interval all land on the same phase point, and
+    setting it again would write the same timer to the changelog once per scoring."""
     timer_id = f"{CHURN_REFRESH}:{customer_id}"
+    pending = state.timer(timer_id)
+    if pending is not None and pending.due_at == due:
+        return
     state.schedule(Timer(timer_id, CHURN_REFRESH, customer_id, due, {"customer_id": customer_id}))
 
 

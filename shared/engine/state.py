@@ -303,6 +303,10 @@ class PartitionState:
         self.delete(TIMER, timer_id)
         return True
 
+    def timer(self, timer_id: str) -> Timer | None:
+        """The pending timer of that id, if any."""
+        return self._timers.get(timer_id)
+
     def pending_timers(self) -> int:
         return len(self._timers)
 
