@@ -38,6 +38,7 @@ import matplotlib.pyplot as plt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from cleanup import cleanup  # bench/ is on the path when a benchmark runs as a script
+from cores import infra_pids, pin
 from decide import TRIVIAL_PORT, cpu_s, seed_sessions, spawn, spawn_trivial, stack_env, wait_ready
 from engine import mix
 from report import record
@@ -45,7 +46,6 @@ from report import record
 from shared.catalogue import BY_NAME
 from shared.contract import Topics
 from shared.contract.topics import ensure_topics
-from shared.settings import cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOTSTRAP = "127.0.0.1:9092"
@@ -93,16 +93,6 @@ async def sample_lag(prefix: str, seconds: float, into: list[tuple[float, int]])
     finally:
         await probe.stop()
         await admin.close()
-
-
-def pin(pids: set[int], cores: set[int]) -> None:
-    """Move processes (and all their threads) to these cores."""
-    for pid in pids:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            try:
-                os.sched_setaffinity(int(task.name), cores)
-            except (ProcessLookupError, PermissionError):
-                pass
 
 
 def generator(
@@ -175,12 +165,7 @@ def main() -> None:
                 cwd=ROOT,
                 stdout=subprocess.PIPE,
             )
-            run_dir = cache_dir() / "run"
-            infra = {
-                name: int(pid_file.read_text())
-                for name in ("kafka", "ferretdb")  # started by make infra-up, with their PID files
-                if (pid_file := run_dir / f"{name}.pid").exists()
-            }
+            infra = infra_pids()
             trivial_answers: dict[str, float] | None = None
             if args.pinned:
                 own = {p.pid for name, p in services.items() if name != "storefront"} | {producer.pid, os.getpid()}
