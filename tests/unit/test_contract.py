@@ -29,6 +29,18 @@ def test_every_event_type_round_trips_in_structured_mode(type_: str) -> None:
     assert decoded.data == original.data
 
 
+def test_a_decoded_event_has_the_envelope_and_data_encoded_and_formats_its_time_once() -> None:
+    original = event("order.shipped", estimated_delivery="2026-12-09T10:00:00+01:00")
+    decoded = decode(encode(original)[1])
+    assert decoded.envelope.model_dump(exclude={"datacontenttype"}) == original.envelope.model_dump(
+        exclude={"datacontenttype"}
+    )
+    assert decoded.data == original.data
+    assert type(decoded.envelope) is type(original.envelope)  # the type's own envelope model, both ways
+    assert decoded.time_iso == decoded.time.isoformat() == original.time_iso
+    assert decoded.time_iso is decoded.time_iso  # made once
+
+
 def test_structured_output_is_read_by_the_cloudevents_sdk() -> None:
     original = event("order.placed")
     key, value, headers = encode(original)

@@ -272,3 +272,46 @@ def test_a_silent_customer_is_refreshed_on_their_own_phase_and_sooner_after_a_pr
     scorers.flush(state)
     soon = [t.due_at for t in state.timers() if t.kind == CHURN_REFRESH]
     assert all(d <= T0 + timedelta(hours=6) for d in soon)
+
+
+def test_a_churn_refresh_already_set_for_that_moment_is_not_written_again(churn_model: Path, tmp_path: Path) -> None:
+    """Each scoring of a customer arms their refresh; events of the same interval land on the same
+    phase point, and the timer is then left as it is (no changelog record for it)."""
+    from shared.engine.scoring import CHURN_REFRESH
+
+    registry = Registry(tmp_path / "registry")
+    registry.promote("churn", registry.add(churn_model))
+    scorers, state = Scorers(registry, churn_refresh=timedelta(days=1)), PartitionState(0)
+    handle(state, event("order.placed", order_id="o-1", time=T0), T0, scorers)
+    scorers.flush(state)
+    state.take_changes()
+    handle(state, event("order.placed", order_id="o-2", time=T0 + timedelta(minutes=5)), T0, scorers)
+    scorers.flush(state)
+    written = state.take_changes()
+    assert "customer:c-1" in written  # scored again: the score moved with the second order
+    assert f"timer:{CHURN_REFRESH}:c-1" not in written
+    # a day later the refresh moves to the next phase point, and is written
+    handle(state, event("order.placed", order_id="o-3", time=T0 + timedelta(days=1, hours=1)), T0, scorers)
+    scorers.flush(state)
+    assert f"timer:{CHURN_REFRESH}:c-1" in state.take_changes()
+    assert len([t for t in state.timers() if t.kind == CHURN_REFRESH]) == 1
+
+
+def test_the_collector_is_off_during_a_batch_and_back_on_after_it_even_when_it_fails() -> None:
+    from services.engine.app import _no_collection
+
+    assert gc.isenabled()
+    try:
+        with _no_collection():
+            assert not gc.isenabled()
+            raise RuntimeError("a batch that fails")
+    except RuntimeError:
+        pass
+    assert gc.isenabled()
+    gc.disable()  # whoever turned it off before keeps it off
+    try:
+        with _no_collection():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
