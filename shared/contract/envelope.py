@@ -256,7 +256,7 @@ def decode(
         raise InvalidEvent("empty record (tombstone) is not an event", "value")
     if len(value) > max_bytes:
         raise InvalidEvent(f"event of {len(value)} bytes exceeds the limit of {max_bytes}", "value")
-    if any(k.lower() == "ce_specversion" for k, _ in headers):
+    if headers and _binary_mode(headers):
         attributes = _binary_attributes(value, headers)
     else:
         try:
@@ -321,6 +321,13 @@ def _validate_data(model: type[EventData], data: dict[str, Any]) -> EventData:
         return model.__pydantic_validator__.validate_python(data)  # type: ignore[no-any-return]
     except ValidationError as exc:
         raise _invalid(exc, prefix="data.") from None
+
+
+def _binary_mode(headers: Headers) -> bool:
+    for key, _ in headers:  # a loop, not any() over a generator: this runs for every event
+        if key.lower() == "ce_specversion":
+            return True
+    return False
 
 
 def _binary_attributes(value: bytes, headers: Headers) -> dict[str, Any]:

@@ -236,12 +236,13 @@ class PartitionState:
         return ids is not None and event_id in ids
 
     def remember(self, subject: str, event_id: str) -> None:
+        key = f"{SEEN}:{subject}"
         if self._undo is not None:
-            self._touch(f"{SEEN}:{subject}")
+            self._touch(key)
             self._undo_seen.setdefault(subject, self._seen.get(subject))
         ids = (*self._seen.get(subject, ()), event_id)[-self.seen_ids_per_key :]
         self._seen[subject] = ids
-        self._changes[f"{SEEN}:{subject}"] = {"ids": ids}
+        self._changes[key] = {"ids": ids}
         if SEEN in self._idle:
             self._touched(SEEN, subject, self.now_s)
 
