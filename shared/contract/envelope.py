@@ -163,7 +163,7 @@ def _date_fields(model: type[EventData]) -> tuple[str, ...]:
 class Event:
     envelope: Envelope
     data: EventData
-    _time_iso: str | None = field(default=None, compare=False, repr=False)
+    _time_iso: str | None = field(default=None, init=False, compare=False, repr=False)  # see time_iso
 
     @property
     def id(self) -> str:
