@@ -8,6 +8,7 @@ the patch and the gaps".
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
@@ -110,3 +111,16 @@ async def ping(client: AsyncMongoClient[Document]) -> bool:
     except PyMongoError:  # readiness only reports; the caller decides what "not ready" means
         return False
     return True
+
+
+def as_time(value: Any) -> datetime | None:
+    """A stored time (a BSON date or an ISO string, aware or not) as an aware datetime; None if it is neither."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str):
+        try:
+            found = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return found if found.tzinfo else found.replace(tzinfo=UTC)
+    return None

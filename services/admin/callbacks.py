@@ -31,11 +31,10 @@ from pydantic import BaseModel
 
 from services.admin.access import Agent, Principal, Viewer
 from services.admin.dead_letters import send_one
-from services.admin.results import as_time
 from shared.contract import Topics, encode, new_event
 from shared.contract import events as ev
 from shared.rules.builtin import CALLBACK_APOLOGY
-from shared.store import Collections, Document
+from shared.store import Collections, Document, as_time
 from shared.versioned import audit
 
 router = APIRouter(prefix="/v1", tags=["callbacks"])
@@ -50,14 +49,13 @@ def _due(doc: Document) -> datetime | None:
 
 async def _with_new_promises(request: Request, docs: list[Document]) -> list[Document]:
     """The new time the apology promised, for requests whose first promise was missed."""
-    late = [d["_id"] for d in docs if d.get("made_at") is None]
+    late = {d["_id"]: d for d in docs if d.get("made_at") is None}
     if late:
-        query = {"rule_id": CALLBACK_APOLOGY, "context.request_id": {"$in": late}}
+        query = {"rule_id": CALLBACK_APOLOGY, "context.request_id": {"$in": list(late)}}
         async for message in request.app.state.db[Collections.MESSAGES].find(query, {"context": 1}):
             context = message.get("context") or {}
-            for doc in docs:
-                if doc["_id"] == context.get("request_id"):
-                    doc["new_promise"] = context.get("new_promise")
+            if (doc := late.get(context.get("request_id"))) is not None:
+                doc["new_promise"] = context.get("new_promise")
     return docs
 
 

@@ -21,8 +21,7 @@ from fastapi import APIRouter, Query, Request
 
 from services.admin.access import Viewer
 from services.admin.dead_letters import day_boundaries, dead_letter_counts
-from services.admin.results import as_time
-from shared.store import Collections
+from shared.store import Collections, as_time
 
 router = APIRouter(prefix="/v1", tags=["overview"])
 MESSAGE_FIGURES = ("sent", "failed", "held_out", "suppressed")

@@ -23,8 +23,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from services.admin.access import Viewer
-from services.admin.results import as_time
-from shared.store import Collections
+from shared.store import Collections, as_time
 
 router = APIRouter(prefix="/v1", tags=["results"])
 MAX_COMMENTS = 20

@@ -27,7 +27,7 @@ from fastapi import APIRouter, Path, Query, Request
 
 from services.admin.access import Viewer
 from shared.rules.model import RULE_ID
-from shared.store import Collections
+from shared.store import Collections, as_time
 
 router = APIRouter(prefix="/v1", tags=["results"])
 Z95 = 1.959963984540054
@@ -73,19 +73,6 @@ def _summary(counts: dict[str, int]) -> dict[str, Any]:
         "holdout_conversion_rate": control,
         "uplift": uplift((counts["converted"], sent), (counts["holdout_converted"], held)),
     }
-
-
-def as_time(value: Any) -> datetime | None:
-    """A stored time (a BSON date or an ISO string, aware or not) as an aware datetime; None if it is neither."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, str):
-        try:
-            found = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return found if found.tzinfo else found.replace(tzinfo=UTC)
-    return None
 
 
 def tally(messages: list[dict[str, Any]], orders: dict[str, list[datetime]], window: timedelta) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from pymongo.errors import DuplicateKeyError
 
 from shared import signing
 from shared.contract.events import CallbackClaimed, CallbackRequested, CallbackUpdated
-from shared.store import Collections, Document
+from shared.store import Collections, Document, as_time
 
 log = logging.getLogger(__name__)
 HELPDESK_ATTEMPTS = (0.0, 1.0, 4.0)  # waits before each attempt, seconds
@@ -193,7 +193,5 @@ async def recorded(db: AsyncDatabase[Document], data: CallbackUpdated, at: datet
 
 def _same(stored: Any, at: datetime) -> bool:
     """A stored time (BSON keeps milliseconds, and may give it back without a zone) equal to ``at``."""
-    if not isinstance(stored, datetime):
-        return False
-    stored = stored if stored.tzinfo else stored.replace(tzinfo=UTC)
-    return bool(abs((stored - at).total_seconds()) < 0.001)
+    time = as_time(stored) if isinstance(stored, datetime) else None
+    return time is not None and abs((time - at).total_seconds()) < 0.001
