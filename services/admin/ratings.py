@@ -131,11 +131,11 @@ async def ratings(
     """Asked, answered, response rate, CSAT, NPS and their weekly trend per rule, channel and locale."""
     db = request.app.state.db
     since = datetime.now(UTC) - timedelta(days=days)
-    fields = {"rule_id": 1, "channel": 1, "locale": 1, "created_at": 1, "context": 1, "status": 1, "holdout": 1}
+    fields = {"rule_id": 1, "channel": 1, "locale": 1, "created_at": 1, "context": 1, "holdout": 1}
     messages = [
         m
         async for m in db[Collections.MESSAGES].find({"created_at": {"$gte": since}, "status": "delivered"}, fields)
-        if (m.get("context") or {}).get("survey") and m.get("status") == "delivered" and not m.get("holdout")
+        if (m.get("context") or {}).get("survey") and not m.get("holdout")
     ]
     query = {"type": {"$in": ["csat.submitted", "nps.submitted"]}, "at": {"$gte": since}}
     answers = [a async for a in db[Collections.INTERACTIONS].find(query)]

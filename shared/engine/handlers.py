@@ -105,13 +105,14 @@ def _note(state: PartitionState, customer_id: str, field: str, item: object) -> 
 def order_placed(state: PartitionState, event: Event, now: datetime) -> list[Event]:
     data = event.data
     assert isinstance(data, ev.OrderPlaced)
+    items = sum(i.qty for i in data.items) or 1
     order: Doc = {
         "order_id": data.order_id,
         "customer_id": data.customer_id,
         "status": "placed",
         "placed_at": event.time_iso,
         "total": data.total.model_dump(mode="json"),
-        "items": sum(i.qty for i in data.items) or 1,
+        "items": items,
         "products": [i.name for i in data.items if i.name][:MAX_PRODUCTS_NAMED],
         "promised_ship_by": data.promised_ship_by.isoformat() if data.promised_ship_by else None,
         "promised_delivery_by": data.promised_delivery_by.isoformat() if data.promised_delivery_by else None,
@@ -120,7 +121,6 @@ def order_placed(state: PartitionState, event: Event, now: datetime) -> list[Eve
     customer = _customer(state, data.customer_id)
     customer["orders"] = customer.get("orders", 0) + 1
     customer["last_order_at"] = event.time_iso
-    items = sum(i.qty for i in data.items) or 1
     _remember(customer, "order_history", {"at": event.time_iso, "amount": str(data.total.amount), "items": items})
     _purchases(customer, data, event.time)
     state.put(CUSTOMER, data.customer_id, customer)
