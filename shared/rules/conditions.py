@@ -87,7 +87,7 @@ def check_expression(expr: str) -> None:
 
 _PERSONAL = re.compile(r"\.\s*(phone|email)\b|\[\s*[\"'](phone|email)[\"']\s*\]")
 _BOUND = re.compile(r"\.\s*(all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
-_FIELD = re.compile(r"\b(event|customer|order|case|session|scores|trigger|now)\b(\s*\.\s*([A-Za-z_][A-Za-z0-9_]*))?")
+_FIELD = re.compile(rf"\b({'|'.join(sorted(VARIABLES))})\b(\s*\.\s*([A-Za-z_][A-Za-z0-9_]*))?")
 
 
 def needs(exprs: Iterable[str]) -> dict[str, set[str] | None]:
