@@ -233,16 +233,19 @@ def build_broker(
     )
     async def on_support(body: Any, msg: KafkaMessage) -> None:
         event = _readable(msg)
-        if event is not None and isinstance(event.data, CallbackClaimed):
-            await callbacks.claimed(db, event.data)
+        if event is None:
             return
-        if event is not None and isinstance(event.data, CallbackUpdated):
-            await callbacks.recorded(db, event.data, event.time)
+        data = event.data
+        if isinstance(data, CallbackClaimed):
+            await callbacks.claimed(db, data)
             return
-        if event is None or not isinstance(event.data, CallbackRequested):
+        if isinstance(data, CallbackUpdated):
+            await callbacks.recorded(db, data, event.time)
+            return
+        if not isinstance(data, CallbackRequested):
             return
         try:
-            await callbacks.route(db, event.data, event.time, desk)
+            await callbacks.route(db, data, event.time, desk)
         except callbacks.HelpDeskRefused as exc:  # the queue has it; the dead letter can be sent back
             raw = msg.raw_message
             headers = dead_letter_headers(exc, topics.support, raw.partition, raw.offset)  # type: ignore[union-attr]

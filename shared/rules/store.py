@@ -49,7 +49,7 @@ async def seed(db: AsyncDatabase[Document], now: datetime | None = None) -> int:
         rule = Rule.model_validate({**raw, "version": 1})
         known = await versions(db, rule.rule_id)
         if known:
-            added += await _follow_builtin(db, rule, known)
+            added += await _follow_builtin(db, rule, known, now)
             continue
         try:
             await db[Collections.RULES].insert_one(RULES.doc(rule, "published", BUILT_IN_AUTHOR, now))
@@ -63,7 +63,7 @@ async def seed(db: AsyncDatabase[Document], now: datetime | None = None) -> int:
     return added
 
 
-async def _follow_builtin(db: AsyncDatabase[Document], rule: Rule, known: list[Document]) -> int:
+async def _follow_builtin(db: AsyncDatabase[Document], rule: Rule, known: list[Document], now: datetime) -> int:
     untouched = all(d.get("created_by") == BUILT_IN_AUTHOR and d.get("published_by") is None for d in known)
     wanted = rule.model_dump(mode="json")
     # compared as the model reads them now: a field added since (with its default) is no change
@@ -74,7 +74,7 @@ async def _follow_builtin(db: AsyncDatabase[Document], rule: Rule, known: list[D
         draft = await save_draft(db, wanted, BUILT_IN_AUTHOR)
         await db[Collections.RULES].update_one(
             {"_id": f"{rule.rule_id}@{draft.version}"},
-            {"$set": {"status": "published", "published_at": datetime.now(UTC)}},
+            {"$set": {"status": "published", "published_at": now}},
         )
     except DuplicateKeyError:
         return 0  # another service brought it up to date at the same moment
