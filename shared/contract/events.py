@@ -226,7 +226,6 @@ class NpsSubmitted(Answer):
 
 # The states of a repair or service case, in the order a case usually walks them; "returned" is the
 # item back with the customer, "closed" the case ended (with or without a repair).
-CASE_STATUSES = ("received", "diagnosed", "waiting_for_parts", "ready", "returned", "closed")
 CaseStatus = Literal["received", "diagnosed", "waiting_for_parts", "ready", "returned", "closed"]
 
 

@@ -201,7 +201,7 @@ MAX_CASE_STEPS = 20  # a case's status changes kept with it
 
 
 def service_case(default_status: str | None) -> Handler:
-    """A repair or service case: its status (``shared.contract.events.CASE_STATUSES``), its promised
+    """A repair or service case: its status (``shared.contract.events.CaseStatus``), its promised
     date and the steps it went through. Events of one case may arrive out of order (a shop's systems
     retry): a status older than the one the case has is kept in its steps but does not move it back;
     a new ``promised_by`` replaces the old one whenever it comes."""
